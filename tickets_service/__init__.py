@@ -1,0 +1,87 @@
+"""tickets-service: the support-ticket API of an ISP management platform."""
+
+import os
+import sqlite3
+from collections.abc import Mapping
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from .config import FIXED, check_secrets, from_environment, normalize_database_url
+from .extensions import db, jwt, migrate
+
+
+def create_app(config: Mapping | None = None) -> Flask:
+    """Build the app: settings from the environment, overridden by ``config`` (tests)."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.update(FIXED)
+    app.config.update(from_environment())
+    if config:
+        app.config.update(config)
+    check_secrets(app.config)
+    app.json.sort_keys = False  # keep the spec's key order
+
+    configure_database(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_commands(app)
+    return app
+
+
+def configure_database(app: Flask) -> None:
+    """Resolve the database URL and engine options for SQLite or PostgreSQL."""
+    url = app.config.get("SQLALCHEMY_DATABASE_URI")
+    if not url:
+        os.makedirs(app.instance_path, exist_ok=True)
+        url = "sqlite:///" + os.path.join(app.instance_path, "tickets.db")
+    url = normalize_database_url(url)
+    app.config["SQLALCHEMY_DATABASE_URI"] = url
+    # Check connections before use, so a database restart costs a reconnect, not a 500.
+    options: dict = {"pool_pre_ping": True}
+    if url.startswith("postgresql"):
+        options.update(
+            pool_size=app.config["DB_POOL_SIZE"],
+            max_overflow=app.config["DB_MAX_OVERFLOW"],
+            connect_args={"options": f"-c statement_timeout={app.config['DB_STATEMENT_TIMEOUT_MS']}"},
+        )
+    elif url.startswith("sqlite"):
+        # Several gunicorn workers share the file: wait for a lock rather than fail at once.
+        options["connect_args"] = {"timeout": 15}
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+
+
+@event.listens_for(Engine, "connect")
+def _configure_sqlite(dbapi_connection, _record) -> None:
+    """SQLite leaves foreign keys off unless each connection turns them on."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+
+def register_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db)
+    jwt.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from . import auth, tickets
+
+    app.register_blueprint(auth.bp, url_prefix="/api/v1/auth")
+    app.register_blueprint(tickets.bp, url_prefix="/api/v1/tickets")
+
+
+def register_error_handlers(app: Flask) -> None:
+    from .errors import register_error_handlers as register
+
+    register(app)
+
+
+def register_commands(app: Flask) -> None:
+    from .cli import register_commands as register
+
+    register(app)

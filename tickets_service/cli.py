@@ -1,0 +1,219 @@
+"""Operator commands: `flask --app wsgi users|subscribers|seed-demo ...`.
+
+Each prints what it created as one JSON object on stdout; bad input is one line on stderr
+and exit status 1.
+"""
+
+import json
+from datetime import timedelta
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+from marshmallow import Schema, ValidationError
+from sqlalchemy import select
+
+from .extensions import db
+from .models import (
+    Role,
+    Subscriber,
+    Ticket,
+    TicketPriority,
+    TicketReply,
+    TicketStatus,
+    User,
+    utcnow,
+)
+from .schemas import subscriber_in, subscriber_out, user_in, user_out
+
+users = AppGroup("users", help="Manage the people who log in to the API.")
+subscribers = AppGroup("subscribers", help="Manage the ISP's subscribers.")
+
+
+def register_commands(app: Flask) -> None:
+    app.cli.add_command(users)
+    app.cli.add_command(subscribers)
+    app.cli.add_command(seed_demo)
+
+
+def fail(message: str) -> None:
+    """Print one line on stderr and exit with status 1."""
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(1)
+
+
+def validated(schema: Schema, options: dict) -> dict:
+    """Load CLI options through the API's own schema; integers arrive as text."""
+    data = {}
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name.endswith("_id") and value.strip().isdigit():
+            value = int(value)
+        data[name] = value
+    try:
+        return schema.load(data)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{field}: {' '.join(messages)}" for field, messages in sorted(err.messages.items())
+        )
+        fail(problems)
+
+
+def emit(schema: Schema, record) -> None:
+    click.echo(json.dumps(schema.dump(record)))
+
+
+def find_user(email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.email == email.strip().lower()))
+
+
+@users.command("create")
+@click.option("--isp-id")
+@click.option("--branch-id")
+@click.option("--name")
+@click.option("--email")
+@click.option("--role", help="admin or staff")
+@click.option("--password", help="Prompted for when not given.")
+def create_user(isp_id, branch_id, name, email, role, password):
+    """Create a user who can log in."""
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    data = validated(
+        user_in,
+        {"isp_id": isp_id, "branch_id": branch_id, "name": name, "email": email, "role": role,
+         "password": password},
+    )
+    data["email"] = data["email"].lower()
+    if find_user(data["email"]) is not None:
+        fail(f"a user with email {data['email']} already exists")
+    user = User(**{k: v for k, v in data.items() if k != "password"})
+    user.set_password(data["password"])
+    db.session.add(user)
+    db.session.commit()
+    emit(user_out, user)
+
+
+@users.command("deactivate")
+@click.option("--email", required=True)
+def deactivate_user(email):
+    """Deactivate a user: logins and existing tokens stop working at once."""
+    user = find_user(email)
+    if user is None:
+        fail(f"no user with email {email}")
+    user.is_active = False
+    db.session.commit()
+    emit(user_out, user)
+
+
+@subscribers.command("create")
+@click.option("--isp-id")
+@click.option("--branch-id")
+@click.option("--name")
+@click.option("--phone")
+@click.option("--email")
+def create_subscriber(isp_id, branch_id, name, phone, email):
+    """Create a subscriber tickets can refer to."""
+    data = validated(
+        subscriber_in,
+        {"isp_id": isp_id, "branch_id": branch_id, "name": name, "phone": phone, "email": email},
+    )
+    subscriber = Subscriber(**data)
+    db.session.add(subscriber)
+    db.session.commit()
+    emit(subscriber_out, subscriber)
+
+
+# --- Demo data ------------------------------------------------------------------------------
+
+DEMO_ISP = 1
+DEMO_USERS = [
+    # email, name, role, branch, password
+    ("admin@demo.example", "Demo Admin", Role.ADMIN, 1, "demo-admin-password"),
+    ("staff@demo.example", "Demo Staff", Role.STAFF, 1, "demo-staff-password"),
+]
+DEMO_SUBSCRIBERS = [
+    # name, branch, phone
+    ("John Doe", 1, "+15550100"),
+    ("Jane Roe", 1, "+15550101"),
+    ("Ali Khan", 2, None),
+]
+DEMO_TICKETS = [
+    # title, description, subscriber, priority, status, replies (author email, message)
+    ("Connection Issue", "Cannot connect to internet", "John Doe", TicketPriority.MEDIUM,
+     TicketStatus.OPEN, [("admin@demo.example", "We are looking into this.")]),
+    ("Slow speeds in the evening", "Speed drops below 5 Mbps after 8 pm", "Jane Roe",
+     TicketPriority.HIGH, TicketStatus.IN_PROGRESS,
+     [("staff@demo.example", "Line test scheduled."),
+      ("admin@demo.example", "Escalated to the network team.")]),
+    ("Router replacement", "Router power supply failed", None, TicketPriority.LOW,
+     TicketStatus.RESOLVED, [("staff@demo.example", "New router delivered.")]),
+    ("Billing address change", "Subscriber moved house", "Ali Khan", TicketPriority.LOW,
+     TicketStatus.CLOSED, []),
+]
+
+
+@click.command("seed-demo")
+def seed_demo():
+    """Create a demo ISP with users, subscribers and tickets; safe to run again."""
+    people = {}
+    for email, name, role, branch, password in DEMO_USERS:
+        user = find_user(email)
+        if user is None:
+            user = User(isp_id=DEMO_ISP, branch_id=branch, name=name, email=email, role=role)
+            user.set_password(password)
+            db.session.add(user)
+        people[email] = user
+
+    customers = {}
+    for name, branch, phone in DEMO_SUBSCRIBERS:
+        subscriber = db.session.scalar(
+            select(Subscriber).where(Subscriber.isp_id == DEMO_ISP, Subscriber.name == name)
+        )
+        if subscriber is None:
+            subscriber = Subscriber(isp_id=DEMO_ISP, branch_id=branch, name=name, phone=phone)
+            db.session.add(subscriber)
+        customers[name] = subscriber
+    db.session.flush()
+
+    created = 0
+    for offset, (title, description, customer, priority, status, replies) in enumerate(
+        DEMO_TICKETS
+    ):
+        exists = db.session.scalar(
+            select(Ticket.id).where(Ticket.isp_id == DEMO_ISP, Ticket.title == title)
+        )
+        if exists is not None:
+            continue
+        subscriber = customers.get(customer)
+        ticket = Ticket(
+            isp_id=DEMO_ISP,
+            branch_id=subscriber.branch_id if subscriber else 1,
+            subscriber_id=subscriber.id if subscriber else None,
+            created_by_id=people["admin@demo.example"].id,
+            title=title,
+            description=description,
+            priority=priority,
+            status=status,
+        )
+        # Spread the demo over the last days so the list's order is visible.
+        ticket.created_at = ticket.updated_at = _days_ago(len(DEMO_TICKETS) - offset)
+        db.session.add(ticket)
+        db.session.flush()
+        for minutes, (author, message) in enumerate(replies, start=1):
+            reply = TicketReply(ticket_id=ticket.id, user_id=people[author].id, message=message)
+            reply.created_at = ticket.created_at + timedelta(minutes=30 * minutes)
+            db.session.add(reply)
+        created += 1
+    db.session.commit()
+
+    click.echo(f"Demo ISP {DEMO_ISP}: {created} new tickets ({len(DEMO_TICKETS)} in the demo).")
+    for email, _name, role, branch, password in DEMO_USERS:
+        click.echo(
+            f"Log in as {role.value} (branch {branch}): POST /api/v1/auth/login "
+            f'{{"email": "{email}", "password": "{password}"}}'
+        )
+
+
+def _days_ago(days: int):
+    return utcnow().replace(microsecond=0) - timedelta(days=days)

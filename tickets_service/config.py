@@ -1,0 +1,86 @@
+"""Settings, all read from the environment in one place.
+
+Every variable is listed with its default in the README. Secrets have no default outside
+debug and testing: a misconfigured deploy stops at start with a one-line reason.
+"""
+
+import os
+import secrets
+from collections.abc import Mapping
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message is one line for the operator."""
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(environ: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def normalize_database_url(url: str) -> str:
+    """Send every PostgreSQL URL spelling (as PaaS hosts hand them out) to psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> dict:
+    """Build the Flask config mapping from environment variables."""
+    environ = os.environ if environ is None else environ
+    database_url = environ.get("DATABASE_URL", "").strip()
+    return {
+        # Empty means "a SQLite file in the instance folder", resolved in create_app.
+        "SQLALCHEMY_DATABASE_URI": database_url or None,
+        "JWT_SECRET_KEY": environ.get("JWT_SECRET_KEY") or None,
+        "JWT_ACCESS_TOKEN_EXPIRES": _int(environ, "JWT_ACCESS_TOKEN_EXPIRES", 3600, minimum=1),
+        "MAX_CONTENT_LENGTH": _int(environ, "MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1),
+        "DB_POOL_SIZE": _int(environ, "DB_POOL_SIZE", 5, minimum=1),
+        "DB_MAX_OVERFLOW": _int(environ, "DB_MAX_OVERFLOW", 10, minimum=0),
+        "DB_STATEMENT_TIMEOUT_MS": _int(environ, "DB_STATEMENT_TIMEOUT_MS", 15000, minimum=0),
+        "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper(),
+        "DEBUG": _bool(environ, "FLASK_DEBUG"),
+    }
+
+
+# Settings that are fixed by the design rather than by the operator.
+FIXED = {
+    "JWT_ALGORITHM": "HS256",
+    "JWT_DECODE_ALGORITHMS": ["HS256"],
+    "JWT_TOKEN_LOCATION": ["headers"],
+    "JWT_ERROR_MESSAGE_KEY": "message",
+    "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+}
+
+MIN_SECRET_BYTES = 32
+
+
+def check_secrets(config: dict) -> None:
+    """Fail fast on a missing or weak JWT key; debug and testing get a throwaway one."""
+    key = config.get("JWT_SECRET_KEY")
+    if not key:
+        if config.get("DEBUG") or config.get("TESTING"):
+            config["JWT_SECRET_KEY"] = secrets.token_hex(32)
+            return
+        raise ConfigError(
+            "JWT_SECRET_KEY is not set: export a random secret of at least "
+            f"{MIN_SECRET_BYTES} bytes, e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`"
+        )
+    if len(key.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(f"JWT_SECRET_KEY is too short: use at least {MIN_SECRET_BYTES} bytes")

@@ -1,0 +1,84 @@
+"""Every failure becomes the envelope: HTTP errors, validation, database faults, bugs."""
+
+import logging
+
+from flask import Flask, request
+from marshmallow import ValidationError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from .extensions import db
+from .responses import error
+
+log = logging.getLogger(__name__)
+
+# Headers an HTTP error carries that a client needs (405's Allow, 429's Retry-After, ...).
+_KEPT_HEADERS = {"allow", "retry-after", "www-authenticate"}
+_MESSAGES = {
+    400: "Bad request.",
+    404: "Not found.",
+    405: "Method not allowed.",
+    413: "Request body too large.",
+    415: "Unsupported media type.",
+}
+# Past this much, an oversized body is not worth reading just to answer cleanly.
+_MAX_DRAIN = 64 * 1024 * 1024
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Install the handlers app-wide (blueprint handlers would hide the JWT loaders)."""
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(ValidationError, handle_validation_error)
+    app.register_error_handler(OperationalError, handle_database_unavailable)
+    app.register_error_handler(Exception, handle_unexpected_error)
+
+
+def handle_http_error(exc: HTTPException):
+    """abort() and routing errors: our message if a view gave one, else the standard name."""
+    if isinstance(exc, RequestEntityTooLarge):
+        _discard_request_body()
+    custom = exc.description and exc.description != type(exc).description
+    message = exc.description if custom else _MESSAGES.get(exc.code, exc.name)
+    response = error(message, exc.code or 500)
+    for name, value in exc.get_headers():
+        if name.lower() in _KEPT_HEADERS:
+            response.headers[name] = value
+    return response
+
+
+def handle_validation_error(exc: ValidationError):
+    """422 with the per-field messages."""
+    errors = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+    return error("Validation failed.", 422, errors)
+
+
+def handle_database_unavailable(exc: OperationalError):
+    """The database could not be reached or gave up: 503, so clients retry."""
+    db.session.rollback()
+    log.error("database unavailable: %s", exc.__class__.__name__)
+    return error("Database unavailable, try again shortly.", 503)
+
+
+def handle_unexpected_error(exc: Exception):
+    """A bug: log it with its traceback, show the client nothing of it."""
+    db.session.rollback()
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error("Internal server error.", 500)
+
+
+def _discard_request_body() -> None:
+    """Read an oversized body off the socket so the client receives the 413 we send.
+
+    Closing with unread data makes the kernel reset the connection, and many clients then
+    report a broken pipe instead of our answer.
+    """
+    length = request.content_length
+    stream = request.environ.get("wsgi.input")
+    if stream is None or length is None or length > _MAX_DRAIN:
+        return
+    remaining = length
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 64 * 1024))
+        if not chunk:
+            break
+        remaining -= len(chunk)

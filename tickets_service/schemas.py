@@ -1,0 +1,291 @@
+"""Marshmallow schemas, named by direction: *In and *Update for bodies, *Args for query
+strings, *Out for responses. Instances are created once at the bottom."""
+
+import json
+import re
+from datetime import UTC, datetime
+
+from flask import abort, request
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from .models import MAX_ID, Role, TicketPriority, TicketStatus
+
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+MAX_PER_PAGE = 200
+DEFAULT_PER_PAGE = 50
+
+# C0 controls and DEL, except tab, line feed and carriage return. NUL is among them: PostgreSQL
+# cannot store it in text, so it must be refused here rather than fail at commit.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_LINE_BREAK = re.compile(r"[\r\n]")
+_DIGITS = re.compile(r"-?[0-9]{1,20}")
+
+
+class Timestamp(fields.Field):
+    """A datetime written as "YYYY-MM-DD HH:MM:SS" in UTC (output only)."""
+
+    def _serialize(self, value: datetime | None, attr, obj, **kwargs):
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.strftime(TIMESTAMP_FORMAT)
+
+
+class Text(fields.String):
+    """A string that is trimmed, valid UTF-8 and free of control characters."""
+
+    def __init__(self, *, single_line: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.single_line = single_line
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("Must be valid UTF-8 text.") from None
+        if _CONTROL.search(text) or (self.single_line and _LINE_BREAK.search(text)):
+            raise ValidationError("Must not contain control characters.")
+        return text
+
+
+def Id(**kwargs) -> fields.Integer:
+    """A JSON integer id in the column's range: "2", 2.5 and true are refused."""
+    return fields.Integer(strict=True, validate=validate.Range(1, MAX_ID), **kwargs)
+
+
+class QueryInteger(fields.Integer):
+    """An integer written in a query string: plain decimal digits only."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not _DIGITS.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def QueryId(**kwargs) -> QueryInteger:
+    return QueryInteger(validate=validate.Range(1, MAX_ID), **kwargs)
+
+
+_priority = validate.OneOf([int(p) for p in TicketPriority])
+_status = validate.OneOf([int(s) for s in TicketStatus])
+
+
+def title_field(**kwargs) -> Text:
+    return Text(single_line=True, validate=validate.Length(1, 255), **kwargs)
+
+
+def long_text_field(**kwargs) -> Text:
+    return Text(validate=validate.Length(1, 10_000), **kwargs)
+
+
+# --- Requests -------------------------------------------------------------------------------
+
+
+class ScopeIn(Schema):
+    """The isp_id / branch_id / user_id a client may send; they must agree with its token."""
+
+    isp_id = Id()
+    branch_id = Id()
+    user_id = Id()
+
+
+class TicketScopeArgs(Schema):
+    """Optional scope in the query string of the per-ticket endpoints."""
+
+    isp_id = QueryId()
+    branch_id = QueryId()
+    user_id = QueryId()
+
+
+class TicketListArgs(Schema):
+    isp_id = QueryId(required=True)
+    branch_id = QueryId(required=True)
+    user_id = QueryId(required=True)
+    status = QueryInteger(validate=_status)
+    priority = QueryInteger(validate=_priority)
+    page = QueryInteger(load_default=1, validate=validate.Range(1, MAX_ID))
+    per_page = QueryInteger(
+        load_default=DEFAULT_PER_PAGE, validate=validate.Range(1, MAX_PER_PAGE)
+    )
+
+
+class TicketIn(ScopeIn):
+    title = title_field(required=True)
+    description = long_text_field(required=True)
+    subscriber_id = Id(allow_none=True)
+    priority = fields.Integer(strict=True, required=True, validate=_priority)
+
+
+class TicketUpdate(ScopeIn):
+    title = title_field()
+    description = long_text_field()
+    subscriber_id = Id(allow_none=True)
+    priority = fields.Integer(strict=True, validate=_priority)
+
+    @validates_schema
+    def needs_a_change(self, data, **kwargs):
+        if not {"title", "description", "priority", "subscriber_id"} & data.keys():
+            raise ValidationError(
+                "Send at least one of title, description, priority, subscriber_id."
+            )
+
+
+class TicketStatusIn(ScopeIn):
+    status = fields.Integer(strict=True, required=True, validate=_status)
+
+
+class ReplyIn(ScopeIn):
+    message = long_text_field(required=True)
+
+
+class LoginIn(Schema):
+    email = Text(required=True, validate=validate.Length(1, 255))
+    password = fields.String(required=True, validate=validate.Length(1, 1024))
+
+
+class UserIn(Schema):
+    """A new user, as given to the CLI."""
+
+    isp_id = Id(required=True)
+    branch_id = Id(required=True)
+    name = title_field(required=True)
+    email = fields.Email(required=True, validate=validate.Length(1, 255))
+    role = fields.String(required=True, validate=validate.OneOf([r.value for r in Role]))
+    password = fields.String(required=True, validate=validate.Length(8, 1024))
+
+
+class SubscriberIn(Schema):
+    """A new subscriber, as given to the CLI."""
+
+    isp_id = Id(required=True)
+    branch_id = Id(required=True)
+    name = title_field(required=True)
+    phone = Text(single_line=True, allow_none=True, validate=validate.Length(1, 32))
+    email = fields.Email(allow_none=True, validate=validate.Length(1, 255))
+
+
+# --- Responses ------------------------------------------------------------------------------
+# Field order is the spec's; fields the spec does not show come after its own.
+
+
+class UserOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    email = fields.String()
+    role = fields.String()
+    isp_id = fields.Integer()
+    branch_id = fields.Integer()
+
+
+class SubscriberOut(Schema):
+    id = fields.Integer()
+    isp_id = fields.Integer()
+    branch_id = fields.Integer()
+    name = fields.String()
+    phone = fields.String(allow_none=True)
+    email = fields.String(allow_none=True)
+
+
+class TokenOut(Schema):
+    access_token = fields.String()
+    token_type = fields.String()
+    expires_in = fields.Integer()
+    user = fields.Nested(UserOut)
+
+
+class ReplyOut(Schema):
+    id = fields.Integer()
+    message = fields.String()
+    user_name = fields.String()
+    created_at = Timestamp()
+    user_id = fields.Integer()
+
+
+class TicketSummaryOut(Schema):
+    id = fields.Integer()
+    title = fields.String()
+    subscriber_id = fields.Integer(allow_none=True)
+    subscriber_name = fields.String(allow_none=True)
+    priority = fields.Integer()
+    status = fields.Integer()
+    created_at = Timestamp()
+    isp_id = fields.Integer()
+    branch_id = fields.Integer()
+    updated_at = Timestamp()
+
+
+class TicketOut(Schema):
+    id = fields.Integer()
+    title = fields.String()
+    description = fields.String()
+    subscriber_id = fields.Integer(allow_none=True)
+    subscriber_name = fields.String(allow_none=True)
+    priority = fields.Integer()
+    status = fields.Integer()
+    replies = fields.List(fields.Nested(ReplyOut))
+    created_at = Timestamp()
+    isp_id = fields.Integer()
+    branch_id = fields.Integer()
+    created_by = fields.Integer(attribute="created_by_id")
+    updated_at = Timestamp()
+
+
+class CreatedOut(Schema):
+    id = fields.Integer()
+
+
+class PageMeta(Schema):
+    page = fields.Integer()
+    per_page = fields.Integer()
+    total = fields.Integer()
+    pages = fields.Integer()
+
+
+ticket_in = TicketIn()
+ticket_update = TicketUpdate()
+ticket_status_in = TicketStatusIn()
+reply_in = ReplyIn()
+ticket_list_args = TicketListArgs()
+ticket_scope_args = TicketScopeArgs()
+login_in = LoginIn()
+user_in = UserIn()
+subscriber_in = SubscriberIn()
+user_out = UserOut()
+subscriber_out = SubscriberOut()
+token_out = TokenOut()
+ticket_out = TicketOut()
+ticket_summaries_out = TicketSummaryOut(many=True)
+created_out = CreatedOut()
+page_meta = PageMeta()
+
+
+# --- Loading --------------------------------------------------------------------------------
+
+
+def load_body(schema: Schema) -> dict:
+    """Parse the body as JSON whatever its Content-Type says, then validate it.
+
+    Oversized bodies raise 413 while being read; anything that is not a JSON object is 400.
+    """
+    raw = request.get_data(cache=True)
+    try:
+        data = json.loads(raw) if raw else None
+    except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting or digits
+        abort(400, "Request body is not valid JSON.")
+    if not isinstance(data, dict):
+        abort(400, "Request body must be a JSON object.")
+    return schema.load(data)
+
+
+def load_args(schema: Schema) -> dict:
+    """Validate the query string; a parameter given twice is ambiguous and refused."""
+    repeated = {
+        name: ["Give this parameter only once."]
+        for name, values in request.args.lists()
+        if len(values) > 1
+    }
+    if repeated:
+        raise ValidationError(repeated)
+    return schema.load(request.args.to_dict())
