@@ -24,8 +24,12 @@ options = current_app.extensions["migrate"].configure_args
 
 def run_migrations_offline() -> None:
     """Write the SQL to stdout instead of running it."""
-    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
-                      literal_binds=True, **options)
+    context.configure(
+        url=config.get_main_option("sqlalchemy.url"),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        **options,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

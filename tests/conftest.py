@@ -294,7 +294,8 @@ def snapshot(rows):
     """snapshot() -> the content of every table; compare two to prove nothing changed."""
 
     def take():
-        return {model.__tablename__: rows(model) for model in (User, Subscriber, Ticket, TicketReply)}
+        models = (User, Subscriber, Ticket, TicketReply)
+        return {model.__tablename__: rows(model) for model in models}
 
     return take
 

@@ -41,10 +41,11 @@ def configure_database(app: Flask) -> None:
     # Check connections before use, so a database restart costs a reconnect, not a 500.
     options: dict = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
+        timeout = app.config["DB_STATEMENT_TIMEOUT_MS"]
         options.update(
             pool_size=app.config["DB_POOL_SIZE"],
             max_overflow=app.config["DB_MAX_OVERFLOW"],
-            connect_args={"options": f"-c statement_timeout={app.config['DB_STATEMENT_TIMEOUT_MS']}"},
+            connect_args={"options": f"-c statement_timeout={timeout}"},
         )
     elif url.startswith("sqlite"):
         # Several gunicorn workers share the file: wait for a lock rather than fail at once.

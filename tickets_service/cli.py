@@ -81,8 +81,14 @@ def create_user(isp_id, branch_id, name, email, role, password):
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     data = validated(
         user_in,
-        {"isp_id": isp_id, "branch_id": branch_id, "name": name, "email": email, "role": role,
-         "password": password},
+        {
+            "isp_id": isp_id,
+            "branch_id": branch_id,
+            "name": name,
+            "email": email,
+            "role": role,
+            "password": password,
+        },
     )
     data["email"] = data["email"].lower()
     if find_user(data["email"]) is not None:
@@ -140,16 +146,41 @@ DEMO_SUBSCRIBERS = [
 ]
 DEMO_TICKETS = [
     # title, description, subscriber, priority, status, replies (author email, message)
-    ("Connection Issue", "Cannot connect to internet", "John Doe", TicketPriority.MEDIUM,
-     TicketStatus.OPEN, [("admin@demo.example", "We are looking into this.")]),
-    ("Slow speeds in the evening", "Speed drops below 5 Mbps after 8 pm", "Jane Roe",
-     TicketPriority.HIGH, TicketStatus.IN_PROGRESS,
-     [("staff@demo.example", "Line test scheduled."),
-      ("admin@demo.example", "Escalated to the network team.")]),
-    ("Router replacement", "Router power supply failed", None, TicketPriority.LOW,
-     TicketStatus.RESOLVED, [("staff@demo.example", "New router delivered.")]),
-    ("Billing address change", "Subscriber moved house", "Ali Khan", TicketPriority.LOW,
-     TicketStatus.CLOSED, []),
+    (
+        "Connection Issue",
+        "Cannot connect to internet",
+        "John Doe",
+        TicketPriority.MEDIUM,
+        TicketStatus.OPEN,
+        [("admin@demo.example", "We are looking into this.")],
+    ),
+    (
+        "Slow speeds in the evening",
+        "Speed drops below 5 Mbps after 8 pm",
+        "Jane Roe",
+        TicketPriority.HIGH,
+        TicketStatus.IN_PROGRESS,
+        [
+            ("staff@demo.example", "Line test scheduled."),
+            ("admin@demo.example", "Escalated to the network team."),
+        ],
+    ),
+    (
+        "Router replacement",
+        "Router power supply failed",
+        None,
+        TicketPriority.LOW,
+        TicketStatus.RESOLVED,
+        [("staff@demo.example", "New router delivered.")],
+    ),
+    (
+        "Billing address change",
+        "Subscriber moved house",
+        "Ali Khan",
+        TicketPriority.LOW,
+        TicketStatus.CLOSED,
+        [],
+    ),
 ]
 
 

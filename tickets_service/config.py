@@ -80,7 +80,7 @@ def check_secrets(config: dict) -> None:
             return
         raise ConfigError(
             "JWT_SECRET_KEY is not set: export a random secret of at least "
-            f"{MIN_SECRET_BYTES} bytes, e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`"
+            f"{MIN_SECRET_BYTES} bytes (e.g. the output of `openssl rand -hex 32`)"
         )
     if len(key.encode()) < MIN_SECRET_BYTES:
         raise ConfigError(f"JWT_SECRET_KEY is too short: use at least {MIN_SECRET_BYTES} bytes")

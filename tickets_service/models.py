@@ -101,9 +101,7 @@ class Ticket(db.Model):
         # status and priority filters get their own prefix so no filter scans the branch.
         Index("ix_tickets_scope_created", "isp_id", "branch_id", "created_at", "id"),
         Index("ix_tickets_scope_status_created", "isp_id", "branch_id", "status", "created_at"),
-        Index(
-            "ix_tickets_scope_priority_created", "isp_id", "branch_id", "priority", "created_at"
-        ),
+        Index("ix_tickets_scope_priority_created", "isp_id", "branch_id", "priority", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -106,9 +106,7 @@ class TicketListArgs(Schema):
     status = QueryInteger(validate=_status)
     priority = QueryInteger(validate=_priority)
     page = QueryInteger(load_default=1, validate=validate.Range(1, MAX_ID))
-    per_page = QueryInteger(
-        load_default=DEFAULT_PER_PAGE, validate=validate.Range(1, MAX_PER_PAGE)
-    )
+    per_page = QueryInteger(load_default=DEFAULT_PER_PAGE, validate=validate.Range(1, MAX_PER_PAGE))
 
 
 class TicketIn(ScopeIn):
