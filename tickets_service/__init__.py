@@ -8,6 +8,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from . import requestlog
 from .config import FIXED, check_secrets, from_environment, normalize_database_url
 from .extensions import db, jwt, migrate
 
@@ -39,13 +40,17 @@ def configure_database(app: Flask) -> None:
     url = normalize_database_url(url)
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     # Check connections before use, so a database restart costs a reconnect, not a 500.
-    options: dict = {"pool_pre_ping": True}
+    # Never put bound parameters (password hashes, ticket text) into error messages or logs.
+    options: dict = {"pool_pre_ping": True, "hide_parameters": True}
     if url.startswith("postgresql"):
         timeout = app.config["DB_STATEMENT_TIMEOUT_MS"]
         options.update(
             pool_size=app.config["DB_POOL_SIZE"],
             max_overflow=app.config["DB_MAX_OVERFLOW"],
-            connect_args={"options": f"-c statement_timeout={timeout}"},
+            connect_args={
+                "options": f"-c statement_timeout={timeout}",
+                "connect_timeout": app.config["DB_CONNECT_TIMEOUT"],
+            },
         )
     elif url.startswith("sqlite"):
         # Several gunicorn workers share the file: wait for a lock rather than fail at once.
@@ -67,11 +72,13 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db)
     jwt.init_app(app)
+    requestlog.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import auth, tickets
+    from . import auth, health, tickets
 
+    app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp, url_prefix="/api/v1/auth")
     app.register_blueprint(tickets.bp, url_prefix="/api/v1/tickets")
 

@@ -2,7 +2,7 @@
 
 from functools import cache
 
-from flask import Blueprint, abort, current_app
+from flask import Blueprint, abort, current_app, g
 from flask_jwt_extended import create_access_token, current_user, jwt_required
 from sqlalchemy import Select, select
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -33,6 +33,7 @@ def login():
         abort(401, INVALID_CREDENTIALS)
     if not user.check_password(credentials["password"]) or not user.is_active:
         abort(401, INVALID_CREDENTIALS)
+    g.user_id = user.id
     return success(token_out.dump(issue_token(user)))
 
 
@@ -73,6 +74,7 @@ def load_user(_header: dict, claims: dict) -> User | None:
         user.branch_id,
     ):
         return None
+    g.user_id = user.id  # for the request log
     return user
 
 

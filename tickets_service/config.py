@@ -53,6 +53,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "MAX_CONTENT_LENGTH": _int(environ, "MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1),
         "DB_POOL_SIZE": _int(environ, "DB_POOL_SIZE", 5, minimum=1),
         "DB_MAX_OVERFLOW": _int(environ, "DB_MAX_OVERFLOW", 10, minimum=0),
+        "DB_CONNECT_TIMEOUT": _int(environ, "DB_CONNECT_TIMEOUT", 5, minimum=1),
         "DB_STATEMENT_TIMEOUT_MS": _int(environ, "DB_STATEMENT_TIMEOUT_MS", 15000, minimum=0),
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper(),
         "DEBUG": _bool(environ, "FLASK_DEBUG"),
