@@ -1,0 +1,54 @@
+"""Issue 2 point 14 and issue 3 point 3: the schema exists only through migrations, and the
+migrations never drift from the models."""
+
+import flask_migrate
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from tickets_service.extensions import NAMING_CONVENTION, db
+
+
+def schema_differences(app) -> list:
+    with app.app_context(), db.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return compare_metadata(context, db.metadata)
+
+
+def test_migrated_schema_matches_the_models(app):
+    assert schema_differences(app) == []
+
+
+def test_downgrade_to_base_then_upgrade_rebuilds_the_schema(app):
+    with app.app_context():
+        db.session.remove()
+        flask_migrate.downgrade(revision="base")
+        with db.engine.connect() as connection:
+            left = set(inspect(connection).get_table_names()) - {"alembic_version"}
+        flask_migrate.upgrade()
+        with db.engine.connect() as connection:
+            rebuilt = set(inspect(connection).get_table_names())
+    assert left == set()
+    assert set(db.metadata.tables) <= rebuilt
+    assert schema_differences(app) == []
+
+
+def test_constraints_follow_the_naming_convention(app):
+    with app.app_context(), db.engine.connect() as connection:
+        inspector = inspect(connection)
+        foreign_keys = inspector.get_foreign_keys("tickets")
+        unique = inspector.get_unique_constraints("users")
+    assert NAMING_CONVENTION["fk"].startswith("fk_")
+    assert {fk["name"] for fk in foreign_keys} == {
+        "fk_tickets_subscriber_id_subscribers",
+        "fk_tickets_created_by_id_users",
+    }
+    assert [u["name"] for u in unique] == ["uq_users_email"]
+
+
+def test_list_filters_and_order_are_indexed(app):
+    with app.app_context(), db.engine.connect() as connection:
+        indexes = {i["name"]: i["column_names"] for i in inspect(connection).get_indexes("tickets")}
+    assert indexes["ix_tickets_scope_created"] == ["isp_id", "branch_id", "created_at", "id"]
+    assert indexes["ix_tickets_scope_status_created"][:3] == ["isp_id", "branch_id", "status"]
+    assert indexes["ix_tickets_scope_priority_created"][:3] == ["isp_id", "branch_id", "priority"]
