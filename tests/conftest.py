@@ -14,7 +14,7 @@ from werkzeug.security import generate_password_hash
 
 from tickets_service import create_app
 from tickets_service.auth import issue_token
-from tickets_service.extensions import db
+from tickets_service.extensions import db, limiter
 from tickets_service.models import Subscriber, Ticket, TicketReply, User, utcnow
 
 PASSWORD = "correct horse battery staple"
@@ -72,6 +72,7 @@ def clean_database(request):
         with db.engine.begin() as connection:
             for table in reversed(db.metadata.sorted_tables):
                 connection.execute(table.delete())
+        limiter.reset()  # failed logins of one test must not lock out the next
 
 
 @pytest.fixture

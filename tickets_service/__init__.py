@@ -8,9 +8,9 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import requestlog
+from . import requestlog, security
 from .config import FIXED, check_secrets, from_environment, normalize_database_url
-from .extensions import db, jwt, migrate
+from .extensions import db, jwt, limiter, migrate
 
 
 def create_app(config: Mapping | None = None) -> Flask:
@@ -72,7 +72,9 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db)
     jwt.init_app(app)
+    limiter.init_app(app)
     requestlog.init_app(app)
+    security.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -1,20 +1,24 @@
 """Login, the JWT loaders, and the two rules every view obeys: who may act, and on what."""
 
+from datetime import UTC, datetime
 from functools import cache
 
-from flask import Blueprint, abort, current_app, g
-from flask_jwt_extended import create_access_token, current_user, jwt_required
-from sqlalchemy import Select, select
+from flask import Blueprint, abort, current_app, g, request
+from flask_jwt_extended import create_access_token, current_user, get_jwt, jwt_required
+from sqlalchemy import Select, delete, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .extensions import db, jwt
-from .models import MAX_ID, Ticket, User
+from .extensions import db, jwt, limiter
+from .models import MAX_ID, RevokedToken, Ticket, User, utcnow
 from .responses import error, success
 from .schemas import load_body, login_in, token_out, user_out
 
 bp = Blueprint("auth", __name__)
 
 INVALID_CREDENTIALS = "Invalid email or password."
+TOO_MANY_ATTEMPTS = "Too many failed login attempts; retry after the Retry-After delay."
+# Claims every genuine token carries; a token without one of them is refused.
+REQUIRED_CLAIMS = {"sub", "jti", "iat", "exp", "role", "isp_id", "branch_id"}
 
 
 @cache
@@ -23,7 +27,32 @@ def _decoy_hash() -> str:
     return generate_password_hash("decoy password, never matches")
 
 
+def _login_failed(response) -> bool:
+    """Only failed logins count against the limits, so a busy panel never locks itself out."""
+    return response.status_code == 401
+
+
+def _login_email() -> str:
+    """Rate-limit key for the email an attempt names, whichever address it comes from."""
+    body = request.get_json(force=True, silent=True)
+    email = body.get("email") if isinstance(body, dict) else None
+    return "email:" + (email.strip().lower() if isinstance(email, str) else "")
+
+
 @bp.post("/login")
+@limiter.limit(
+    lambda: current_app.config["LOGIN_RATE_LIMIT_PER_ADDRESS"],
+    deduct_when=_login_failed,
+    error_message=TOO_MANY_ATTEMPTS,
+    scope="login-address",
+)
+@limiter.limit(
+    lambda: current_app.config["LOGIN_RATE_LIMIT_PER_EMAIL"],
+    key_func=_login_email,
+    deduct_when=_login_failed,
+    error_message=TOO_MANY_ATTEMPTS,
+    scope="login-email",
+)
 def login():
     """Exchange an email and password for an access token."""
     credentials = load_body(login_in)
@@ -35,6 +64,24 @@ def login():
         abort(401, INVALID_CREDENTIALS)
     g.user_id = user.id
     return success(token_out.dump(issue_token(user)))
+
+
+@bp.post("/logout")
+@jwt_required()
+def logout():
+    """Revoke the presented token on every instance; expired revocations are pruned."""
+    claims = get_jwt()
+    now = utcnow()
+    db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at < now))
+    db.session.add(
+        RevokedToken(
+            jti=claims["jti"],
+            user_id=current_user.id,
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        )
+    )
+    db.session.commit()
+    return success(message="Logged out successfully")
 
 
 @bp.get("/me")
@@ -76,6 +123,25 @@ def load_user(_header: dict, claims: dict) -> User | None:
         return None
     g.user_id = user.id  # for the request log
     return user
+
+
+@jwt.token_verification_loader
+def has_required_claims(_header: dict, claims: dict) -> bool:
+    """Refuse tokens that lack a claim we issue (a forged or foreign token)."""
+    return (
+        claims.keys() >= REQUIRED_CLAIMS
+        and isinstance(claims["jti"], str)
+        and 0 < len(claims["jti"]) <= 64
+    )
+
+
+@jwt.token_in_blocklist_loader
+def is_revoked(_header: dict, claims: dict) -> bool:
+    """True when the token was logged out (checked in the database, so on every instance)."""
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or len(jti) > 64:
+        return False  # no usable jti: has_required_claims refuses the token
+    return db.session.get(RevokedToken, jti) is not None
 
 
 @jwt.unauthorized_loader

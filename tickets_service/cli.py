@@ -24,7 +24,7 @@ from .models import (
     User,
     utcnow,
 )
-from .schemas import subscriber_in, subscriber_out, user_in, user_out
+from .schemas import MIN_PASSWORD_LENGTH, subscriber_in, subscriber_out, user_in, user_out
 
 users = AppGroup("users", help="Manage the people who log in to the API.")
 subscribers = AppGroup("subscribers", help="Manage the ISP's subscribers.")
@@ -108,6 +108,23 @@ def deactivate_user(email):
     if user is None:
         fail(f"no user with email {email}")
     user.is_active = False
+    db.session.commit()
+    emit(user_out, user)
+
+
+@users.command("set-password")
+@click.option("--email", required=True)
+@click.option("--password", help="Prompted for when not given.")
+def set_password(email, password):
+    """Change a user's password (tokens already issued stay valid until they expire)."""
+    user = find_user(email)
+    if user is None:
+        fail(f"no user with email {email}")
+    if password is None:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        fail(f"password: must be at least {MIN_PASSWORD_LENGTH} characters")
+    user.set_password(password)
     db.session.commit()
     emit(user_out, user)
 

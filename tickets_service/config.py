@@ -55,6 +55,16 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "DB_MAX_OVERFLOW": _int(environ, "DB_MAX_OVERFLOW", 10, minimum=0),
         "DB_CONNECT_TIMEOUT": _int(environ, "DB_CONNECT_TIMEOUT", 5, minimum=1),
         "DB_STATEMENT_TIMEOUT_MS": _int(environ, "DB_STATEMENT_TIMEOUT_MS", 15000, minimum=0),
+        "RATELIMIT_STORAGE_URI": environ.get("RATELIMIT_STORAGE_URI") or "memory://",
+        "LOGIN_RATE_LIMIT_PER_ADDRESS": environ.get("LOGIN_RATE_LIMIT_PER_ADDRESS")
+        or "50 per minute",
+        "LOGIN_RATE_LIMIT_PER_EMAIL": environ.get("LOGIN_RATE_LIMIT_PER_EMAIL") or "5 per minute",
+        "CORS_ORIGINS": [
+            origin.strip()
+            for origin in environ.get("CORS_ORIGINS", "").split(",")
+            if origin.strip()
+        ],
+        "TRUSTED_PROXIES": _int(environ, "TRUSTED_PROXIES", 0, minimum=0),
         "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper(),
         "DEBUG": _bool(environ, "FLASK_DEBUG"),
     }
@@ -67,6 +77,8 @@ FIXED = {
     "JWT_TOKEN_LOCATION": ["headers"],
     "JWT_ERROR_MESSAGE_KEY": "message",
     "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+    "RATELIMIT_HEADERS_ENABLED": True,
+    "RATELIMIT_KEY_PREFIX": "tickets",
 }
 
 MIN_SECRET_BYTES = 32

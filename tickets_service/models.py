@@ -143,6 +143,17 @@ class Ticket(db.Model):
         self.updated_at = utcnow()
 
 
+class RevokedToken(db.Model):
+    """A token logged out before it expired; kept until it would have expired anyway."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class TicketReply(db.Model):
     __tablename__ = "ticket_replies"
     __table_args__ = (

@@ -13,6 +13,7 @@ from .models import MAX_ID, Role, TicketPriority, TicketStatus
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 50
+MIN_PASSWORD_LENGTH = 8
 
 # C0 controls and DEL, except tab, line feed and carriage return. NUL is among them: PostgreSQL
 # cannot store it in text, so it must be refused here rather than fail at commit.
@@ -151,7 +152,7 @@ class UserIn(Schema):
     name = title_field(required=True)
     email = fields.Email(required=True, validate=validate.Length(1, 255))
     role = fields.String(required=True, validate=validate.OneOf([r.value for r in Role]))
-    password = fields.String(required=True, validate=validate.Length(8, 1024))
+    password = fields.String(required=True, validate=validate.Length(MIN_PASSWORD_LENGTH, 1024))
 
 
 class SubscriberIn(Schema):

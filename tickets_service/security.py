@@ -1,0 +1,30 @@
+"""Response headers, CORS and the client address behind a proxy."""
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+
+def init_app(app: Flask) -> None:
+    """Harden every response; CORS only for the origins CORS_ORIGINS lists."""
+    app.after_request(_harden)
+    if app.config["CORS_ORIGINS"]:
+        from flask_cors import CORS
+
+        CORS(
+            app,
+            resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
+            allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
+    if app.config["TRUSTED_PROXIES"]:
+        # Behind N proxies (a PaaS router), the client is the Nth address from the right of
+        # X-Forwarded-For; rate limits key on it. Never trust more hops than really exist.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"], x_proto=1)
+
+
+def _harden(response):
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    # Ticket data must not sit in shared or browser caches; static assets set their own.
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
