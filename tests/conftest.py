@@ -283,7 +283,8 @@ def rows(app):
 
     def reader(model):
         with app.app_context():
-            result = [_row(obj) for obj in db.session.scalars(select(model).order_by(model.id))]
+            key = inspect(model).primary_key[0]
+            result = [_row(obj) for obj in db.session.scalars(select(model).order_by(key))]
             db.session.remove()
         return result
 
