@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 SECRET_FILE := instance/jwt-secret
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,7 @@ lint: install
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache
+
+# On-demand figures for the hot endpoints (not part of the suite); see benchmarks/bench_api.py.
+bench: install
+	$(BIN)/python benchmarks/bench_api.py
