@@ -148,3 +148,25 @@ def test_token_and_tickets_work_across_instances(instances, admin, make_subscrib
     assert status == 200
     assert body["data"]["status"] == 1
     assert [reply["message"] for reply in body["data"]["replies"]] == ["On it."]
+
+
+@pytest.mark.parametrize("authenticated", [False, True])
+def test_oversized_body_gets_the_413_envelope_over_real_http(instances, admin, authenticated):
+    """The body is read before any early answer, so the client sees our 413, not a reset."""
+    headers = {"Content-Type": "application/json", **(admin.headers if authenticated else {})}
+    request = urllib.request.Request(
+        instances[0] + "/api/v1/tickets", data=b"x" * (10 * 1024 * 1024), headers=headers
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    assert caught.value.code == 413
+    assert json.loads(caught.value.read()) == {
+        "success": False,
+        "message": "Request body too large.",
+    }
+
+
+def test_small_body_with_an_early_401_is_answered_cleanly(instances):
+    status, body = call(instances[1], "POST", "/api/v1/tickets", {"title": "x" * 500_000})
+    assert status == 401
+    assert body["success"] is False

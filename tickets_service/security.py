@@ -1,11 +1,12 @@
-"""Response headers, CORS and the client address behind a proxy."""
+"""Request bodies, response headers, CORS and the client address behind a proxy."""
 
-from flask import Flask
+from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 
 def init_app(app: Flask) -> None:
     """Harden every response; CORS only for the origins CORS_ORIGINS lists."""
+    app.before_request(_read_body)
     app.after_request(_harden)
     if app.config["CORS_ORIGINS"]:
         from flask_cors import CORS
@@ -21,6 +22,17 @@ def init_app(app: Flask) -> None:
         # Behind N proxies (a PaaS router), the client is the Nth address from the right of
         # X-Forwarded-For; rate limits key on it. Never trust more hops than really exist.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"], x_proto=1)
+
+
+def _read_body() -> None:
+    """Read the body before anything can answer early (a 401, a 404).
+
+    A server that answers without reading the body closes a socket with unread data, and the
+    kernel then resets the connection: the client sees a broken pipe instead of our answer.
+    Reading it also makes an oversized body a 413 before anything else (MAX_CONTENT_LENGTH).
+    """
+    if request.method in {"POST", "PUT", "PATCH", "DELETE"}:
+        request.get_data(cache=True)
 
 
 def _harden(response):
