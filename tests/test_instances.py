@@ -57,8 +57,8 @@ def wait_until_up(base: str, process: subprocess.Popen, seconds: float = 20) -> 
     raise RuntimeError(f"gunicorn at {base} did not answer within {seconds}s")
 
 
-@pytest.fixture
-def instances(app, db_url, tmp_path):
+@pytest.fixture(scope="module")
+def instances(app, db_url, tmp_path_factory):
     """Two gunicorn instances (one worker each) on the test database; yields their base URLs."""
     env = {
         **os.environ,
@@ -68,11 +68,12 @@ def instances(app, db_url, tmp_path):
         "FLASK_DEBUG": "",
         "PORT": "",
     }
+    logs = tmp_path_factory.mktemp("gunicorn")
     processes, bases = [], []
     try:
         for n in range(2):
             port = free_port()
-            log = open(tmp_path / f"gunicorn-{n}.log", "wb")  # noqa: SIM115 - closed below
+            log = open(logs / f"gunicorn-{n}.log", "wb")  # noqa: SIM115 - closed below
             process = subprocess.Popen(
                 [
                     str(GUNICORN),
