@@ -46,9 +46,15 @@ def test_constraints_follow_the_naming_convention(app):
     assert [u["name"] for u in unique] == ["uq_users_email"]
 
 
-def test_list_filters_and_order_are_indexed(app):
+def test_list_filters_and_order_are_indexed_over_live_tickets(app):
     with app.app_context(), db.engine.connect() as connection:
-        indexes = {i["name"]: i["column_names"] for i in inspect(connection).get_indexes("tickets")}
-    assert indexes["ix_tickets_scope_created"] == ["isp_id", "branch_id", "created_at", "id"]
-    assert indexes["ix_tickets_scope_status_created"][:3] == ["isp_id", "branch_id", "status"]
-    assert indexes["ix_tickets_scope_priority_created"][:3] == ["isp_id", "branch_id", "priority"]
+        indexes = {i["name"]: i for i in inspect(connection).get_indexes("tickets")}
+    expected = {
+        "ix_tickets_live_scope_created": ["isp_id", "branch_id", "created_at", "id"],
+        "ix_tickets_live_scope_status": ["isp_id", "branch_id", "status", "created_at", "id"],
+        "ix_tickets_live_scope_priority": ["isp_id", "branch_id", "priority", "created_at", "id"],
+    }
+    for name, columns in expected.items():
+        assert indexes[name]["column_names"] == columns
+        where = indexes[name].get("dialect_options", {})
+        assert any("deleted_at IS NULL" in str(v) for v in where.values()), where

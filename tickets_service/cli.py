@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from marshmallow import Schema, ValidationError
 from sqlalchemy import select
 
@@ -78,7 +78,8 @@ def find_user(email: str) -> User | None:
 def create_user(isp_id, branch_id, name, email, role, password):
     """Create a user who can log in."""
     if password is None:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        # On stderr, so stdout stays one JSON object a script can parse.
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
     data = validated(
         user_in,
         {
@@ -121,7 +122,7 @@ def set_password(email, password):
     if user is None:
         fail(f"no user with email {email}")
     if password is None:
-        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True, err=True)
     if len(password) < MIN_PASSWORD_LENGTH:
         fail(f"password: must be at least {MIN_PASSWORD_LENGTH} characters")
     user.set_password(password)
@@ -202,6 +203,7 @@ DEMO_TICKETS = [
 
 
 @click.command("seed-demo")
+@with_appcontext
 def seed_demo():
     """Create a demo ISP with users, subscribers and tickets; safe to run again."""
     people = {}

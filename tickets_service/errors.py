@@ -74,9 +74,11 @@ def _discard_request_body() -> None:
     """
     length = request.content_length
     stream = request.environ.get("wsgi.input")
-    if stream is None or length is None or length > _MAX_DRAIN:
+    if stream is None or (length is None and not request.environ.get("wsgi.input_terminated")):
+        return  # nothing says where the body ends: reading could block
+    if length is not None and length > _MAX_DRAIN:
         return
-    remaining = length
+    remaining = length if length is not None else _MAX_DRAIN
     while remaining > 0:
         chunk = stream.read(min(remaining, 64 * 1024))
         if not chunk:

@@ -51,6 +51,23 @@ class Text(fields.String):
         return text
 
 
+class Password(fields.String):
+    """A password, taken as typed (no trimming), but valid UTF-8 and without NUL.
+
+    scrypt pads keys with zero bytes, so "secret" and "secret\0" would hash alike.
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        password = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            password.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("Must be valid UTF-8 text.") from None
+        if "\x00" in password:
+            raise ValidationError("Must not contain NUL characters.")
+        return password
+
+
 def Id(**kwargs) -> fields.Integer:
     """A JSON integer id in the column's range: "2", 2.5 and true are refused."""
     return fields.Integer(strict=True, validate=validate.Range(1, MAX_ID), **kwargs)
@@ -141,7 +158,7 @@ class ReplyIn(ScopeIn):
 
 class LoginIn(Schema):
     email = Text(required=True, validate=validate.Length(1, 255))
-    password = fields.String(required=True, validate=validate.Length(1, 1024))
+    password = Password(required=True, validate=validate.Length(1, 1024))
 
 
 class UserIn(Schema):
@@ -152,7 +169,7 @@ class UserIn(Schema):
     name = title_field(required=True)
     email = fields.Email(required=True, validate=validate.Length(1, 255))
     role = fields.String(required=True, validate=validate.OneOf([r.value for r in Role]))
-    password = fields.String(required=True, validate=validate.Length(MIN_PASSWORD_LENGTH, 1024))
+    password = Password(required=True, validate=validate.Length(MIN_PASSWORD_LENGTH, 1024))
 
 
 class SubscriberIn(Schema):
@@ -270,12 +287,18 @@ def load_body(schema: Schema) -> dict:
     """
     raw = request.get_data(cache=True)
     try:
-        data = json.loads(raw) if raw else None
+        # Strict UTF-8 first: json.loads on bytes would let encoded surrogates through.
+        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant) if raw else None
     except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting or digits
         abort(400, "Request body is not valid JSON.")
     if not isinstance(data, dict):
         abort(400, "Request body must be a JSON object.")
     return schema.load(data)
+
+
+def _refuse_constant(name: str):
+    """NaN and Infinity are not JSON, whatever Python's parser allows."""
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def load_args(schema: Schema) -> dict:

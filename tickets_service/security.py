@@ -1,6 +1,9 @@
 """Request bodies, response headers, CORS and the client address behind a proxy."""
 
-from flask import Flask, request
+import io
+
+from flask import Flask, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 
@@ -31,8 +34,19 @@ def _read_body() -> None:
     kernel then resets the connection: the client sees a broken pipe instead of our answer.
     Reading it also makes an oversized body a 413 before anything else (MAX_CONTENT_LENGTH).
     """
-    if request.method in {"POST", "PUT", "PATCH", "DELETE"}:
-        request.get_data(cache=True)
+    if request.method not in {"POST", "PUT", "PATCH", "DELETE"}:
+        return
+    if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+        # A chunked body has no length to check up front, and werkzeug silently truncates it
+        # at the limit: read one byte past the limit ourselves to tell "too large" apart.
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        body = request.environ["wsgi.input"].read(limit + 1)
+        if len(body) > limit:
+            raise RequestEntityTooLarge()
+        request.environ["wsgi.input"] = io.BytesIO(body)
+        request.environ["CONTENT_LENGTH"] = str(len(body))
+        request.environ.pop("wsgi.input_terminated")
+    request.get_data(cache=True)
 
 
 def _harden(response):

@@ -5,6 +5,7 @@ from flask_jwt_extended import current_user, jwt_required
 from marshmallow import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
+from werkzeug.routing import BaseConverter
 
 from .auth import check_scope, require_admin, scoped_tickets
 from .extensions import db
@@ -27,8 +28,40 @@ from .schemas import (
 
 bp = Blueprint("tickets", __name__)
 
-# Ids beyond the INTEGER column never match a route, so they are 404 and never reach SQL.
-TICKET_ID = f"<int(min=1, max={MAX_ID}):ticket_id>"
+
+@bp.record_once
+def register_converter(state) -> None:
+    state.app.url_map.converters["ticket_id"] = TicketIdConverter
+
+
+TICKET_ID = "<ticket_id:ticket_id>"
+
+
+class TicketIdConverter(BaseConverter):
+    """ASCII digits only (werkzeug's int also takes other scripts' digits, like fullwidth one).
+
+    At most 19 digits, so int() never meets Python's digit limit; the range is checked in
+    reject_impossible_ids.
+    """
+
+    regex = r"[0-9]{1,19}"
+    part_isolating = True
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+@bp.url_value_preprocessor
+def reject_impossible_ids(_endpoint, values) -> None:
+    """An id outside the INTEGER column is 404 on every method and never reaches SQL.
+
+    (A range in the route converter would make werkzeug answer 405 for PUT and DELETE.)
+    """
+    if values and "ticket_id" in values and not 1 <= values["ticket_id"] <= MAX_ID:
+        abort(404, "Ticket not found.")
 
 
 def get_ticket_or_404(ticket_id: int, *options) -> Ticket:
@@ -134,8 +167,9 @@ def update_ticket(ticket_id: int):
 def delete_ticket(ticket_id: int):
     """Delete Ticket (admins only): hidden everywhere, kept in the database."""
     check_scope(load_args(ticket_scope_args))
-    require_admin()
+    # Out of reach is 404 before the role check, as on every other per-ticket endpoint.
     ticket = get_ticket_or_404(ticket_id)
+    require_admin()
     ticket.soft_delete()
     db.session.commit()
     return success(message="Ticket deleted successfully")
