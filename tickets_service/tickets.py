@@ -26,16 +26,6 @@ from .schemas import (
     ticket_update,
 )
 
-bp = Blueprint("tickets", __name__)
-
-
-@bp.record_once
-def register_converter(state) -> None:
-    state.app.url_map.converters["ticket_id"] = TicketIdConverter
-
-
-TICKET_ID = "<ticket_id:ticket_id>"
-
 
 class TicketIdConverter(BaseConverter):
     """ASCII digits only (werkzeug's int also takes other scripts' digits, like fullwidth one).
@@ -52,6 +42,15 @@ class TicketIdConverter(BaseConverter):
 
     def to_url(self, value: int) -> str:
         return str(value)
+
+
+bp = Blueprint("tickets", __name__)
+TICKET_ID = "<ticket_id:ticket_id>"
+
+
+@bp.record_once
+def register_converter(state) -> None:
+    state.app.url_map.converters["ticket_id"] = TicketIdConverter
 
 
 @bp.url_value_preprocessor
