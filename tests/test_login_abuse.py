@@ -169,3 +169,9 @@ def test_users_set_password_refuses_bad_input(runner, client, staff, args, messa
     assert result.exit_code == 1
     assert message in result.output
     assert attempt(client, staff.email, PASSWORD).status_code == 200
+
+
+def test_default_limit_is_ten_failed_logins_per_email_per_minute(client, staff):
+    for n in range(10):
+        assert attempt(client, staff.email, address=f"10.1.0.{n}").status_code == 401
+    assert_429(attempt(client, staff.email, address="10.1.1.1"))

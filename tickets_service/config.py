@@ -58,8 +58,8 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "DB_STATEMENT_TIMEOUT_MS": _int(environ, "DB_STATEMENT_TIMEOUT_MS", 15000, minimum=0),
         "RATELIMIT_STORAGE_URI": environ.get("RATELIMIT_STORAGE_URI") or "memory://",
         "LOGIN_RATE_LIMIT_PER_ADDRESS": environ.get("LOGIN_RATE_LIMIT_PER_ADDRESS")
-        or "50 per minute",
-        "LOGIN_RATE_LIMIT_PER_EMAIL": environ.get("LOGIN_RATE_LIMIT_PER_EMAIL") or "5 per minute",
+        or "60 per minute",
+        "LOGIN_RATE_LIMIT_PER_EMAIL": environ.get("LOGIN_RATE_LIMIT_PER_EMAIL") or "10 per minute",
         "CORS_ORIGINS": [
             origin.strip()
             for origin in environ.get("CORS_ORIGINS", "").split(",")
