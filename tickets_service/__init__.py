@@ -78,11 +78,12 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import auth, health, tickets
+    from . import auth, health, openapi, tickets
 
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp, url_prefix="/api/v1/auth")
     app.register_blueprint(tickets.bp, url_prefix="/api/v1/tickets")
+    app.register_blueprint(openapi.bp)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -1,0 +1,371 @@
+"""The OpenAPI document and the docs page: the document validates, describes every route with
+its methods, takes its constraints from the schemas, and the page needs nothing from outside."""
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+from marshmallow import ValidationError
+from openapi_spec_validator import validate
+
+from tickets_service.models import MAX_ID
+from tickets_service.openapi import (
+    MULTI_LINE_TEXT,
+    OPERATIONS,
+    PASSWORD,
+    SINGLE_LINE_TEXT,
+    TIMESTAMP,
+    get_document,
+)
+from tickets_service.schemas import Password, Text, Timestamp
+
+HTTP_METHODS = {"get", "put", "post", "delete", "patch"}
+# Routes that are the documentation itself, not the API it documents.
+UNDOCUMENTED_ENDPOINTS = {"static", "docs.openapi_json", "docs.docs_page", "docs.asset"}
+
+
+@pytest.fixture
+def document(client) -> dict:
+    response = client.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    return response.get_json()
+
+
+def described_operations(document: dict) -> set[tuple[str, str]]:
+    return {
+        (method, path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method in HTTP_METHODS
+    }
+
+
+def routed_operations(app) -> set[tuple[str, str]]:
+    """(method, OpenAPI path) for every route, with <converter:name> written {name}."""
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in UNDOCUMENTED_ENDPOINTS:
+            continue
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            routes.add((method.lower(), path))
+    return routes
+
+
+def operation(document: dict, method: str, path: str) -> dict:
+    return document["paths"][path][method]
+
+
+def resolve(document: dict, node: dict) -> dict:
+    while "$ref" in node:
+        section, kind, name = node["$ref"].removeprefix("#/").split("/")
+        node = document[section][kind][name]
+    return node
+
+
+# --- The document ---------------------------------------------------------------------------
+
+
+def test_document_is_valid_openapi(document):
+    assert document["openapi"].startswith("3.0.")
+    validate(document)
+
+
+def test_document_needs_no_token(client):
+    response = client.get("/api/v1/openapi.json", headers={"Authorization": "Bearer nonsense"})
+    assert response.status_code == 200
+
+
+def test_document_is_built_once_per_app(app):
+    assert get_document(app) is get_document(app)
+
+
+def test_every_route_is_described(app, document):
+    missing = routed_operations(app) - described_operations(document)
+    assert not missing, f"routes the OpenAPI document does not describe: {sorted(missing)}"
+
+
+def test_every_described_operation_is_routed(app, document):
+    phantom = described_operations(document) - routed_operations(app)
+    assert not phantom, f"operations described but not routed: {sorted(phantom)}"
+
+
+def test_the_route_check_sees_an_undescribed_route(make_app, document):
+    """The coverage test above fails for a route added without its line in OPERATIONS."""
+    other = make_app()
+    other.add_url_rule(
+        "/api/v1/tickets/<ticket_id:ticket_id>/archive", "archive", lambda: "", methods=["POST"]
+    )
+    missing = routed_operations(other) - described_operations(document)
+    assert missing == {("post", "/api/v1/tickets/{ticket_id}/archive")}
+
+
+def test_operation_ids_are_unique(document):
+    ids = [
+        item["operationId"]
+        for methods in document["paths"].values()
+        for item in methods.values()
+        if isinstance(item, dict) and "operationId" in item
+    ]
+    assert len(ids) == len(set(ids)) == len(OPERATIONS)
+
+
+def test_bearer_scheme(document):
+    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "The access_token from POST /api/v1/auth/login.",
+    }
+
+
+PUBLIC = {("post", "/api/v1/auth/login"), ("get", "/healthz"), ("get", "/readyz")}
+
+
+@pytest.mark.parametrize("method, path", sorted(PUBLIC))
+def test_public_operations_ask_for_no_token(document, method, path):
+    assert "security" not in operation(document, method, path)
+
+
+def test_every_other_operation_asks_for_the_bearer_token_and_may_answer_401(document):
+    for method, path in described_operations(document) - PUBLIC:
+        item = operation(document, method, path)
+        assert item["security"] == [{"bearerAuth": []}], (method, path)
+        assert "401" in item["responses"], (method, path)
+
+
+@pytest.mark.parametrize(
+    "method, path, codes",
+    [
+        ("get", "/api/v1/tickets", {"200", "401", "403", "422"}),
+        ("post", "/api/v1/tickets", {"201", "400", "401", "403", "413", "422"}),
+        ("get", "/api/v1/tickets/{ticket_id}", {"200", "401", "403", "404", "422"}),
+        ("put", "/api/v1/tickets/{ticket_id}", {"200", "400", "401", "403", "404", "413", "422"}),
+        ("delete", "/api/v1/tickets/{ticket_id}", {"200", "401", "403", "404"}),
+        ("post", "/api/v1/tickets/{ticket_id}/reply", {"201", "400", "404", "413", "422"}),
+        ("put", "/api/v1/tickets/{ticket_id}/status", {"200", "400", "404", "413", "422"}),
+        ("post", "/api/v1/auth/login", {"200", "400", "401", "413", "422", "429"}),
+        ("get", "/api/v1/auth/me", {"200", "401"}),
+        ("post", "/api/v1/auth/logout", {"200", "401"}),
+        ("get", "/healthz", {"200"}),
+        ("get", "/readyz", {"200", "503"}),
+    ],
+)
+def test_status_codes_of_the_contract(document, method, path, codes):
+    assert codes <= set(operation(document, method, path)["responses"])
+
+
+def test_every_response_is_the_envelope(document):
+    for method, path in described_operations(document):
+        for status, response in operation(document, method, path)["responses"].items():
+            media = resolve(document, response)["content"]["application/json"]
+            body = resolve(document, media["schema"])
+            assert {"success"} <= set(body["required"]), (method, path, status)
+            assert body["properties"]["success"]["enum"] == [status < "400"], (method, path)
+            if status >= "400":
+                assert "message" in body["required"], (method, path, status)
+            if status == "422":
+                assert body["properties"]["errors"]["additionalProperties"] == {
+                    "type": "array",
+                    "items": {"type": "string"},
+                }
+
+
+def test_success_envelopes_wrap_the_data_schemas(document):
+    schemas = document["components"]["schemas"]
+    listing = schemas["ListTicketsResponse"]
+    assert listing["properties"]["data"] == {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/TicketSummaryOut"},
+    }
+    assert listing["properties"]["meta"] == {"$ref": "#/components/schemas/PageMeta"}
+    assert schemas["GetTicketResponse"]["properties"]["data"] == {
+        "$ref": "#/components/schemas/TicketOut"
+    }
+    created = schemas["CreateTicketResponse"]
+    assert set(created["required"]) == {"success", "message", "data"}
+    assert schemas["LoginResponse"]["properties"]["data"] == {
+        "$ref": "#/components/schemas/TokenOut"
+    }
+    # Every field of a dumped schema is always written, null where the field allows it.
+    ticket = schemas["TicketOut"]
+    assert set(ticket["required"]) == set(ticket["properties"])
+    assert ticket["properties"]["subscriber_id"] == {"type": "integer", "nullable": True}
+    assert ticket["properties"]["replies"]["items"] == {"$ref": "#/components/schemas/ReplyOut"}
+
+
+def test_logout_is_bearer_with_a_message_or_401(document):
+    logout = operation(document, "post", "/api/v1/auth/logout")
+    assert logout["security"] == [{"bearerAuth": []}]
+    ok = resolve(document, logout["responses"]["200"]["content"]["application/json"]["schema"])
+    assert set(ok["properties"]) == {"success", "message"}
+    assert "401" in logout["responses"]
+    assert "requestBody" not in logout
+
+
+def test_429_says_when_to_retry(document):
+    too_many = resolve(
+        document, operation(document, "post", "/api/v1/auth/login")["responses"]["429"]
+    )
+    assert "Retry-After" in too_many["headers"]
+
+
+# --- Constraints come from the schemas' validators ------------------------------------------
+
+
+def test_ticket_id_path_parameter(document):
+    for path in document["paths"]:
+        if "{ticket_id}" not in path:
+            continue
+        for item in document["paths"][path].values():
+            parameters = [resolve(document, p) for p in item.get("parameters", [])]
+            (ticket_id,) = [p for p in parameters if p["in"] == "path"]
+            assert ticket_id["name"] == "ticket_id" and ticket_id["required"] is True
+            assert ticket_id["schema"] == {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+
+
+def test_list_query_parameters_come_from_ticket_list_args(document):
+    parameters = {p["name"]: p for p in operation(document, "get", "/api/v1/tickets")["parameters"]}
+    assert set(parameters) == {
+        "isp_id",
+        "branch_id",
+        "user_id",
+        "status",
+        "priority",
+        "page",
+        "per_page",
+    }
+    assert all(p["in"] == "query" for p in parameters.values())
+    for name in ("isp_id", "branch_id", "user_id"):
+        assert parameters[name]["required"] is True
+        assert parameters[name]["schema"] == {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+    assert parameters["status"]["schema"]["enum"] == [0, 1, 2, 3]
+    assert parameters["priority"]["schema"]["enum"] == [1, 2, 3]
+    assert parameters["per_page"]["schema"] == {
+        "type": "integer",
+        "default": 50,
+        "minimum": 1,
+        "maximum": 200,
+    }
+
+
+def test_per_ticket_query_parameters_come_from_ticket_scope_args(document):
+    parameters = operation(document, "delete", "/api/v1/tickets/{ticket_id}")["parameters"]
+    query = {p["name"]: p for p in parameters if p.get("in") == "query"}
+    assert set(query) == {"isp_id", "branch_id", "user_id"}
+    assert not any(p["required"] for p in query.values())
+
+
+def test_ticket_body_constraints(document):
+    ticket_in = document["components"]["schemas"]["TicketIn"]
+    assert set(ticket_in["required"]) == {"title", "description", "priority"}
+    assert ticket_in["additionalProperties"] is False
+    title = ticket_in["properties"]["title"]
+    assert (title["type"], title["minLength"], title["maxLength"]) == ("string", 1, 255)
+    assert title["pattern"] == SINGLE_LINE_TEXT
+    assert ticket_in["properties"]["description"]["maxLength"] == 10_000
+    assert ticket_in["properties"]["priority"] == {"type": "integer", "enum": [1, 2, 3]}
+    assert ticket_in["properties"]["subscriber_id"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_ID,
+        "nullable": True,
+    }
+    status_in = document["components"]["schemas"]["TicketStatusIn"]
+    assert status_in["properties"]["status"] == {"type": "integer", "enum": [0, 1, 2, 3]}
+
+
+def test_timestamps_are_documented_with_their_format(document):
+    created_at = document["components"]["schemas"]["TicketSummaryOut"]["properties"]["created_at"]
+    assert created_at["type"] == "string"
+    assert created_at["pattern"] == TIMESTAMP
+
+
+# --- The patterns say what the custom fields do ----------------------------------------------
+
+
+def _accepts(field, value: str) -> bool:
+    try:
+        field.deserialize(value)
+    except ValidationError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "field, pattern",
+    [
+        (Text(), MULTI_LINE_TEXT),
+        (Text(single_line=True), SINGLE_LINE_TEXT),
+        (Password(), PASSWORD),
+    ],
+    ids=["text", "single-line text", "password"],
+)
+def test_text_patterns_agree_with_the_fields(field, pattern):
+    """Within a text (trimming aside), a character passes the pattern iff the field takes it."""
+    for code in [*range(0x00, 0xA0), 0x2028, 0xFEFF]:
+        value = f"a{chr(code)}b"
+        assert bool(re.fullmatch(pattern, value)) == _accepts(field, value), hex(code)
+
+
+def test_timestamp_pattern_matches_what_the_field_writes():
+    from datetime import UTC, datetime
+
+    written = Timestamp().serialize("t", {"t": datetime(2024, 1, 15, 10, 30, tzinfo=UTC)})
+    assert written == "2024-01-15 10:30:00"
+    assert re.fullmatch(TIMESTAMP, written)
+
+
+# --- The docs page --------------------------------------------------------------------------
+
+
+class _AssetLinks(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in {"src", "href"} and value:
+                self.urls.append(value)
+
+
+def test_docs_page_is_html_with_local_assets_only(client):
+    response = client.get("/api/v1/docs")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    links = _AssetLinks()
+    links.feed(page)
+    assert len(links.urls) >= 2  # at least the stylesheet and the script
+    for url in links.urls:
+        assert url.startswith("/") and not url.startswith("//"), url
+    assert "http://" not in page and "https://" not in page
+    assert '"/api/v1/openapi.json"' in page
+
+
+def test_docs_assets_are_served_by_the_app(client):
+    links = _AssetLinks()
+    links.feed(client.get("/api/v1/docs").get_data(as_text=True))
+    for url in links.urls:
+        with client.get(url) as response:  # a file response: close it
+            assert response.status_code == 200, url
+            assert response.get_data(), url
+            if url.endswith(".js"):
+                assert response.mimetype == "text/javascript"
+            if url.endswith(".css"):
+                assert response.mimetype == "text/css"
+
+
+def test_docs_need_no_token(client):
+    assert client.get("/api/v1/docs", headers={"Authorization": "Bearer x"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/docs/assets/nothing.js", "/api/v1/docs/assets/../../../etc/passwd"]
+)
+def test_unknown_assets_are_404_in_the_envelope(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.get_json() == {"success": False, "message": "Not found."}
