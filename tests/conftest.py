@@ -193,6 +193,52 @@ def scope_of(account: Account) -> dict:
     return {"isp_id": account.isp_id, "branch_id": account.branch_id, "user_id": account.id}
 
 
+# --- The envelope -----------------------------------------------------------------------------
+
+ENVELOPE_KEYS = {"success", "message", "data", "meta"}
+ERROR_KEYS = {"success", "message", "errors"}
+_LEAKS = ("traceback", "sqlalchemy", "psycopg", "sqlite", "<html")
+
+
+def assert_success(response, status: int, message: str | None = None) -> dict:
+    """The success envelope with this status (and message); returns the body."""
+    assert response.status_code == status, response.get_data(as_text=True)[:300]
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert body["success"] is True
+    assert set(body) <= ENVELOPE_KEYS
+    if message is not None:
+        assert body["message"] == message
+    return body
+
+
+def assert_error(response, status: int, field: str | None = None) -> dict:
+    """The error envelope with this status: a message, per-field string lists (required on
+    422, naming `field` when given), and no trace, SQL or HTML; returns the body."""
+    text = response.get_data(as_text=True)
+    assert response.status_code == status, f"{response.status_code}: {text[:300]}"
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert set(body) <= ERROR_KEYS
+    assert body["success"] is False
+    assert isinstance(body["message"], str)
+    assert body["message"].strip()
+    errors = body.get("errors", {})
+    assert isinstance(errors, dict)
+    for name, messages in errors.items():
+        assert isinstance(name, str)
+        assert isinstance(messages, list)
+        assert messages
+        assert all(isinstance(message, str) for message in messages)
+    if status == 422:
+        assert errors
+    if field is not None:
+        assert field in errors, errors
+    for leak in _LEAKS:
+        assert leak not in text.lower()
+    return body
+
+
 # --- Data and database read-back ------------------------------------------------------------
 
 

@@ -15,24 +15,11 @@ from jwt.warnings import InsecureKeyLengthWarning
 from tickets_service.extensions import db
 from tickets_service.models import User
 
-from conftest import JWT_SECRET, PASSWORD, scope_of
+from conftest import JWT_SECRET, PASSWORD, assert_error, scope_of
 
 LOGIN = "/api/v1/auth/login"
 ME = "/api/v1/auth/me"
 USER_FIELDS = ("id", "name", "email", "role", "isp_id", "branch_id")
-
-
-def assert_401(response) -> dict:
-    """Refused in our envelope, never flask-jwt-extended's own {"msg": ...}."""
-    assert response.status_code == 401
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert body["success"] is False
-    assert isinstance(body["message"], str)
-    assert body["message"]
-    assert "msg" not in body
-    assert "data" not in body
-    return body
 
 
 def user_object(account) -> dict:
@@ -118,21 +105,21 @@ def test_no_password_or_hash_in_the_response(client, staff, password_hash, path)
 def test_wrong_credentials_are_401(client, staff, snapshot, email, password):
     before = snapshot()
     response = log_in(client, email or staff.email, password)
-    assert_401(response)
+    assert_error(response, 401)
     assert snapshot() == before
 
 
 def test_wrong_email_and_wrong_password_get_the_same_answer(client, staff):
     unknown_email = log_in(client, "nobody@example.test")
     wrong_password = log_in(client, staff.email, "not the password")
-    assert_401(unknown_email)
-    assert_401(wrong_password)
+    assert_error(unknown_email, 401)
+    assert_error(wrong_password, 401)
     assert unknown_email.get_json() == wrong_password.get_json()
 
 
 def test_deactivated_user_cannot_log_in(client, make_user):
     inactive = make_user(active=False)
-    assert_401(log_in(client, inactive.email))
+    assert_error(log_in(client, inactive.email), 401)
 
 
 BAD_LOGIN_BODIES = [
@@ -334,7 +321,7 @@ def test_bad_or_missing_token_is_401(client, app, staff, path, authorization):
     value = authorization(app, staff)
     headers = {} if value is None else {"Authorization": value}
     response = client.get(path, query_string=scope_of(staff), headers=headers)
-    assert_401(response)
+    assert_error(response, 401)
 
 
 SCOPE_DISAGREEMENTS = [
@@ -352,7 +339,7 @@ def test_token_whose_claims_disagree_with_the_user_row_is_401(client, app, staff
     response = client.get(
         path, query_string=scope_of(staff), headers={"Authorization": f"Bearer {token}"}
     )
-    assert_401(response)
+    assert_error(response, 401)
 
 
 @pytest.mark.parametrize(
@@ -365,21 +352,21 @@ def test_token_whose_claims_disagree_with_the_user_row_is_401(client, app, staff
 )
 def test_token_issued_before_a_role_or_scope_change_is_401(client, app, admin, change):
     set_user(app, admin.id, **change)
-    assert_401(client.get(ME, headers=admin.headers))
+    assert_error(client.get(ME, headers=admin.headers), 401)
 
 
 @pytest.mark.parametrize("path", PROBES)
 def test_token_of_a_deactivated_user_is_401(client, app, staff, path):
     set_user(app, staff.id, is_active=False)
     response = client.get(path, query_string=scope_of(staff), headers=staff.headers)
-    assert_401(response)
+    assert_error(response, 401)
 
 
 @pytest.mark.parametrize("path", PROBES)
 def test_token_of_a_deleted_user_is_401(client, app, staff, path):
     delete_user(app, staff.id)
     response = client.get(path, query_string=scope_of(staff), headers=staff.headers)
-    assert_401(response)
+    assert_error(response, 401)
 
 
 EVERY_ENDPOINT = [
@@ -409,5 +396,5 @@ def test_every_endpoint_without_a_token_is_401_and_changes_nothing(
         json={**scope_of(admin), **body} if body else None,
         query_string=scope_of(admin) if body is None else None,
     )
-    assert_401(response)
+    assert_error(response, 401)
     assert snapshot() == before

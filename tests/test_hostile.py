@@ -17,7 +17,7 @@ from sqlalchemy import inspect
 from tickets_service.extensions import db
 from tickets_service.models import MAX_ID, Ticket, TicketReply
 
-from conftest import PASSWORD, Account, scope_of
+from conftest import PASSWORD, Account, assert_error, scope_of
 
 MIB = 1024 * 1024  # the default MAX_CONTENT_LENGTH
 TABLES = {"users", "subscribers", "tickets", "ticket_replies"}
@@ -160,32 +160,6 @@ def send(client, world: World, endpoint: Endpoint, data: bytes | None = None, **
     )
 
 
-def assert_refused(response, status: int, field: str | None = None) -> dict:
-    """A clear 4xx in the error envelope; for a 422, per-field messages naming `field`."""
-    text = response.get_data(as_text=True)
-    assert response.status_code == status, f"{response.status_code}: {text[:300]}"
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert set(body) <= {"success", "message", "errors"}
-    assert body["success"] is False
-    assert isinstance(body["message"], str)
-    assert body["message"].strip()
-    errors = body.get("errors", {})
-    assert isinstance(errors, dict)
-    for name, messages in errors.items():
-        assert isinstance(name, str)
-        assert isinstance(messages, list)
-        assert messages
-        assert all(isinstance(message, str) for message in messages)
-    if status == 422:
-        assert errors
-    if field is not None:
-        assert field in errors, errors
-    for leak in ("traceback", "sqlalchemy", "psycopg", "sqlite", "<html"):
-        assert leak not in text.lower()
-    return body
-
-
 def cases(table: dict) -> list:
     """pytest.param rows from {label: value}, with ids from the labels."""
     return [pytest.param(value, id=label) for label, value in table.items()]
@@ -230,7 +204,7 @@ MALFORMED: dict[str, Callable[[dict], bytes]] = {
 def test_malformed_json_is_400(client, world, snapshot, endpoint, malform):
     data = malform(endpoint.valid_body(world))
     before = snapshot()
-    assert_refused(send(client, world, endpoint, data), 400)
+    assert_error(send(client, world, endpoint, data), 400)
     assert snapshot() == before
 
 
@@ -253,7 +227,7 @@ NOT_AN_OBJECT = {
 def test_json_that_is_not_an_object_is_400(client, world, snapshot, endpoint, label):
     data = NOT_AN_OBJECT[label] or b"[" + encode(endpoint.valid_body(world)) + b"]"
     before = snapshot()
-    assert_refused(send(client, world, endpoint, data), 400)
+    assert_error(send(client, world, endpoint, data), 400)
     assert snapshot() == before
 
 
@@ -270,7 +244,7 @@ DEEPLY_NESTED = {
 @pytest.mark.parametrize("endpoint", WITH_BODY, ids=str)
 def test_deeply_nested_json_is_400(client, world, snapshot, endpoint, data):
     before = snapshot()
-    assert_refused(send(client, world, endpoint, data), 400)
+    assert_error(send(client, world, endpoint, data), 400)
     assert snapshot() == before
 
 
@@ -282,7 +256,7 @@ EMPTY = {"empty": b"", "whitespace": b" \r\n\t "}
 @pytest.mark.parametrize("endpoint", WITH_BODY, ids=str)
 def test_empty_body_is_400(client, world, snapshot, endpoint, data, content_type):
     before = snapshot()
-    assert_refused(send(client, world, endpoint, data, content_type=content_type), 400)
+    assert_error(send(client, world, endpoint, data, content_type=content_type), 400)
     assert snapshot() == before
 
 
@@ -298,7 +272,7 @@ def ten_mebibytes() -> bytes:
 @pytest.mark.parametrize("endpoint", WITH_BODY, ids=str)
 def test_ten_mebibyte_body_is_413(client, world, snapshot, ten_mebibytes, endpoint):
     before = snapshot()
-    assert_refused(send(client, world, endpoint, ten_mebibytes), 413)
+    assert_error(send(client, world, endpoint, ten_mebibytes), 413)
     assert snapshot() == before
 
 
@@ -309,7 +283,7 @@ def test_ten_mebibyte_chunked_body_without_content_length_is_413(
     """What gunicorn hands over for `Transfer-Encoding: chunked`: no length, a terminated stream."""
     before = snapshot()
     response = send(client, world, endpoint, **chunked(ten_mebibytes))
-    assert_refused(response, 413)
+    assert_error(response, 413)
     assert snapshot() == before
 
 
@@ -322,7 +296,7 @@ def test_chunked_body_whose_first_mebibyte_is_a_valid_object_is_413(
     data = valid + b" " * (MIB - len(valid)) + ten_mebibytes
     before = snapshot()
     response = send(client, world, endpoint, **chunked(data))
-    assert_refused(response, 413)
+    assert_error(response, 413)
     assert snapshot() == before
 
 
@@ -415,7 +389,7 @@ WRONG_TYPES = [
 def test_field_of_the_wrong_type_is_422(client, world, snapshot, endpoint, name, value):
     data = encode({**endpoint.valid_body(world), name: value})
     before = snapshot()
-    body = assert_refused(send(client, world, endpoint, data), 422, name)
+    body = assert_error(send(client, world, endpoint, data), 422, name)
     assert set(body["errors"]) == {name}
     assert snapshot() == before
 
@@ -459,7 +433,7 @@ FOREIGN_FIELDS = {
 def test_field_the_endpoint_does_not_take_is_422(client, world, snapshot, endpoint, name, value):
     data = encode({**endpoint.valid_body(world), name: value})
     before = snapshot()
-    body = assert_refused(send(client, world, endpoint, data), 422, name)
+    body = assert_error(send(client, world, endpoint, data), 422, name)
     assert set(body["errors"]) == {name}
     assert snapshot() == before
 
@@ -505,7 +479,7 @@ BAD_PATH_IDS: dict[str, Callable[[World], str]] = {
 def test_id_in_the_path_that_names_no_ticket_is_404(client, world, snapshot, endpoint, ticket_id):
     before = snapshot()
     response = send(client, world, endpoint, ticket_id=ticket_id(world))
-    assert_refused(response, 404)
+    assert_error(response, 404)
     assert snapshot() == before
 
 
@@ -526,7 +500,7 @@ def list_query(world: World, **changes) -> dict:
 def test_integer_out_of_range_in_the_list_query_is_422(client, world, snapshot, name, value):
     before = snapshot()
     response = send(client, world, LIST, query_string=list_query(world, **{name: value}))
-    assert_refused(response, 422, name)
+    assert_error(response, 422, name)
     assert snapshot() == before
 
 
@@ -562,7 +536,7 @@ NOT_A_QUERY_INTEGER = {
 def test_list_query_value_that_is_not_an_integer_is_422(client, world, snapshot, name, value):
     before = snapshot()
     response = send(client, world, LIST, query_string=list_query(world, **{name: value}))
-    assert_refused(response, 422, name)
+    assert_error(response, 422, name)
     assert snapshot() == before
 
 
@@ -571,7 +545,7 @@ def test_invalid_utf8_in_the_list_query_is_422(client, world, snapshot, name):
     scope = "&".join(f"{key}={value}" for key, value in scope_of(world.admin).items())
     before = snapshot()
     response = send(client, world, LIST, query_string=f"{scope}&{name}=%FF")
-    assert_refused(response, 422, name)
+    assert_error(response, 422, name)
     assert snapshot() == before
 
 
@@ -587,7 +561,7 @@ def test_invalid_utf8_in_the_list_query_is_422(client, world, snapshot, name):
 def test_bad_scope_in_a_per_ticket_query_is_422(client, world, snapshot, endpoint, name, value):
     before = snapshot()
     response = send(client, world, endpoint, query_string={name: value})
-    assert_refused(response, 422, name)
+    assert_error(response, 422, name)
     assert snapshot() == before
 
 
@@ -604,7 +578,7 @@ def test_bad_scope_in_a_per_ticket_query_is_422(client, world, snapshot, endpoin
 def test_integer_out_of_range_in_the_body_is_422(client, world, snapshot, endpoint, name, value):
     data = encode({**endpoint.valid_body(world), name: value})
     before = snapshot()
-    body = assert_refused(send(client, world, endpoint, data), 422, name)
+    body = assert_error(send(client, world, endpoint, data), 422, name)
     assert set(body["errors"]) == {name}
     assert snapshot() == before
 
@@ -637,7 +611,7 @@ def test_number_literal_that_is_no_valid_integer_is_refused(
 ):
     data = splice(endpoint.valid_body(world), name, literal)
     before = snapshot()
-    assert_refused(send(client, world, endpoint, data), status, name if status == 422 else None)
+    assert_error(send(client, world, endpoint, data), status, name if status == 422 else None)
     assert snapshot() == before
 
 
@@ -671,7 +645,7 @@ CONTROL_CHARACTERS = {
 def test_control_character_in_a_string_is_422(client, world, snapshot, endpoint, name, value):
     data = encode({**endpoint.valid_body(world), name: value})
     before = snapshot()
-    body = assert_refused(send(client, world, endpoint, data), 422, name)
+    body = assert_error(send(client, world, endpoint, data), 422, name)
     assert set(body["errors"]) == {name}
     assert snapshot() == before
 
@@ -686,7 +660,7 @@ def test_control_character_in_a_string_is_422(client, world, snapshot, endpoint,
 def test_line_break_in_a_title_is_422(client, world, snapshot, endpoint, name, value):
     data = encode({**endpoint.valid_body(world), name: value})
     before = snapshot()
-    assert_refused(send(client, world, endpoint, data), 422, name)
+    assert_error(send(client, world, endpoint, data), 422, name)
     assert snapshot() == before
 
 
@@ -723,7 +697,7 @@ def test_line_breaks_and_tabs_in_long_text_are_kept_verbatim(client, world):
 def test_control_character_in_the_password_is_refused(client, world, snapshot, password, status):
     data = encode({"email": world.admin.email, "password": password})
     before = snapshot()
-    body = assert_refused(send(client, world, LOGIN, data), status)
+    body = assert_error(send(client, world, LOGIN, data), status)
     if status == 422:
         assert set(body["errors"]) == {"password"}
     assert snapshot() == before
@@ -756,7 +730,7 @@ def test_invalid_utf8_in_the_body_is_400(client, world, snapshot, endpoint, name
     else:
         data = splice(body, name, b'"Conn' + sequence + b'ection"')
     before = snapshot()
-    assert_refused(send(client, world, endpoint, data), 400)
+    assert_error(send(client, world, endpoint, data), 400)
     assert snapshot() == before
 
 
@@ -782,7 +756,7 @@ def test_lone_surrogate_in_a_string_is_422(client, world, snapshot, endpoint, na
     """A lone surrogate is no Unicode text: it can be neither stored nor hashed."""
     data = splice(endpoint.valid_body(world), name, literal)
     before = snapshot()
-    body = assert_refused(send(client, world, endpoint, data), 422, name)
+    body = assert_error(send(client, world, endpoint, data), 422, name)
     assert set(body["errors"]) == {name}
     assert snapshot() == before
 
@@ -816,7 +790,7 @@ BLANK = [
 def test_string_too_long_or_blank_is_422(client, world, snapshot, endpoint, name, value):
     data = encode({**endpoint.valid_body(world), name: value})
     before = snapshot()
-    body = assert_refused(send(client, world, endpoint, data), 422, name)
+    body = assert_error(send(client, world, endpoint, data), 422, name)
     assert set(body["errors"]) == {name}
     assert snapshot() == before
 
@@ -918,7 +892,7 @@ def test_sql_and_html_in_the_update_are_stored_verbatim(client, world, fetch, pa
 def test_sql_and_html_at_login_are_a_wrong_password(client, app, world, snapshot, email, password):
     data = encode({"email": email.format(email=world.admin.email), "password": password})
     before = snapshot()
-    body = assert_refused(send(client, world, LOGIN, data), 401)
+    body = assert_error(send(client, world, LOGIN, data), 401)
     assert "errors" not in body
     assert snapshot() == before
     with app.app_context():
@@ -941,7 +915,7 @@ def test_repeated_list_query_parameter_is_422(client, world, snapshot, name, val
     query = [(key, str(value)) for key, value in scope.items() if key != name]
     query += [(name, str(scope[name]) if name in scope else value) for value in values]
     before = snapshot()
-    body = assert_refused(send(client, world, LIST, query_string=query), 422, name)
+    body = assert_error(send(client, world, LIST, query_string=query), 422, name)
     assert set(body["errors"]) == {name}
     assert snapshot() == before
 
@@ -950,7 +924,7 @@ def test_repeated_list_query_parameter_is_422(client, world, snapshot, name, val
 def test_repeated_scope_parameter_on_a_ticket_endpoint_is_422(client, world, snapshot, endpoint):
     query = [("isp_id", str(world.admin.isp_id))] * 2
     before = snapshot()
-    assert_refused(send(client, world, endpoint, query_string=query), 422, "isp_id")
+    assert_error(send(client, world, endpoint, query_string=query), 422, "isp_id")
     assert snapshot() == before
 
 

@@ -8,7 +8,7 @@ import pytest
 from tickets_service import auth, models
 from tickets_service.models import User
 
-from conftest import PASSWORD
+from conftest import PASSWORD, assert_error
 
 LOGIN = "/api/v1/auth/login"
 
@@ -20,10 +20,7 @@ def attempt(client, email, password="wrong password!", address="10.0.0.1"):
 
 
 def assert_429(response):
-    assert response.status_code == 429
-    assert response.is_json
-    assert response.json["success"] is False
-    assert "Too many" in response.json["message"]
+    assert "Too many" in assert_error(response, 429)["message"]
     assert int(response.headers["Retry-After"]) > 0
 
 

@@ -5,31 +5,12 @@ import pytest
 
 from tickets_service.models import Ticket, TicketReply
 
-from conftest import scope_of
+from conftest import assert_error, assert_success, scope_of
 
 TICKETS = "/api/v1/tickets"
 
 
 # --- Helpers ----------------------------------------------------------------------------------
-
-
-def succeeded(response, status: int, message: str | None = None) -> dict:
-    """The body of a success response, once its status code and envelope are checked."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    body = response.get_json()
-    assert body["success"] is True
-    if message is not None:
-        assert body["message"] == message
-    return body
-
-
-def failed(response, status: int) -> dict:
-    """The body of an error response, once its status code and envelope are checked."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    body = response.get_json()
-    assert body["success"] is False
-    assert isinstance(body["message"], str) and body["message"]
-    return body
 
 
 def ticket_url(ticket_id: int, suffix: str = "") -> str:
@@ -75,7 +56,7 @@ def test_ticket_outside_reach_is_404_and_untouched(
     account = request.getfixturevalue(intruder)
     before = snapshot()
 
-    failed(scoped_call(client, account, endpoint, ticket_id, scope_of(account)), 404)
+    assert_error(scoped_call(client, account, endpoint, ticket_id, scope_of(account)), 404)
 
     assert snapshot() == before
 
@@ -90,7 +71,7 @@ def test_other_isp_admin_gets_404_even_without_scope(
 
     response = call(client, other_admin, method, ticket_url(ticket_id, suffix), body)
 
-    failed(response, 404)
+    assert_error(response, 404)
     assert snapshot() == before
 
 
@@ -138,7 +119,7 @@ def test_admin_reaches_every_branch_of_its_isp(
 
     response = scoped_call(client, admin, endpoint, ticket_id, scope)
 
-    body = succeeded(response, status, message)
+    body = assert_success(response, status, message)
     assert took_effect(body, fetch(Ticket, ticket_id), rows(TicketReply))
 
 
@@ -149,14 +130,14 @@ def test_staff_reaches_its_own_branch(client, admin, staff, make_ticket, fetch, 
 
     response = scoped_call(client, staff, endpoint, ticket_id, scope_of(staff))
 
-    body = succeeded(response, status, message)
+    body = assert_success(response, status, message)
     assert took_effect(body, fetch(Ticket, ticket_id), rows(TicketReply))
 
 
 def test_admin_lists_another_branch_of_its_isp(client, admin, staff_branch2, make_ticket, fetch):
     ticket_id = make_ticket(staff_branch2)
 
-    body = succeeded(
+    body = assert_success(
         client.get(
             TICKETS, query_string={**scope_of(admin), "branch_id": 2}, headers=admin.headers
         ),
@@ -171,7 +152,7 @@ def test_staff_cannot_delete(client, staff, make_ticket, snapshot):
     ticket_id = make_ticket(staff)
     before = snapshot()
 
-    failed(client.delete(ticket_url(ticket_id), headers=staff.headers), 403)
+    assert_error(client.delete(ticket_url(ticket_id), headers=staff.headers), 403)
 
     assert snapshot() == before
 
@@ -202,7 +183,7 @@ def test_list_with_foreign_scope_is_403(request, client, make_ticket, caller, fi
     account, scope = mismatched_scope(request, caller, field, owner)
     make_ticket(request.getfixturevalue(owner))
 
-    body = failed(client.get(TICKETS, query_string=scope, headers=account.headers), 403)
+    body = assert_error(client.get(TICKETS, query_string=scope, headers=account.headers), 403)
 
     assert "data" not in body
 
@@ -212,7 +193,7 @@ def test_create_with_foreign_scope_is_403(request, client, rows, caller, field, 
     account, scope = mismatched_scope(request, caller, field, owner)
     sent = {**scope, "title": "Connection Issue", "description": "Down", "priority": 2}
 
-    failed(client.post(TICKETS, json=sent, headers=account.headers), 403)
+    assert_error(client.post(TICKETS, json=sent, headers=account.headers), 403)
 
     assert rows(Ticket) == []
 
@@ -227,7 +208,9 @@ def test_body_with_foreign_scope_is_403(
     method, suffix, body = PER_TICKET[endpoint]
     before = snapshot()
 
-    failed(call(client, account, method, ticket_url(ticket_id, suffix), {**scope, **body}), 403)
+    assert_error(
+        call(client, account, method, ticket_url(ticket_id, suffix), {**scope, **body}), 403
+    )
 
     assert snapshot() == before
 
@@ -257,7 +240,9 @@ def test_query_string_with_foreign_scope_is_403(
     method, suffix, body = PER_TICKET[endpoint]
     before = snapshot()
 
-    failed(call(client, account, method, ticket_url(ticket_id, suffix), body, query=scope), 403)
+    assert_error(
+        call(client, account, method, ticket_url(ticket_id, suffix), body, query=scope), 403
+    )
 
     assert snapshot() == before
 
@@ -273,7 +258,7 @@ def test_list_never_includes_another_isps_tickets(
     own = make_ticket(account)
     foreign = make_ticket(other_admin, branch_id=account.branch_id)
 
-    body = succeeded(
+    body = assert_success(
         client.get(TICKETS, query_string=scope_of(account), headers=account.headers), 200
     )
 
@@ -288,7 +273,9 @@ def test_staff_list_never_includes_another_branchs_tickets(
     own = make_ticket(staff)
     other_branch = make_ticket(staff_branch2)
 
-    body = succeeded(client.get(TICKETS, query_string=scope_of(staff), headers=staff.headers), 200)
+    body = assert_success(
+        client.get(TICKETS, query_string=scope_of(staff), headers=staff.headers), 200
+    )
 
     assert fetch(Ticket, other_branch)["isp_id"] == staff.isp_id
     assert [item["id"] for item in body["data"]] == [own]
@@ -329,7 +316,7 @@ def test_create_with_foreign_subscriber_is_422(
         "priority": 2,
     }
 
-    body = failed(client.post(TICKETS, json=sent, headers=account.headers), 422)
+    body = assert_error(client.post(TICKETS, json=sent, headers=account.headers), 422)
 
     assert "subscriber_id" in body["errors"]
     assert rows(Ticket) == []
@@ -357,7 +344,7 @@ def test_update_with_foreign_subscriber_is_422(
     subscriber_id = make_subscriber(isp_id=isp_id, branch_id=subscriber_branch)
     before = snapshot()
 
-    body = failed(
+    body = assert_error(
         client.put(
             ticket_url(ticket_id), json={"subscriber_id": subscriber_id}, headers=account.headers
         ),

@@ -11,11 +11,10 @@ from sqlalchemy import update
 from tickets_service.extensions import db
 from tickets_service.models import Ticket, TicketReply
 
-from conftest import scope_of
+from conftest import assert_error, assert_success, scope_of
 
 TICKETS = "/api/v1/tickets"
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
-ENVELOPE_KEYS = {"success", "message", "data", "meta"}
 
 # The spec's keys, in the spec's order; extra fields may follow them.
 LIST_ITEM_FIELDS = [
@@ -42,28 +41,6 @@ REPLY_FIELDS = ["id", "message", "user_name", "created_at"]
 
 
 # --- Helpers ----------------------------------------------------------------------------------
-
-
-def succeeded(response, status: int, message: str | None = None) -> dict:
-    """The body of a success response, once its status code and envelope are checked."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.is_json
-    body = response.get_json()
-    assert body["success"] is True
-    assert set(body) <= ENVELOPE_KEYS
-    if message is not None:
-        assert body["message"] == message
-    return body
-
-
-def failed(response, status: int) -> dict:
-    """The body of an error response, once its status code and envelope are checked."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.is_json
-    body = response.get_json()
-    assert body["success"] is False
-    assert isinstance(body["message"], str) and body["message"]
-    return body
 
 
 def ticket_url(ticket_id: int, suffix: str = "") -> str:
@@ -105,7 +82,7 @@ def set_created_at(app):
 def test_list_item_has_the_spec_fields_in_spec_order(client, staff, make_subscriber, make_ticket):
     make_ticket(staff, subscriber_id=make_subscriber())
 
-    body = succeeded(list_tickets(client, staff), 200)
+    body = assert_success(list_tickets(client, staff), 200)
 
     [item] = body["data"]
     assert list(item.keys())[: len(LIST_ITEM_FIELDS)] == LIST_ITEM_FIELDS
@@ -117,7 +94,7 @@ def test_list_item_carries_the_ticket_with_spec_json_types(
     subscriber_id = make_subscriber(name="John Doe")
     ticket_id = make_ticket(staff, subscriber_id=subscriber_id, priority=3, status=1)
 
-    body = succeeded(list_tickets(client, staff), 200)
+    body = assert_success(list_tickets(client, staff), 200)
 
     [item] = body["data"]
     row = fetch(Ticket, ticket_id)
@@ -133,7 +110,7 @@ def test_list_item_carries_the_ticket_with_spec_json_types(
 def test_list_subscriber_name_is_null_without_subscriber(client, staff, make_ticket, fetch):
     ticket_id = make_ticket(staff)
 
-    body = succeeded(list_tickets(client, staff), 200)
+    body = assert_success(list_tickets(client, staff), 200)
 
     [item] = body["data"]
     assert fetch(Ticket, ticket_id)["subscriber_id"] is None
@@ -145,7 +122,7 @@ def test_list_subscriber_name_is_null_without_subscriber(client, staff, make_tic
 def test_list_filters_by_status(client, staff, make_ticket, fetch, status):
     ids = {code: make_ticket(staff, status=code) for code in (0, 1, 2, 3)}
 
-    body = succeeded(list_tickets(client, staff, status=status), 200)
+    body = assert_success(list_tickets(client, staff, status=status), 200)
 
     assert [item["id"] for item in body["data"]] == [ids[status]]
     assert fetch(Ticket, ids[status])["status"] == status
@@ -156,7 +133,7 @@ def test_list_filters_by_status(client, staff, make_ticket, fetch, status):
 def test_list_filters_by_priority(client, staff, make_ticket, fetch, priority):
     ids = {code: make_ticket(staff, priority=code) for code in (1, 2, 3)}
 
-    body = succeeded(list_tickets(client, staff, priority=priority), 200)
+    body = assert_success(list_tickets(client, staff, priority=priority), 200)
 
     assert [item["id"] for item in body["data"]] == [ids[priority]]
     assert fetch(Ticket, ids[priority])["priority"] == priority
@@ -168,7 +145,7 @@ def test_list_combines_status_and_priority_filters(client, staff, make_ticket):
     make_ticket(staff, status=2, priority=1)
     make_ticket(staff, status=0, priority=3)
 
-    body = succeeded(list_tickets(client, staff, status=2, priority=3), 200)
+    body = assert_success(list_tickets(client, staff, status=2, priority=3), 200)
 
     assert [item["id"] for item in body["data"]] == [wanted]
 
@@ -178,7 +155,7 @@ def test_list_is_newest_first_by_created_at(client, staff, make_ticket, rows):
     ages_in_hours = [2, 0, 24, 1]
     ids = [make_ticket(staff, age=timedelta(hours=h)) for h in ages_in_hours]
 
-    body = succeeded(list_tickets(client, staff), 200)
+    body = assert_success(list_tickets(client, staff), 200)
 
     newest_first = [ticket_id for _, ticket_id in sorted(zip(ages_in_hours, ids, strict=True))]
     assert [item["id"] for item in body["data"]] == newest_first
@@ -193,7 +170,7 @@ def test_list_breaks_created_at_ties_by_id_descending(
     for ticket_id in ids:
         set_created_at(ticket_id, same_moment)
 
-    body = succeeded(list_tickets(client, staff), 200)
+    body = assert_success(list_tickets(client, staff), 200)
 
     assert len({as_utc(fetch(Ticket, ticket_id)["created_at"]) for ticket_id in ids}) == 1
     assert [item["id"] for item in body["data"]] == sorted(ids, reverse=True)
@@ -204,7 +181,7 @@ def test_list_defaults_to_page_1_of_50(client, staff, make_ticket, rows):
     for _ in range(50):
         make_ticket(staff)
 
-    body = succeeded(list_tickets(client, staff), 200)
+    body = assert_success(list_tickets(client, staff), 200)
 
     assert len(rows(Ticket)) == 51
     assert len(body["data"]) == 50
@@ -215,7 +192,7 @@ def test_list_defaults_to_page_1_of_50(client, staff, make_ticket, rows):
 def test_list_page_and_per_page_select_a_slice(client, staff, make_ticket):
     newest_first = [make_ticket(staff, age=timedelta(hours=h)) for h in range(5)]
 
-    body = succeeded(list_tickets(client, staff, page=2, per_page=2), 200)
+    body = assert_success(list_tickets(client, staff, page=2, per_page=2), 200)
 
     assert [item["id"] for item in body["data"]] == newest_first[2:4]
     assert body["meta"] == {"page": 2, "per_page": 2, "total": 5, "pages": 3}
@@ -224,7 +201,7 @@ def test_list_page_and_per_page_select_a_slice(client, staff, make_ticket):
 def test_list_accepts_per_page_of_200(client, staff, make_ticket):
     make_ticket(staff)
 
-    body = succeeded(list_tickets(client, staff, per_page=200), 200)
+    body = assert_success(list_tickets(client, staff, per_page=200), 200)
 
     assert body["meta"] == {"page": 1, "per_page": 200, "total": 1, "pages": 1}
 
@@ -237,7 +214,7 @@ def test_list_rejects_paging_out_of_range(client, staff, make_ticket, snapshot, 
     make_ticket(staff)
     before = snapshot()
 
-    body = failed(list_tickets(client, staff, **{field: value}), 422)
+    body = assert_error(list_tickets(client, staff, **{field: value}), 422)
 
     assert field in body["errors"]
     assert snapshot() == before
@@ -249,7 +226,7 @@ def test_list_requires_isp_branch_and_user(client, staff, make_ticket, snapshot,
     before = snapshot()
     query = {key: value for key, value in scope_of(staff).items() if key != missing}
 
-    body = failed(client.get(TICKETS, query_string=query, headers=staff.headers), 422)
+    body = assert_error(client.get(TICKETS, query_string=query, headers=staff.headers), 422)
 
     assert missing in body["errors"]
     assert snapshot() == before
@@ -259,7 +236,7 @@ def test_list_requires_isp_branch_and_user(client, staff, make_ticket, snapshot,
 def test_list_shows_only_the_requested_branch(client, admin, make_ticket, fetch, branch_id):
     ids = {branch: make_ticket(admin, branch_id=branch) for branch in (1, 2)}
 
-    body = succeeded(list_tickets(client, admin, branch_id=branch_id), 200)
+    body = assert_success(list_tickets(client, admin, branch_id=branch_id), 200)
 
     assert [item["id"] for item in body["data"]] == [ids[branch_id]]
     assert fetch(Ticket, ids[branch_id])["branch_id"] == branch_id
@@ -274,7 +251,7 @@ def test_fetch_ticket_has_the_spec_fields_in_spec_order(
     ticket_id = make_ticket(staff, subscriber_id=make_subscriber())
     make_reply(ticket_id, staff)
 
-    body = succeeded(client.get(ticket_url(ticket_id), headers=staff.headers), 200)
+    body = assert_success(client.get(ticket_url(ticket_id), headers=staff.headers), 200)
 
     assert list(body["data"].keys())[: len(TICKET_FIELDS)] == TICKET_FIELDS
     [reply] = body["data"]["replies"]
@@ -287,7 +264,7 @@ def test_fetch_ticket_carries_the_ticket_with_spec_json_types(
     subscriber_id = make_subscriber(name="John Doe")
     ticket_id = make_ticket(staff, subscriber_id=subscriber_id, priority=3, status=2)
 
-    body = succeeded(client.get(ticket_url(ticket_id), headers=staff.headers), 200)
+    body = assert_success(client.get(ticket_url(ticket_id), headers=staff.headers), 200)
 
     data, row = body["data"], fetch(Ticket, ticket_id)
     assert (type(data["id"]), type(data["subscriber_id"])) == (int, int)
@@ -304,7 +281,7 @@ def test_fetch_ticket_carries_the_ticket_with_spec_json_types(
 def test_fetch_ticket_subscriber_name_is_null_without_subscriber(client, staff, make_ticket):
     ticket_id = make_ticket(staff)
 
-    body = succeeded(client.get(ticket_url(ticket_id), headers=staff.headers), 200)
+    body = assert_success(client.get(ticket_url(ticket_id), headers=staff.headers), 200)
 
     assert body["data"]["subscriber_id"] is None
     assert body["data"]["subscriber_name"] is None
@@ -314,7 +291,7 @@ def test_fetch_ticket_reply_names_its_author(client, admin, staff, make_ticket, 
     ticket_id = make_ticket(staff)
     reply_id = make_reply(ticket_id, admin, message="We are looking into this.")
 
-    body = succeeded(client.get(ticket_url(ticket_id), headers=staff.headers), 200)
+    body = assert_success(client.get(ticket_url(ticket_id), headers=staff.headers), 200)
 
     [reply] = body["data"]["replies"]
     assert type(reply["id"]) is int
@@ -329,7 +306,7 @@ def test_fetch_ticket_lists_replies_oldest_first(client, staff, make_ticket, mak
     ages_in_minutes = [30, 90, 60, 10]
     ids = [make_reply(ticket_id, staff, age=timedelta(minutes=m)) for m in ages_in_minutes]
 
-    body = succeeded(client.get(ticket_url(ticket_id), headers=staff.headers), 200)
+    body = assert_success(client.get(ticket_url(ticket_id), headers=staff.headers), 200)
 
     oldest_first = [
         reply_id for _, reply_id in sorted(zip(ages_in_minutes, ids, strict=True), reverse=True)
@@ -341,7 +318,7 @@ def test_fetch_unknown_ticket_is_404(client, staff, make_ticket, snapshot):
     unknown_id = make_ticket(staff) + 1000
     before = snapshot()
 
-    failed(client.get(ticket_url(unknown_id), headers=staff.headers), 404)
+    assert_error(client.get(ticket_url(unknown_id), headers=staff.headers), 404)
 
     assert snapshot() == before
 
@@ -378,7 +355,7 @@ def test_timestamps_are_utc_in_spec_format(
     url = TICKETS if endpoint == "list" else ticket_url(ticket_id)
     query = scope_of(staff) if endpoint == "list" else None
 
-    body = succeeded(client.get(url, query_string=query, headers=staff.headers), 200)
+    body = assert_success(client.get(url, query_string=query, headers=staff.headers), 200)
 
     value = read_timestamp(body)
     assert TIMESTAMP.fullmatch(value)
@@ -393,9 +370,9 @@ def test_timestamps_are_utc_not_local_time(client, staff):
         json={"title": "Connection Issue", "description": "Down", "priority": 2},
         headers=staff.headers,
     )
-    ticket_id = succeeded(response, 201)["data"]["id"]
+    ticket_id = assert_success(response, 201)["data"]["id"]
 
-    body = succeeded(client.get(ticket_url(ticket_id), headers=staff.headers), 200)
+    body = assert_success(client.get(ticket_url(ticket_id), headers=staff.headers), 200)
 
     shown = datetime.strptime(body["data"]["created_at"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
     assert abs(datetime.now(UTC) - shown) < timedelta(minutes=1)
@@ -420,7 +397,7 @@ def spec_create_body(account, subscriber_id=None) -> dict:
 def test_create_returns_201_and_the_new_id(client, staff, make_subscriber, fetch):
     body_sent = spec_create_body(staff, subscriber_id=make_subscriber())
 
-    body = succeeded(
+    body = assert_success(
         client.post(TICKETS, json=body_sent, headers=staff.headers),
         201,
         "Ticket created successfully",
@@ -434,7 +411,7 @@ def test_create_returns_201_and_the_new_id(client, staff, make_subscriber, fetch
 def test_create_stores_the_ticket_as_sent(client, staff, make_subscriber, fetch, rows):
     subscriber_id = make_subscriber()
 
-    body = succeeded(
+    body = assert_success(
         client.post(
             TICKETS,
             json=spec_create_body(staff, subscriber_id=subscriber_id),
@@ -458,7 +435,7 @@ def test_create_stores_the_ticket_as_sent(client, staff, make_subscriber, fetch,
 def test_create_stores_the_title_trimmed(client, staff, fetch):
     sent = {"title": "  Connection Issue \t", "description": "Down", "priority": 1}
 
-    body = succeeded(
+    body = assert_success(
         client.post(TICKETS, json=sent, headers=staff.headers), 201, "Ticket created successfully"
     )
 
@@ -468,7 +445,7 @@ def test_create_stores_the_title_trimmed(client, staff, fetch):
 def test_create_without_subscriber_stores_none(client, staff, fetch):
     sent = {"title": "Connection Issue", "description": "Down", "priority": 1}
 
-    body = succeeded(
+    body = assert_success(
         client.post(TICKETS, json=sent, headers=staff.headers), 201, "Ticket created successfully"
     )
 
@@ -481,7 +458,7 @@ def test_create_records_the_caller_as_creator(request, client, make_ticket, fetc
     account = request.getfixturevalue(caller)
     make_ticket(request.getfixturevalue(other))
 
-    body = succeeded(
+    body = assert_success(
         client.post(TICKETS, json=spec_create_body(account), headers=account.headers),
         201,
         "Ticket created successfully",
@@ -495,7 +472,7 @@ def test_create_takes_isp_and_branch_from_the_token_when_absent(request, client,
     account = request.getfixturevalue(caller)
     sent = {"title": "Connection Issue", "description": "Down", "priority": 3}
 
-    body = succeeded(
+    body = assert_success(
         client.post(TICKETS, json=sent, headers=account.headers),
         201,
         "Ticket created successfully",
@@ -508,7 +485,7 @@ def test_create_takes_isp_and_branch_from_the_token_when_absent(request, client,
 def test_admin_creates_in_the_branch_named_in_the_body(client, admin, fetch):
     sent = {**spec_create_body(admin), "branch_id": 2}
 
-    body = succeeded(
+    body = assert_success(
         client.post(TICKETS, json=sent, headers=admin.headers), 201, "Ticket created successfully"
     )
 
@@ -544,7 +521,7 @@ def test_update_changes_only_the_fields_sent(
     stored = {k: new_subscriber if v is NEW_SUBSCRIBER else v for k, v in stored.items()}
     before = fetch(Ticket, ticket_id)
 
-    succeeded(
+    assert_success(
         client.put(ticket_url(ticket_id), json=sent, headers=staff.headers),
         200,
         "Ticket updated successfully",
@@ -557,7 +534,7 @@ def test_update_changes_only_the_fields_sent(
 def test_update_with_null_subscriber_unlinks_it(client, staff, make_subscriber, make_ticket, fetch):
     ticket_id = make_ticket(staff, subscriber_id=make_subscriber())
 
-    succeeded(
+    assert_success(
         client.put(ticket_url(ticket_id), json={"subscriber_id": None}, headers=staff.headers),
         200,
         "Ticket updated successfully",
@@ -570,7 +547,7 @@ def test_update_advances_updated_at(client, staff, make_ticket, fetch):
     ticket_id = make_ticket(staff, age=timedelta(days=1))
     before = fetch(Ticket, ticket_id)
 
-    succeeded(
+    assert_success(
         client.put(ticket_url(ticket_id), json={"priority": 3}, headers=staff.headers),
         200,
         "Ticket updated successfully",
@@ -585,7 +562,7 @@ def test_update_advances_updated_at(client, staff, make_ticket, fetch):
 
 
 def delete_ticket(client, account, ticket_id: int) -> None:
-    succeeded(
+    assert_success(
         client.delete(ticket_url(ticket_id), headers=account.headers),
         200,
         "Ticket deleted successfully",
@@ -640,7 +617,7 @@ def test_deleted_ticket_is_404(client, admin, make_ticket, snapshot, method, suf
         ticket_url(ticket_id, suffix), method=method, json=body, headers=admin.headers
     )
 
-    failed(response, 404)
+    assert_error(response, 404)
     assert snapshot() == before
 
 
@@ -649,7 +626,7 @@ def test_deleted_ticket_is_absent_from_the_list(client, admin, make_ticket, fetc
     deleted = make_ticket(admin)
     delete_ticket(client, admin, deleted)
 
-    body = succeeded(list_tickets(client, admin), 200)
+    body = assert_success(list_tickets(client, admin), 200)
 
     assert [item["id"] for item in body["data"]] == [kept]
     assert body["meta"]["total"] == 1
@@ -666,7 +643,7 @@ def spec_reply_body(account) -> dict:
 def test_reply_returns_201_and_stores_the_reply(client, staff, make_ticket, rows):
     ticket_id = make_ticket(staff)
 
-    succeeded(
+    assert_success(
         client.post(
             ticket_url(ticket_id, "/reply"), json=spec_reply_body(staff), headers=staff.headers
         ),
@@ -684,7 +661,7 @@ def test_reply_author_is_the_caller(request, client, staff, make_ticket, rows, c
     account = request.getfixturevalue(caller)
     ticket_id = make_ticket(staff)
 
-    succeeded(
+    assert_success(
         client.post(
             ticket_url(ticket_id, "/reply"), json=spec_reply_body(account), headers=account.headers
         ),
@@ -702,7 +679,7 @@ def test_reply_appears_in_fetch_ticket_with_the_callers_name(
     ticket_id = make_ticket(staff, age=timedelta(days=1))
     make_reply(ticket_id, admin, age=timedelta(hours=1))
 
-    succeeded(
+    assert_success(
         client.post(
             ticket_url(ticket_id, "/reply"), json=spec_reply_body(staff), headers=staff.headers
         ),
@@ -710,7 +687,7 @@ def test_reply_appears_in_fetch_ticket_with_the_callers_name(
         "Reply added successfully",
     )
 
-    body = succeeded(client.get(ticket_url(ticket_id), headers=admin.headers), 200)
+    body = assert_success(client.get(ticket_url(ticket_id), headers=admin.headers), 200)
     newest = body["data"]["replies"][-1]
     assert newest["user_name"] == staff.name == "Staff One"
     assert newest["message"] == "We are looking into this issue."
@@ -725,7 +702,7 @@ def test_change_status_stores_each_code(client, staff, make_ticket, fetch, statu
     ticket_id = make_ticket(staff, status=(status + 1) % 4)
     before = fetch(Ticket, ticket_id)
 
-    succeeded(
+    assert_success(
         client.put(
             ticket_url(ticket_id, "/status"),
             json={**scope_of(staff), "status": status},
@@ -743,7 +720,7 @@ def test_change_status_advances_updated_at(client, staff, make_ticket, fetch):
     ticket_id = make_ticket(staff, age=timedelta(days=1))
     before = fetch(Ticket, ticket_id)
 
-    succeeded(
+    assert_success(
         client.put(ticket_url(ticket_id, "/status"), json={"status": 1}, headers=staff.headers),
         200,
         "Ticket status updated successfully",

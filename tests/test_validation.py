@@ -8,7 +8,7 @@ import pytest
 from tickets_service.extensions import db
 from tickets_service.models import Subscriber, Ticket, TicketReply
 
-from conftest import scope_of
+from conftest import assert_error, scope_of
 
 MISSING = object()  # in a table of changes: drop this key from the valid body
 
@@ -36,32 +36,6 @@ PER_TICKET = [
     ("POST", "/api/v1/tickets/{id}/reply", {"message": "We are looking into this issue."}),
     ("PUT", "/api/v1/tickets/{id}/status", {"status": 2}),
 ]
-
-
-def assert_error(response, status: int) -> dict:
-    """The error envelope: status, JSON, success false, a message; returns the body."""
-    assert response.status_code == status
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert body["success"] is False
-    assert isinstance(body["message"], str)
-    assert body["message"]
-    return body
-
-
-def assert_validation_error(response, field: str | None) -> dict:
-    """422 with per-field messages, naming `field` (None: any key, for whole-body rules)."""
-    body = assert_error(response, 422)
-    errors = body["errors"]
-    assert isinstance(errors, dict)
-    assert errors
-    for messages in errors.values():
-        assert isinstance(messages, list)
-        assert messages
-        assert all(isinstance(message, str) for message in messages)
-    if field is not None:
-        assert field in errors
-    return body
 
 
 @pytest.fixture
@@ -210,7 +184,7 @@ BAD_FIELDS = [
 def test_invalid_field_is_422(send, valid_body, snapshot, endpoint, changes, field):
     before = snapshot()
     response = send(endpoint, valid_body(endpoint, changes))
-    assert_validation_error(response, field)
+    assert_error(response, 422, field)
     assert snapshot() == before
 
 
@@ -227,7 +201,7 @@ def test_update_without_any_ticket_field_is_422(send, admin, snapshot, body):
         body = {**body, "user_id": admin.id}
     before = snapshot()
     response = send("update", body)
-    assert_validation_error(response, None)
+    assert_error(response, 422)
     assert snapshot() == before
 
 
@@ -258,7 +232,7 @@ def test_subscriber_outside_the_tickets_isp_and_branch_is_422(
     subscriber_id = subscriber_elsewhere(where)
     before = snapshot()
     response = send(endpoint, valid_body(endpoint, {"subscriber_id": subscriber_id}))
-    assert_validation_error(response, "subscriber_id")
+    assert_error(response, 422, "subscriber_id")
     assert snapshot() == before
 
 
@@ -364,7 +338,7 @@ def test_invalid_list_query_is_422(client, admin, ticket_id, snapshot, changes, 
     response = client.get(
         "/api/v1/tickets", query_string=list_query(admin, changes), headers=admin.headers
     )
-    assert_validation_error(response, field)
+    assert_error(response, 422, field)
     assert snapshot() == before
 
 
@@ -408,7 +382,7 @@ def test_invalid_scope_in_a_per_ticket_query_is_422(
         query_string=query,
         headers=admin.headers,
     )
-    assert_validation_error(response, next(iter(query)))
+    assert_error(response, 422, next(iter(query)))
     assert snapshot() == before
 
 
