@@ -13,9 +13,9 @@ from sqlalchemy import event, inspect, select, text
 from werkzeug.security import generate_password_hash
 
 from tickets_service import create_app
-from tickets_service.auth import issue_token
 from tickets_service.extensions import db, limiter
 from tickets_service.models import Subscriber, Ticket, TicketReply, User, utcnow
+from tickets_service.tokens import issue_token
 
 PASSWORD = "correct horse battery staple"
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256!"

@@ -6,8 +6,6 @@ import re
 
 import pytest
 
-from tickets_service.requestlog import JsonFormatter
-
 from conftest import PASSWORD
 
 
@@ -15,7 +13,8 @@ from conftest import PASSWORD
 def log_lines(caplog):
     """The package's log records, rendered exactly as they reach stdout."""
     caplog.set_level(logging.INFO, logger="tickets_service")
-    formatter = JsonFormatter()
+    (handler,) = logging.getLogger("tickets_service").handlers
+    formatter = handler.formatter
 
     def lines():
         return [

@@ -8,7 +8,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import requestlog, security
+from . import requestlog, transport
 from .config import FIXED, check_secrets, from_environment, normalize_database_url
 from .extensions import db, jwt, limiter, migrate
 
@@ -74,16 +74,17 @@ def register_extensions(app: Flask) -> None:
     jwt.init_app(app)
     limiter.init_app(app)
     requestlog.init_app(app)
-    security.init_app(app)
+    transport.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:
+    """Each blueprint through the Api, which serves the document generated from them."""
     from . import auth, health, openapi, tickets
 
-    app.register_blueprint(health.bp)
-    app.register_blueprint(auth.bp, url_prefix="/api/v1/auth")
-    app.register_blueprint(tickets.bp, url_prefix="/api/v1/tickets")
-    app.register_blueprint(openapi.bp)
+    api = openapi.init_app(app)
+    api.register_blueprint(health.bp)
+    api.register_blueprint(auth.bp, url_prefix="/api/v1/auth")
+    api.register_blueprint(tickets.bp, url_prefix="/api/v1/tickets")
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -37,6 +37,12 @@ def handle_http_error(exc: HTTPException):
     """abort() and routing errors: our message if a view gave one, else the standard name."""
     if isinstance(exc, RequestEntityTooLarge):
         _discard_request_body()
+    by_location = getattr(exc, "data", {}).get("messages")
+    if by_location is not None:  # webargs' 422: {location: {field: [...]}}
+        merged = {
+            field: problems for part in by_location.values() for field, problems in part.items()
+        }
+        return handle_validation_error(ValidationError(merged))
     custom = exc.description and exc.description != type(exc).description
     message = exc.description if custom else _MESSAGES.get(exc.code, exc.name)
     response = error(message, exc.code or 500)
@@ -48,8 +54,20 @@ def handle_http_error(exc: HTTPException):
 
 def handle_validation_error(exc: ValidationError):
     """422 with the per-field messages."""
-    errors = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+    errors = _flatten(exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages})
     return error("Validation failed.", 422, errors)
+
+
+def _flatten(messages: dict, prefix: str = "") -> dict[str, list[str]]:
+    """Nested messages ({"events": {0: [...]}}) as dotted fields ({"events.0": [...]})."""
+    flat: dict[str, list[str]] = {}
+    for field, problems in messages.items():
+        name = f"{prefix}{field}"
+        if isinstance(problems, dict):
+            flat.update(_flatten(problems, f"{name}."))
+        else:
+            flat.setdefault(name, []).extend(str(p) for p in problems)
+    return flat
 
 
 def handle_database_unavailable(exc: OperationalError):

@@ -1,27 +1,31 @@
 """Liveness and readiness probes for the load balancer; neither needs a token."""
 
-from flask import Blueprint, abort
+from flask import abort
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from .extensions import db
-from .responses import success
+from .openapi import Blueprint
+from .schemas import HealthOut, ReadinessOut
 
-bp = Blueprint("health", __name__)
+bp = Blueprint("health", __name__, description="Probes for the load balancer (no token).")
 
 
 @bp.get("/healthz")
+@bp.response(200, HealthOut)
 def healthz():
-    """The process answers; the database is not consulted."""
-    return success({"status": "ok"})
+    """Liveness: the process answers (the database is not consulted)."""
+    return {"status": "ok"}
 
 
 @bp.get("/readyz")
+@bp.response(200, ReadinessOut)
+@bp.errors(503)
 def readyz():
-    """The database answers a trivial query; 503 when it does not."""
+    """Readiness: the database answers a trivial query."""
     try:
         db.session.execute(text("SELECT 1"))
     except SQLAlchemyError:
         db.session.rollback()
         abort(503, "Database unreachable.")
-    return success({"status": "ready", "database": "ok"})
+    return {"status": "ready", "database": "ok"}

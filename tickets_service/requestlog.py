@@ -4,16 +4,14 @@ Only method, path, status, duration and ids are logged: never headers, bodies or
 strings, so no token or password can reach a log.
 """
 
-import json
 import logging
 import re
 import sys
 import time
-import traceback
 import uuid
-from datetime import UTC, datetime
 
 from flask import Flask, g, request
+from pythonjsonlogger.json import JsonFormatter
 
 log = logging.getLogger("tickets_service.request")
 
@@ -22,30 +20,20 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-class JsonFormatter(logging.Formatter):
-    """Render a record as one JSON object; `extra={"fields": {...}}` adds keys."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            entry["exception"] = "".join(traceback.format_exception(*record.exc_info))
-        return json.dumps(entry, default=str)
-
-
 def configure_logging(level: str) -> None:
     """Send the package's logs to stdout as JSON lines (once per process)."""
     package_logger = logging.getLogger("tickets_service")
     package_logger.setLevel(level)
-    if not any(getattr(h, "_tickets_json", False) for h in package_logger.handlers):
+    if not any(isinstance(h.formatter, JsonFormatter) for h in package_logger.handlers):
         handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(JsonFormatter())
-        handler._tickets_json = True
+        handler.setFormatter(
+            JsonFormatter(
+                "{levelname}{name}{message}",
+                style="{",
+                rename_fields={"levelname": "level", "name": "logger"},
+                timestamp="time",
+            )
+        )
         package_logger.addHandler(handler)
 
 
@@ -72,14 +60,12 @@ def _finish(response):
         request.path,
         response.status_code,
         extra={
-            "fields": {
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "duration_ms": round(duration, 2) if duration is not None else None,
-                "request_id": request_id,
-                "user_id": g.get("user_id"),
-            }
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round(duration, 2) if duration is not None else None,
+            "request_id": request_id,
+            "user_id": g.get("user_id"),
         },
     )
     return response

@@ -1,14 +1,13 @@
-"""Marshmallow schemas, named by direction: *In and *Update for bodies, *Args for query
-strings, *Out for responses. Instances are created once at the bottom."""
+"""Marshmallow schemas, named by direction: *In for bodies, *Args for query strings, *Out for
+responses. Instances are created once at the bottom; the views declare them on their routes."""
 
-import json
 import re
 from datetime import UTC, datetime
 
-from flask import abort, request
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from .models import MAX_ID, Role, TicketPriority, TicketStatus
+from .scope import check_scope
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_PER_PAGE = 200
@@ -16,14 +15,27 @@ DEFAULT_PER_PAGE = 50
 MIN_PASSWORD_LENGTH = 8
 
 # C0 controls and DEL, except tab, line feed and carriage return. NUL is among them: PostgreSQL
-# cannot store it in text, so it must be refused here rather than fail at commit.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_LINE_BREAK = re.compile(r"[\r\n]")
+# cannot store it in text, so it must be refused here rather than fail at commit. The class is
+# written once and serves both the check below and the pattern the document publishes.
+CONTROL_CHARACTERS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+LINE_BREAKS = r"\n\r"
 _DIGITS = re.compile(r"-?[0-9]{1,20}")
 
 
-class Timestamp(fields.Field):
-    """A datetime written as "YYYY-MM-DD HH:MM:SS" in UTC (output only)."""
+def _refusing(characters: str) -> tuple[re.Pattern, str]:
+    """A search for any of these characters, and the ECMA pattern of a text without them."""
+    return re.compile(f"[{characters}]"), f"^[^{characters}]*$"
+
+
+class Timestamp(fields.String):
+    """A datetime written "YYYY-MM-DD HH:MM:SS", always in UTC."""
+
+    def __init__(self, **kwargs):
+        metadata = {
+            "pattern": r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$",
+            "example": "2024-01-15 10:30:00",
+        }
+        super().__init__(metadata=metadata | kwargs.pop("metadata", {}), **kwargs)
 
     def _serialize(self, value: datetime | None, attr, obj, **kwargs):
         if value is None:
@@ -37,7 +49,9 @@ class Text(fields.String):
     """A string that is trimmed, valid UTF-8 and free of control characters."""
 
     def __init__(self, *, single_line: bool = False, **kwargs):
-        super().__init__(**kwargs)
+        refused = CONTROL_CHARACTERS + (LINE_BREAKS if single_line else "")
+        self.refused, pattern = _refusing(refused)
+        super().__init__(metadata={"pattern": pattern} | kwargs.pop("metadata", {}), **kwargs)
         self.single_line = single_line
 
     def _deserialize(self, value, attr, data, **kwargs) -> str:
@@ -46,7 +60,7 @@ class Text(fields.String):
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise ValidationError("Must be valid UTF-8 text.") from None
-        if _CONTROL.search(text) or (self.single_line and _LINE_BREAK.search(text)):
+        if self.refused.search(text):
             raise ValidationError("Must not contain control characters.")
         return text
 
@@ -57,13 +71,18 @@ class Password(fields.String):
     scrypt pads keys with zero bytes, so "secret" and "secret\0" would hash alike.
     """
 
+    refused, pattern = _refusing(r"\x00")
+
+    def __init__(self, **kwargs):
+        super().__init__(metadata={"pattern": self.pattern}, **kwargs)
+
     def _deserialize(self, value, attr, data, **kwargs) -> str:
         password = super()._deserialize(value, attr, data, **kwargs)
         try:
             password.encode("utf-8")
         except UnicodeEncodeError:
             raise ValidationError("Must be valid UTF-8 text.") from None
-        if "\x00" in password:
+        if self.refused.search(password):
             raise ValidationError("Must not contain NUL characters.")
         return password
 
@@ -101,15 +120,27 @@ def long_text_field(**kwargs) -> Text:
 # --- Requests -------------------------------------------------------------------------------
 
 
-class ScopeIn(Schema):
-    """The isp_id / branch_id / user_id a client may send; they must agree with its token."""
+class ScopedSchema(Schema):
+    """A request that may name isp_id / branch_id / user_id: they must agree with the token.
+
+    The check runs as the arguments are loaded, so no view repeats it (403 on disagreement).
+    """
+
+    @post_load
+    def within_reach(self, data: dict, **kwargs) -> dict:
+        check_scope(data)
+        return data
+
+
+class ScopeIn(ScopedSchema):
+    """The isp_id / branch_id / user_id a client may send in a body."""
 
     isp_id = Id()
     branch_id = Id()
     user_id = Id()
 
 
-class TicketScopeArgs(Schema):
+class TicketScopeArgs(ScopedSchema):
     """Optional scope in the query string of the per-ticket endpoints."""
 
     isp_id = QueryId()
@@ -117,7 +148,7 @@ class TicketScopeArgs(Schema):
     user_id = QueryId()
 
 
-class TicketListArgs(Schema):
+class TicketListArgs(ScopedSchema):
     isp_id = QueryId(required=True)
     branch_id = QueryId(required=True)
     user_id = QueryId(required=True)
@@ -134,7 +165,7 @@ class TicketIn(ScopeIn):
     priority = fields.Integer(strict=True, required=True, validate=_priority)
 
 
-class TicketUpdate(ScopeIn):
+class TicketUpdateIn(ScopeIn):
     title = title_field()
     description = long_text_field()
     subscriber_id = Id(allow_none=True)
@@ -186,7 +217,15 @@ class SubscriberIn(Schema):
 # Field order is the spec's; fields the spec does not show come after its own.
 
 
-class UserOut(Schema):
+class OutSchema(Schema):
+    """A response: a dump writes every field (null where allowed), so each one is required in
+    the published document and a generated client types none of them as optional."""
+
+    def on_bind_field(self, field_name: str, field_obj: fields.Field) -> None:
+        field_obj.required = True
+
+
+class UserOut(OutSchema):
     id = fields.Integer()
     name = fields.String()
     email = fields.String()
@@ -195,7 +234,7 @@ class UserOut(Schema):
     branch_id = fields.Integer()
 
 
-class SubscriberOut(Schema):
+class SubscriberOut(OutSchema):
     id = fields.Integer()
     isp_id = fields.Integer()
     branch_id = fields.Integer()
@@ -204,14 +243,14 @@ class SubscriberOut(Schema):
     email = fields.String(allow_none=True)
 
 
-class TokenOut(Schema):
+class TokenOut(OutSchema):
     access_token = fields.String()
     token_type = fields.String()
     expires_in = fields.Integer()
     user = fields.Nested(UserOut)
 
 
-class ReplyOut(Schema):
+class ReplyOut(OutSchema):
     id = fields.Integer()
     message = fields.String()
     user_name = fields.String()
@@ -219,7 +258,7 @@ class ReplyOut(Schema):
     user_id = fields.Integer()
 
 
-class TicketSummaryOut(Schema):
+class TicketSummaryOut(OutSchema):
     id = fields.Integer()
     title = fields.String()
     subscriber_id = fields.Integer(allow_none=True)
@@ -232,7 +271,7 @@ class TicketSummaryOut(Schema):
     updated_at = Timestamp()
 
 
-class TicketOut(Schema):
+class TicketOut(OutSchema):
     id = fields.Integer()
     title = fields.String()
     description = fields.String()
@@ -248,19 +287,28 @@ class TicketOut(Schema):
     updated_at = Timestamp()
 
 
-class CreatedOut(Schema):
+class CreatedOut(OutSchema):
     id = fields.Integer()
 
 
-class PageMeta(Schema):
+class PageMeta(OutSchema):
     page = fields.Integer()
     per_page = fields.Integer()
     total = fields.Integer()
     pages = fields.Integer()
 
 
+class HealthOut(OutSchema):
+    status = fields.String(validate=validate.Equal("ok"))
+
+
+class ReadinessOut(OutSchema):
+    status = fields.String(validate=validate.Equal("ready"))
+    database = fields.String(validate=validate.Equal("ok"))
+
+
 ticket_in = TicketIn()
-ticket_update = TicketUpdate()
+ticket_update_in = TicketUpdateIn()
 ticket_status_in = TicketStatusIn()
 reply_in = ReplyIn()
 ticket_list_args = TicketListArgs()
@@ -270,44 +318,3 @@ user_in = UserIn()
 subscriber_in = SubscriberIn()
 user_out = UserOut()
 subscriber_out = SubscriberOut()
-token_out = TokenOut()
-ticket_out = TicketOut()
-ticket_summaries_out = TicketSummaryOut(many=True)
-created_out = CreatedOut()
-page_meta = PageMeta()
-
-
-# --- Loading --------------------------------------------------------------------------------
-
-
-def load_body(schema: Schema) -> dict:
-    """Parse the body as JSON whatever its Content-Type says, then validate it.
-
-    Oversized bodies raise 413 while being read; anything that is not a JSON object is 400.
-    """
-    raw = request.get_data(cache=True)
-    try:
-        # Strict UTF-8 first: json.loads on bytes would let encoded surrogates through.
-        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant) if raw else None
-    except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting or digits
-        abort(400, "Request body is not valid JSON.")
-    if not isinstance(data, dict):
-        abort(400, "Request body must be a JSON object.")
-    return schema.load(data)
-
-
-def _refuse_constant(name: str):
-    """NaN and Infinity are not JSON, whatever Python's parser allows."""
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def load_args(schema: Schema) -> dict:
-    """Validate the query string; a parameter given twice is ambiguous and refused."""
-    repeated = {
-        name: ["Give this parameter only once."]
-        for name, values in request.args.lists()
-        if len(values) > 1
-    }
-    if repeated:
-        raise ValidationError(repeated)
-    return schema.load(request.args.to_dict())

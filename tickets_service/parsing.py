@@ -1,0 +1,46 @@
+"""How the routes read their arguments: webargs, held to the service's stricter rules."""
+
+import json
+
+from flask import abort
+from marshmallow import ValidationError
+from webargs.flaskparser import FlaskParser
+
+
+class StrictParser(FlaskParser):
+    """webargs' Flask parser, with what this API promises its clients on top.
+
+    - A body is JSON whatever its Content-Type says, strict UTF-8, without NaN or Infinity;
+      anything that is not a JSON object is 400.
+    - Unknown query parameters are 422 like unknown body fields: every location loads with
+      the schema's own `unknown`, which is RAISE.
+    - A query parameter given twice is ambiguous: 422, rather than silently the first.
+    """
+
+    DEFAULT_UNKNOWN_BY_LOCATION: dict = {}
+
+    def load_json(self, req, schema) -> dict:
+        raw = req.get_data(cache=True)
+        try:
+            # Strict UTF-8 first: json.loads on bytes would let encoded surrogates through.
+            data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant) if raw else None
+        except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting or digits
+            abort(400, "Request body is not valid JSON.")
+        if not isinstance(data, dict):
+            abort(400, "Request body must be a JSON object.")
+        return data
+
+    def load_querystring(self, req, schema) -> dict:
+        repeated = {
+            name: ["Give this parameter only once."]
+            for name, values in req.args.lists()
+            if len(values) > 1
+        }
+        if repeated:
+            raise ValidationError(repeated)
+        return req.args.to_dict()
+
+
+def _refuse_constant(name: str):
+    """NaN and Infinity are not JSON, whatever Python's parser allows."""
+    raise ValueError(f"{name} is not valid JSON")
