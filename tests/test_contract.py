@@ -2,7 +2,12 @@
 validates, describes every route, agrees with what each view declares, takes its constraints
 from the schemas, and the docs page needs nothing from outside."""
 
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -595,3 +600,26 @@ def test_api_conforms_to_its_document(case, app, steering, token_headers, exerci
     if case.method.upper() == case.operation.method.upper():
         exercised[response.status_code] += 1
     case.validate_response(response, checks=CHECKS, headers=headers, transport_kwargs={"app": app})
+
+
+# --- A generated client is typed -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_generated_client_gets_a_typed_body_for_every_answer(tmp_path):
+    """openapi-python-client turns every documented answer, success or error, into a model."""
+    generator = shutil.which("openapi-python-client", path=os.path.dirname(sys.executable))
+    assert generator, "openapi-python-client is a dev dependency"
+    (tmp_path / "openapi.json").write_text(json.dumps(DOCUMENT))
+    subprocess.run(
+        [generator, "generate", "--path", "openapi.json", "--output-path", "client"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    for method, path in described_operations(DOCUMENT):
+        item = operation(DOCUMENT, method, path)
+        (module,) = (tmp_path / "client").glob(f"*/api/*/{item['operationId']}.py")
+        code = module.read_text()
+        for status in item["responses"]:
+            assert re.search(rf"response_{status} = \w+\.from_dict\(", code), (module, status)
