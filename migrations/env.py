@@ -6,6 +6,8 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from tickets_service.models import compared_by_autogenerate
+
 config = context.config
 # Leave logging alone when the app (or pytest) has already set it up.
 if config.config_file_name and not logging.getLogger().handlers:
@@ -19,7 +21,10 @@ config.set_main_option(
     "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
 )
 target_metadata = database.metadata
-options = current_app.extensions["migrate"].configure_args
+options = {
+    **current_app.extensions["migrate"].configure_args,
+    "include_object": compared_by_autogenerate,
+}
 
 
 def run_migrations_offline() -> None:

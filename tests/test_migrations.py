@@ -7,11 +7,13 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from tickets_service.extensions import NAMING_CONVENTION, db
+from tickets_service.models import compared_by_autogenerate
 
 
 def schema_differences(app) -> list:
     with app.app_context(), db.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        opts = {"compare_type": True, "include_object": compared_by_autogenerate}
+        context = MigrationContext.configure(connection, opts=opts)
         return compare_metadata(context, db.metadata)
 
 
@@ -42,6 +44,7 @@ def test_constraints_follow_the_naming_convention(app):
     assert {fk["name"] for fk in foreign_keys} == {
         "fk_tickets_subscriber_id_subscribers",
         "fk_tickets_created_by_id_users",
+        "fk_tickets_assignee_id_users",
     }
     assert [u["name"] for u in unique] == ["uq_users_email"]
 

@@ -8,7 +8,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import requestlog, transport
+from . import counts, requestlog, transport  # noqa: F401 (counts: its flush hook)
 from .config import FIXED, check_secrets, from_environment, normalize_database_url
 from .extensions import db, jwt, limiter, migrate
 
@@ -79,12 +79,14 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Each blueprint through the Api, which serves the document generated from them."""
-    from . import auth, health, openapi, tickets
+    from . import auth, health, openapi, subscribers, tickets, users
 
     api = openapi.init_app(app)
     api.register_blueprint(health.bp)
     api.register_blueprint(auth.bp, url_prefix="/api/v1/auth")
     api.register_blueprint(tickets.bp, url_prefix="/api/v1/tickets")
+    api.register_blueprint(subscribers.bp, url_prefix="/api/v1/subscribers")
+    api.register_blueprint(users.bp, url_prefix="/api/v1/users")
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -4,7 +4,7 @@ import logging
 
 from flask import Flask, request
 from marshmallow import ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .extensions import db
@@ -18,6 +18,7 @@ _MESSAGES = {
     400: "Bad request.",
     404: "Not found.",
     405: "Method not allowed.",
+    409: "Conflict.",
     413: "Request body too large.",
     415: "Unsupported media type.",
 }
@@ -30,6 +31,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(ValidationError, handle_validation_error)
     app.register_error_handler(OperationalError, handle_database_unavailable)
+    app.register_error_handler(IntegrityError, handle_conflict)
     app.register_error_handler(Exception, handle_unexpected_error)
 
 
@@ -75,6 +77,13 @@ def handle_database_unavailable(exc: OperationalError):
     db.session.rollback()
     log.error("database unavailable: %s", exc.__class__.__name__)
     return error("Database unavailable, try again shortly.", 503)
+
+
+def handle_conflict(exc: IntegrityError):
+    """A unique key taken by a concurrent write: the client's request conflicts, 409."""
+    db.session.rollback()
+    log.warning("integrity conflict: %s", exc.orig.__class__.__name__)
+    return error("The request conflicts with existing data; reload and retry.", 409)
 
 
 def handle_unexpected_error(exc: Exception):

@@ -2,8 +2,10 @@
 
 import enum
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -12,12 +14,17 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db
+
+# The one timestamp format of the API, in and out (always UTC).
+TIMESTAMP = "%Y-%m-%d %H:%M:%S"
 
 # Ids are 32-bit INTEGER columns; anything outside this range never reaches SQL.
 MAX_ID = 2**31 - 1
@@ -35,6 +42,10 @@ class TicketStatus(enum.IntEnum):
     CLOSED = 3
 
 
+# Open means not yet resolved or closed: what the desk still has to work on.
+OPEN_STATUSES = (TicketStatus.OPEN, TicketStatus.IN_PROGRESS)
+
+
 class TicketPriority(enum.IntEnum):
     LOW = 1
     MEDIUM = 2
@@ -48,6 +59,16 @@ class Role(enum.StrEnum):
 
 def _in_check(column: str, values) -> str:
     return f"{column} IN ({', '.join(str(int(v)) for v in values)})"
+
+
+# What text search reads: a ticket's title and description.
+SEARCH_DOCUMENT = "title || ' ' || description"
+
+
+def compared_by_autogenerate(_object, name, type_, _reflected, _compare_to) -> bool:
+    """Alembic's include_object: expression indexes (the search index) cannot be compared
+    by autogenerate, so their migration alone describes them."""
+    return not (type_ == "index" and name == "ix_tickets_live_search")
 
 
 def _live_index(name: str, *columns: str) -> Index:
@@ -88,7 +109,11 @@ class User(db.Model):
 
 class Subscriber(db.Model):
     __tablename__ = "subscribers"
-    __table_args__ = (Index("ix_subscribers_isp_id_branch_id", "isp_id", "branch_id"),)
+    __table_args__ = (
+        Index("ix_subscribers_isp_id_branch_id", "isp_id", "branch_id"),
+        # The ISP platform's own id for the subscriber, unique within the ISP.
+        UniqueConstraint("isp_id", "external_id", name="uq_subscribers_isp_id_external_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     isp_id: Mapped[int] = mapped_column(Integer)
@@ -96,7 +121,11 @@ class Subscriber(db.Model):
     name: Mapped[str] = mapped_column(String(255))
     phone: Mapped[str | None] = mapped_column(String(32))
     email: Mapped[str | None] = mapped_column(String(255))
+    external_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
 
 
 class Ticket(db.Model):
@@ -104,15 +133,43 @@ class Ticket(db.Model):
     __table_args__ = (
         CheckConstraint(_in_check("status", TicketStatus), name="status"),
         CheckConstraint(_in_check("priority", TicketPriority), name="priority"),
-        # The list always filters by ISP and branch and orders newest first; the optional
-        # status and priority filters get their own prefix so no filter scans the branch.
-        # Partial (live tickets only): smaller, and the page count is an index-only scan.
+        # The list always filters by ISP and branch; each filter and sort of the list gets an
+        # index that starts with them, so no filter scans the branch. Partial (live tickets
+        # only): smaller, and a count is an index-only scan.
         _live_index("ix_tickets_live_scope_created", "isp_id", "branch_id", "created_at", "id"),
         _live_index(
             "ix_tickets_live_scope_status", "isp_id", "branch_id", "status", "created_at", "id"
         ),
         _live_index(
             "ix_tickets_live_scope_priority", "isp_id", "branch_id", "priority", "created_at", "id"
+        ),
+        _live_index(
+            "ix_tickets_live_scope_assignee",
+            *("isp_id", "branch_id", "assignee_id", "created_at", "id"),
+        ),
+        _live_index(
+            "ix_tickets_live_scope_subscriber",
+            *("isp_id", "branch_id", "subscriber_id", "created_at", "id"),
+        ),
+        _live_index("ix_tickets_live_scope_updated", "isp_id", "branch_id", "updated_at", "id"),
+        _live_index("ix_tickets_live_scope_due", "isp_id", "branch_id", "due_at", "id"),
+        _live_index("ix_tickets_live_scope_status_id", "isp_id", "branch_id", "status", "id"),
+        _live_index("ix_tickets_live_scope_priority_id", "isp_id", "branch_id", "priority", "id"),
+        # Text search (PostgreSQL): full-text over title and description, live tickets only.
+        Index(
+            "ix_tickets_live_search",
+            text(f"to_tsvector('simple', {SEARCH_DOCUMENT})"),
+            postgresql_using="gin",
+            postgresql_where=text("deleted_at IS NULL"),
+        ).ddl_if(dialect="postgresql"),
+        # Admins list the deleted tickets of a branch.
+        Index(
+            "ix_tickets_deleted_scope",
+            "isp_id",
+            "branch_id",
+            "deleted_at",
+            postgresql_where=text("deleted_at IS NOT NULL"),
+            sqlite_where=text("deleted_at IS NOT NULL"),
         ),
     )
 
@@ -123,10 +180,18 @@ class Ticket(db.Model):
         ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
     )
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     title: Mapped[str] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(Text)
     priority: Mapped[int] = mapped_column(SmallInteger)
     status: Mapped[int] = mapped_column(SmallInteger, default=TicketStatus.OPEN)
+    # The SLA clock: the first public reply, the last moves into Resolved and Closed, a deadline.
+    first_response_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Kept with every reply, so Fetch Ticket never counts them.
+    reply_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -135,35 +200,92 @@ class Ticket(db.Model):
 
     # lazy="raise": every view states what it loads, so no list can fall into N+1 queries.
     subscriber: Mapped["Subscriber | None"] = relationship(lazy="raise")
-    created_by: Mapped["User"] = relationship(lazy="raise")
-    replies: Mapped[list["TicketReply"]] = relationship(
-        back_populates="ticket",
-        lazy="raise",
-        order_by="[TicketReply.created_at, TicketReply.id]",
-    )
+    created_by: Mapped["User"] = relationship(lazy="raise", foreign_keys=[created_by_id])
+    assignee: Mapped["User | None"] = relationship(lazy="raise", foreign_keys=[assignee_id])
 
-    @property
-    def subscriber_name(self) -> str | None:
-        return self.subscriber.name if self.subscriber is not None else None
+    history: Mapped[list["TicketHistory"]] = relationship(lazy="raise", back_populates="ticket")
+    replies: Mapped[list["TicketReply"]] = relationship(lazy="raise", back_populates="ticket")
 
-    def soft_delete(self) -> None:
-        """Hide the ticket everywhere while keeping its row and replies."""
+    # --- Desk actions: each changes the ticket and records the change in its history ---
+
+    @classmethod
+    def open(cls, by: "User", **values) -> "Ticket":
+        """A new ticket created by `by` (its history starts with `created`)."""
+        ticket = cls(created_by_id=by.id, **values)
+        db.session.add(ticket)
+        ticket.record(HistoryAction.CREATED, by)
+        if ticket.assignee_id is not None:
+            ticket.record(HistoryAction.ASSIGNED, by, "assignee_id", None, ticket.assignee_id)
+        return ticket
+
+    def edit(self, changes: dict, by: "User") -> None:
+        """Apply field changes; each one that changes something is recorded, old -> new."""
+        for field, new in changes.items():
+            old = getattr(self, field)
+            if _same(old, new):
+                continue
+            setattr(self, field, new)
+            action = HistoryAction.ASSIGNED if field == "assignee_id" else HistoryAction.UPDATED
+            self.record(action, by, field, old, new)
+
+    def change_status(self, status: int, by: "User") -> None:
+        """Move to `status`, keeping the SLA clock: resolved_at / closed_at mark the last move
+        into Resolved / Closed, and reopening clears both."""
+        if status == self.status:
+            return
+        old, self.status = self.status, status
+        now = utcnow()
+        if status == TicketStatus.RESOLVED:
+            self.resolved_at = now
+        elif status == TicketStatus.CLOSED:
+            self.closed_at = now
+        else:
+            self.resolved_at = self.closed_at = None
+        self.record(HistoryAction.STATUS_CHANGED, by, "status", old, status)
+
+    def add_reply(self, message: str, internal: bool, by: "User") -> "TicketReply":
+        """A public reply or an internal note; the first public reply starts the SLA clock."""
+        now = utcnow()
+        reply = TicketReply(ticket=self, user_id=by.id, message=message, internal=internal)
+        reply.created_at = now
+        db.session.add(reply)
+        self.reply_count = Ticket.reply_count + 1  # in SQL: concurrent replies all count
+        if not internal and self.first_response_at is None:
+            self.first_response_at = now
+        self.updated_at = now
+        self.record(HistoryAction.NOTED if internal else HistoryAction.REPLIED, by)
+        return reply
+
+    def delete(self, by: "User") -> None:
+        """Hide the ticket everywhere while keeping its row, replies and history."""
         self.deleted_at = utcnow()
+        self.record(HistoryAction.DELETED, by)
 
-    def touch(self) -> None:
-        """Mark the ticket as changed (a reply counts as a change)."""
-        self.updated_at = utcnow()
+    def restore(self, by: "User") -> None:
+        """Bring a deleted ticket back, as it was."""
+        self.deleted_at = None
+        self.record(HistoryAction.RESTORED, by)
+
+    def record(self, action: str, by: "User", field=None, old=None, new=None) -> None:
+        """One history entry for this ticket, in the transaction of the change."""
+        entry = TicketHistory(
+            ticket=self, user_id=by.id, action=action, field=field, old=_plain(old), new=_plain(new)
+        )
+        db.session.add(entry)
 
 
-class RevokedToken(db.Model):
-    """A token logged out before it expired; kept until it would have expired anyway."""
+def _plain(value):
+    """A history value as JSON: timestamps in the API's format, codes as integers."""
+    if isinstance(value, datetime):  # SQLite hands them back without their zone: UTC
+        return value.replace(tzinfo=value.tzinfo or UTC).astimezone(UTC).strftime(TIMESTAMP)
+    if isinstance(value, enum.IntEnum):
+        return int(value)
+    return value
 
-    __tablename__ = "revoked_tokens"
 
-    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+def _same(old, new) -> bool:
+    """Equal as the API shows them."""
+    return _plain(old) == _plain(new)
 
 
 class TicketReply(db.Model):
@@ -176,11 +298,71 @@ class TicketReply(db.Model):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     message: Mapped[str] = mapped_column(Text)
+    # An internal note: seen by staff, never a response to the subscriber.
+    internal: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    ticket: Mapped["Ticket"] = relationship(back_populates="replies", lazy="raise")
-    author: Mapped["User"] = relationship(lazy="raise")
+    ticket: Mapped["Ticket"] = relationship(lazy="raise", back_populates="replies")
 
-    @property
-    def user_name(self) -> str:
-        return self.author.name
+
+class HistoryAction(enum.StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    STATUS_CHANGED = "status_changed"
+    ASSIGNED = "assigned"
+    REPLIED = "replied"
+    NOTED = "noted"
+    DELETED = "deleted"
+    RESTORED = "restored"
+
+
+class TicketHistory(db.Model):
+    """One change to a ticket, written in the transaction of the change; never edited."""
+
+    __tablename__ = "ticket_history"
+    __table_args__ = (
+        CheckConstraint(
+            "action IN ({})".format(", ".join(f"'{a.value}'" for a in HistoryAction)),
+            name="action",
+        ),
+        Index("ix_ticket_history_ticket_id_id", "ticket_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    field: Mapped[str | None] = mapped_column(String(64))
+    old: Mapped[Any] = mapped_column(JSON, nullable=True)
+    new: Mapped[Any] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    ticket: Mapped["Ticket"] = relationship(lazy="raise", back_populates="history")
+
+
+class TicketCount(db.Model):
+    """How many live tickets a branch has of each status, priority and assignment.
+
+    Kept in the transaction of every write that moves a ticket between these keys, so list
+    totals and stats never count rows.
+    """
+
+    __tablename__ = "ticket_counts"
+
+    isp_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    branch_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    status: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    priority: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    assigned: Mapped[bool] = mapped_column(primary_key=True, autoincrement=False)
+    tickets: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RevokedToken(db.Model):
+    """A token logged out before it expired; kept until it would have expired anyway."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -32,6 +32,7 @@ ERRORS = {
     "credentials.",
     403: "isp_id, branch_id or user_id disagree with the token, or the role may not do this.",
     404: "No such object within the caller's reach.",
+    409: "The request conflicts with the current state (see message).",
     413: "The body is larger than the limit ({limit} bytes).",
     422: "A parameter or body field is invalid: see errors.",
     429: "Too many failed logins: retry after Retry-After seconds.",
@@ -55,9 +56,10 @@ class Blueprint(flask_smorest.Blueprint):
         super().__init__(*args, **kwargs)
         self._prepare_doc_cbks.append(self._prepare_errors_doc)
 
-    def response(self, status_code, schema=None, *, message=None, meta=None, **kwargs):
+    def response(self, status_code, schema=None, *, message=None, meta=None, also=(), **kwargs):
         """The success answer: `schema` dumps the envelope's data, `message` is fixed text,
-        `meta` the schema of a Page's meta. The view returns the data (or a Page)."""
+        `meta` the schema of a Page's meta, `also` other success codes the view may return
+        (as `data, code`). The view returns the data (or a Page)."""
 
         def decorator(view):
             name = _camel(view.__name__) + "Response" if schema is not None else "MessageResponse"
@@ -79,7 +81,10 @@ class Blueprint(flask_smorest.Blueprint):
                     body = success(body, message)
                 return (body, *rest) if rest else body
 
-            return super(Blueprint, self).response(status_code, envelope, **kwargs)(enveloped)
+            declared = super(Blueprint, self).response(status_code, envelope, **kwargs)(enveloped)
+            for code in also:
+                declared = self.alt_response(code, schema=envelope, success=True)(declared)
+            return declared
 
         return decorator
 

@@ -2,14 +2,13 @@
 responses. Instances are created once at the bottom; the views declare them on their routes."""
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from .models import MAX_ID, Role, TicketPriority, TicketStatus
+from .models import MAX_ID, TIMESTAMP, HistoryAction, Role, TicketPriority, TicketStatus
 from .scope import check_scope
 
-TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 50
 MIN_PASSWORD_LENGTH = 8
@@ -28,7 +27,7 @@ def _refusing(characters: str) -> tuple[re.Pattern, str]:
 
 
 class Timestamp(fields.String):
-    """A datetime written "YYYY-MM-DD HH:MM:SS", always in UTC."""
+    """A datetime written "YYYY-MM-DD HH:MM:SS", always in UTC, in and out."""
 
     def __init__(self, **kwargs):
         metadata = {
@@ -42,7 +41,32 @@ class Timestamp(fields.String):
             return None
         if value.tzinfo is not None:
             value = value.astimezone(UTC)
-        return value.strftime(TIMESTAMP_FORMAT)
+        return value.strftime(TIMESTAMP)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> datetime:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return datetime.strptime(text, TIMESTAMP).replace(tzinfo=UTC)
+        except ValueError:
+            raise ValidationError('Use "YYYY-MM-DD HH:MM:SS" (UTC).') from None
+
+
+class QueryTimestamp(Timestamp):
+    """A query bound: a full timestamp, or a date "YYYY-MM-DD" (the day's start, or with
+    `end_of_day` the start of the next day, for an inclusive upper bound)."""
+
+    def __init__(self, *, end_of_day: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.end_of_day = end_of_day
+
+    def _deserialize(self, value, attr, data, **kwargs) -> tuple[datetime, bool]:
+        if isinstance(value, str) and len(value) == 10:
+            try:
+                day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+            except ValueError:
+                raise ValidationError('Use "YYYY-MM-DD" or "YYYY-MM-DD HH:MM:SS" (UTC).') from None
+            return (day + timedelta(days=1), False) if self.end_of_day else (day, True)
+        return super()._deserialize(value, attr, data, **kwargs), True
 
 
 class Text(fields.String):
@@ -105,6 +129,51 @@ def QueryId(**kwargs) -> QueryInteger:
     return QueryInteger(validate=validate.Range(1, MAX_ID), **kwargs)
 
 
+class QueryCodes(fields.String):
+    """One code or a comma list of them ("0,1"), each among `codes`: a set of integers."""
+
+    def __init__(self, codes, **kwargs):
+        self.codes = [int(code) for code in codes]
+        self.names = {str(code) for code in self.codes}
+        super().__init__(
+            metadata={"description": f"One of {self.codes}, or a comma list."}, **kwargs
+        )
+
+    def _deserialize(self, value, attr, data, **kwargs) -> list[int]:
+        parts = super()._deserialize(value, attr, data, **kwargs).split(",")
+        if not all(part in self.names for part in parts):
+            raise ValidationError(f"Give one of {self.codes}, or several separated by commas.")
+        return sorted({int(part) for part in parts})
+
+
+class QueryBoolean(fields.Boolean):
+    """`true` or `false`, nothing else."""
+
+    truthy = {"true"}
+    falsy = {"false"}
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON true or false: 1, 0 and strings are refused."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class AssigneeFilter(fields.String):
+    """A user id, `none` (unassigned) or `me` (the caller)."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> int | str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if text in {"none", "me"}:
+            return text
+        if text.isascii() and text.isdigit() and len(text) <= 10 and 1 <= int(text) <= MAX_ID:
+            return int(text)
+        raise ValidationError("Give a user id, none or me.")
+
+
 _priority = validate.OneOf([int(p) for p in TicketPriority])
 _status = validate.OneOf([int(s) for s in TicketStatus])
 
@@ -148,14 +217,50 @@ class TicketScopeArgs(ScopedSchema):
     user_id = QueryId()
 
 
-class TicketListArgs(ScopedSchema):
+class PageArgs(ScopedSchema):
+    """Optional scope and a page: every list but the ticket list takes these."""
+
+    isp_id = QueryId()
+    branch_id = QueryId()
+    user_id = QueryId()
+    page = QueryInteger(load_default=1, validate=validate.Range(1, MAX_ID))
+    per_page = QueryInteger(load_default=DEFAULT_PER_PAGE, validate=validate.Range(1, MAX_PER_PAGE))
+
+
+SORTS = ("created_at", "updated_at", "priority", "status", "due_at")
+
+
+class TicketListArgs(PageArgs):
     isp_id = QueryId(required=True)
     branch_id = QueryId(required=True)
     user_id = QueryId(required=True)
-    status = QueryInteger(validate=_status)
-    priority = QueryInteger(validate=_priority)
-    page = QueryInteger(load_default=1, validate=validate.Range(1, MAX_ID))
-    per_page = QueryInteger(load_default=DEFAULT_PER_PAGE, validate=validate.Range(1, MAX_PER_PAGE))
+    status = QueryCodes(TicketStatus)
+    priority = QueryCodes(TicketPriority)
+    subscriber_id = QueryId()
+    assignee_id = AssigneeFilter()
+    created_from = QueryTimestamp()
+    created_to = QueryTimestamp(end_of_day=True)
+    updated_since = QueryTimestamp()
+    overdue = QueryBoolean()
+    q = Text(single_line=True, validate=validate.Length(1, 200))
+    sort = fields.String(
+        load_default="-created_at",
+        validate=validate.OneOf([*SORTS, *(f"-{name}" for name in SORTS)]),
+    )
+    deleted = fields.String(
+        validate=validate.OneOf(["only"]),
+        metadata={"description": "only: the deleted tickets instead (admins)."},
+    )
+
+    @validates_schema
+    def q_has_words(self, data, **kwargs):
+        if "q" in data and not search_words(data["q"]):
+            raise ValidationError("Give at least one word (letters or digits).", "q")
+
+
+def search_words(text: str) -> list[str]:
+    """The words a text search looks for, lower case: runs of letters and digits."""
+    return re.findall(r"\w+", text.lower())[:20]
 
 
 class TicketIn(ScopeIn):
@@ -163,6 +268,11 @@ class TicketIn(ScopeIn):
     description = long_text_field(required=True)
     subscriber_id = Id(allow_none=True)
     priority = fields.Integer(strict=True, required=True, validate=_priority)
+    assignee_id = Id(allow_none=True)
+    due_at = Timestamp(allow_none=True)
+
+
+EDITABLE = ("title", "description", "priority", "subscriber_id", "assignee_id", "due_at")
 
 
 class TicketUpdateIn(ScopeIn):
@@ -170,13 +280,13 @@ class TicketUpdateIn(ScopeIn):
     description = long_text_field()
     subscriber_id = Id(allow_none=True)
     priority = fields.Integer(strict=True, validate=_priority)
+    assignee_id = Id(allow_none=True)
+    due_at = Timestamp(allow_none=True)
 
     @validates_schema
     def needs_a_change(self, data, **kwargs):
-        if not {"title", "description", "priority", "subscriber_id"} & data.keys():
-            raise ValidationError(
-                "Send at least one of title, description, priority, subscriber_id."
-            )
+        if not set(EDITABLE) & data.keys():
+            raise ValidationError(f"Send at least one of {', '.join(EDITABLE)}.")
 
 
 class TicketStatusIn(ScopeIn):
@@ -185,6 +295,100 @@ class TicketStatusIn(ScopeIn):
 
 class ReplyIn(ScopeIn):
     message = long_text_field(required=True)
+    internal = StrictBoolean(load_default=False)
+
+
+class StatsArgs(ScopedSchema):
+    """Scope of the stats: the branch counted defaults to the caller's."""
+
+    isp_id = QueryId()
+    branch_id = QueryId()
+    user_id = QueryId()
+
+
+class SearchPageArgs(PageArgs):
+    q = Text(single_line=True, validate=validate.Length(1, 200))
+
+
+class UserListArgs(PageArgs):
+    """branch_id narrows the list to who can be assigned that branch's tickets."""
+
+    role = fields.String(validate=validate.OneOf([r.value for r in Role]))
+
+
+def email_field(**kwargs) -> fields.Email:
+    return fields.Email(validate=validate.Length(1, 255), **kwargs)
+
+
+def new_password_field(**kwargs) -> Password:
+    return Password(validate=validate.Length(MIN_PASSWORD_LENGTH, 1024), **kwargs)
+
+
+def role_field(**kwargs) -> fields.String:
+    return fields.String(validate=validate.OneOf([r.value for r in Role]), **kwargs)
+
+
+class UserCreateIn(ScopeIn):
+    """A new user of the admin's ISP; branch_id (defaults to the admin's) is the user's."""
+
+    name = title_field(required=True)
+    email = email_field(required=True)
+    role = role_field(required=True)
+    password = new_password_field(required=True)
+
+
+class UserUpdateIn(ScopeIn):
+    """branch_id, when given, moves the user to that branch of the ISP."""
+
+    name = title_field()
+    role = role_field()
+    is_active = StrictBoolean()
+    password = new_password_field()
+
+    @validates_schema
+    def needs_a_change(self, data, **kwargs):
+        if not {"name", "role", "is_active", "password", "branch_id"} & data.keys():
+            raise ValidationError(
+                "Send at least one of name, role, branch_id, is_active, password."
+            )
+
+
+def phone_field(**kwargs) -> Text:
+    return Text(single_line=True, allow_none=True, validate=validate.Length(1, 32), **kwargs)
+
+
+def external_id_field(**kwargs) -> Text:
+    return Text(single_line=True, validate=validate.Length(1, 255), **kwargs)
+
+
+class SubscriberFieldsIn(ScopeIn):
+    """What an admin may set on a subscriber; branch_id (defaults to the admin's) is its branch."""
+
+    name = title_field()
+    phone = phone_field()
+    email = email_field(allow_none=True)
+    external_id = external_id_field(allow_none=True)
+
+
+class SubscriberCreateIn(SubscriberFieldsIn):
+    name = title_field(required=True)
+
+
+class SubscriberUpdateIn(SubscriberFieldsIn):
+    @validates_schema
+    def needs_a_change(self, data, **kwargs):
+        if not {"name", "phone", "email", "external_id", "branch_id"} & data.keys():
+            raise ValidationError(
+                "Send at least one of name, phone, email, external_id, branch_id."
+            )
+
+
+class SubscriberSyncIn(ScopeIn):
+    """The ISP platform's view of a subscriber it knows by external id."""
+
+    name = title_field(required=True)
+    phone = phone_field()
+    email = email_field(allow_none=True)
 
 
 class LoginIn(Schema):
@@ -209,8 +413,8 @@ class SubscriberIn(Schema):
     isp_id = Id(required=True)
     branch_id = Id(required=True)
     name = title_field(required=True)
-    phone = Text(single_line=True, allow_none=True, validate=validate.Length(1, 32))
-    email = fields.Email(allow_none=True, validate=validate.Length(1, 255))
+    phone = phone_field()
+    email = email_field(allow_none=True)
 
 
 # --- Responses ------------------------------------------------------------------------------
@@ -234,6 +438,12 @@ class UserOut(OutSchema):
     branch_id = fields.Integer()
 
 
+class UserAccountOut(UserOut):
+    """A user as the users endpoints show one: /auth/me's user, and whether it may log in."""
+
+    is_active = fields.Boolean()
+
+
 class SubscriberOut(OutSchema):
     id = fields.Integer()
     isp_id = fields.Integer()
@@ -241,6 +451,9 @@ class SubscriberOut(OutSchema):
     name = fields.String()
     phone = fields.String(allow_none=True)
     email = fields.String(allow_none=True)
+    external_id = fields.String(allow_none=True)
+    created_at = Timestamp()
+    updated_at = Timestamp()
 
 
 class TokenOut(OutSchema):
@@ -256,9 +469,21 @@ class ReplyOut(OutSchema):
     user_name = fields.String()
     created_at = Timestamp()
     user_id = fields.Integer()
+    internal = fields.Boolean()
 
 
-class TicketSummaryOut(OutSchema):
+class DeskFields(OutSchema):
+    """What the desk adds to a ticket, after the spec's fields."""
+
+    assignee_id = fields.Integer(allow_none=True)
+    assignee_name = fields.String(allow_none=True)
+    due_at = Timestamp(allow_none=True)
+    first_response_at = Timestamp(allow_none=True)
+    resolved_at = Timestamp(allow_none=True)
+    closed_at = Timestamp(allow_none=True)
+
+
+class TicketSummaryOut(DeskFields):
     id = fields.Integer()
     title = fields.String()
     subscriber_id = fields.Integer(allow_none=True)
@@ -269,9 +494,18 @@ class TicketSummaryOut(OutSchema):
     isp_id = fields.Integer()
     branch_id = fields.Integer()
     updated_at = Timestamp()
+    deleted_at = Timestamp(allow_none=True)
+
+    class Meta:
+        fields = (
+            *("id", "title", "subscriber_id", "subscriber_name", "priority", "status"),
+            *("created_at", "isp_id", "branch_id", "updated_at"),
+            *DeskFields._declared_fields,
+            "deleted_at",
+        )
 
 
-class TicketOut(OutSchema):
+class TicketOut(DeskFields):
     id = fields.Integer()
     title = fields.String()
     description = fields.String()
@@ -279,12 +513,48 @@ class TicketOut(OutSchema):
     subscriber_name = fields.String(allow_none=True)
     priority = fields.Integer()
     status = fields.Integer()
-    replies = fields.List(fields.Nested(ReplyOut))
+    replies = fields.List(fields.Nested(ReplyOut), metadata={"description": "The first 100."})
     created_at = Timestamp()
     isp_id = fields.Integer()
     branch_id = fields.Integer()
-    created_by = fields.Integer(attribute="created_by_id")
+    created_by = fields.Integer()
     updated_at = Timestamp()
+    replies_total = fields.Integer()
+
+    class Meta:
+        fields = (
+            *("id", "title", "description", "subscriber_id", "subscriber_name", "priority"),
+            *("status", "replies", "created_at", "isp_id", "branch_id", "created_by"),
+            "updated_at",
+            *DeskFields._declared_fields,
+            "replies_total",
+        )
+
+
+class HistoryOut(OutSchema):
+    id = fields.Integer()
+    action = fields.String(validate=validate.OneOf([a.value for a in HistoryAction]))
+    field = fields.String(allow_none=True)
+    old = fields.Raw(allow_none=True)
+    new = fields.Raw(allow_none=True)
+    user_id = fields.Integer()
+    user_name = fields.String()
+    created_at = Timestamp()
+
+
+def _counts(codes, what: str) -> fields.Dict:
+    return fields.Dict(
+        keys=fields.String(validate=validate.OneOf([str(int(c)) for c in codes])),
+        values=fields.Integer(),
+        metadata={"description": f"Live tickets per {what} code (every code is present)."},
+    )
+
+
+class StatsOut(OutSchema):
+    by_status = _counts(TicketStatus, "status")
+    by_priority = _counts(TicketPriority, "priority")
+    unassigned_open = fields.Integer()
+    overdue = fields.Integer()
 
 
 class CreatedOut(OutSchema):
@@ -318,3 +588,12 @@ user_in = UserIn()
 subscriber_in = SubscriberIn()
 user_out = UserOut()
 subscriber_out = SubscriberOut()
+reply_list_args = PageArgs()
+stats_args = StatsArgs()
+subscriber_list_args = SearchPageArgs()
+subscriber_create_in = SubscriberCreateIn()
+subscriber_update_in = SubscriberUpdateIn()
+subscriber_sync_in = SubscriberSyncIn()
+user_list_args = UserListArgs()
+user_create_in = UserCreateIn()
+user_update_in = UserUpdateIn()

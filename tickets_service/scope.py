@@ -2,9 +2,11 @@
 
 from flask import abort
 from flask_jwt_extended import current_user
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 
-from .models import Ticket, User
+from .models import Role, Subscriber, Ticket, User
+
+SCOPE_FIELDS = ("isp_id", "branch_id", "user_id")
 
 
 def require_admin() -> None:
@@ -29,10 +31,49 @@ def check_scope(scope: dict) -> None:
         abort(403, "user_id does not match your account.")
 
 
-def scoped_tickets() -> Select:
-    """Live tickets the caller may see: its ISP, and for staff only its branch."""
+def ticket_scope(*, deleted: bool | None = False) -> ColumnElement[bool]:
+    """The tickets the caller may see: its ISP, for staff only its branch, and live ones
+    (with `deleted` the deleted ones, with None both). Every ticket query, ORM or Core,
+    filters on it."""
     user = current_user
-    query = select(Ticket).where(Ticket.isp_id == user.isp_id, Ticket.deleted_at.is_(None))
+    clause = Ticket.isp_id == user.isp_id
+    if deleted is not None:
+        state = Ticket.deleted_at.is_not(None) if deleted else Ticket.deleted_at.is_(None)
+        clause = and_(clause, state)
     if not user.is_admin:
-        query = query.where(Ticket.branch_id == user.branch_id)
-    return query
+        clause = and_(clause, Ticket.branch_id == user.branch_id)
+    return clause
+
+
+def without_scope(data: dict) -> dict:
+    """A body's fields less the scope it named (already checked against the token)."""
+    return {name: value for name, value in data.items() if name not in SCOPE_FIELDS}
+
+
+def scoped_tickets(*, deleted: bool | None = False) -> Select:
+    """The ticket rows within the caller's reach (see ticket_scope)."""
+    return select(Ticket).where(ticket_scope(deleted=deleted))
+
+
+def user_scope() -> ColumnElement[bool]:
+    """The users the caller may see: its whole ISP for admins; for staff, the users who can
+    be assigned its branch's tickets (that branch's staff and the ISP's admins)."""
+    user = current_user
+    clause = User.isp_id == user.isp_id
+    if not user.is_admin:
+        clause = and_(clause, assignable_to(user.branch_id))
+    return clause
+
+
+def assignable_to(branch_id: int) -> ColumnElement[bool]:
+    """Users who reach a branch: its staff and every admin (of the ISP the caller filters)."""
+    return or_(User.role == Role.ADMIN, User.branch_id == branch_id)
+
+
+def subscriber_scope() -> ColumnElement[bool]:
+    """The subscribers the caller may see: its ISP, for staff only its branch."""
+    user = current_user
+    clause = Subscriber.isp_id == user.isp_id
+    if not user.is_admin:
+        clause = and_(clause, Subscriber.branch_id == user.branch_id)
+    return clause

@@ -1,28 +1,33 @@
-"""The tickets blueprint: the seven endpoints of the spec, as thin views."""
+"""The tickets blueprint: the seven endpoints of the spec and the desk around them."""
 
 from flask import abort
 from flask_jwt_extended import current_user
 from marshmallow import ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload, selectinload
 
+from . import queries
 from .extensions import db
-from .models import Subscriber, Ticket, TicketReply
+from .models import Subscriber, Ticket, User
 from .openapi import Blueprint
 from .responses import Page
 from .schemas import (
     CreatedOut,
+    HistoryOut,
     PageMeta,
+    ReplyOut,
+    StatsOut,
     TicketOut,
     TicketSummaryOut,
     reply_in,
+    reply_list_args,
+    stats_args,
     ticket_in,
     ticket_list_args,
     ticket_scope_args,
     ticket_status_in,
     ticket_update_in,
 )
-from .scope import require_admin, scoped_tickets
+from .scope import assignable_to, require_admin, scoped_tickets, ticket_scope, without_scope
 from .tokens import token_required
 from .transport import reject_impossible_ids
 
@@ -33,15 +38,25 @@ TICKET = "/<id:ticket_id>"
 scope_query = bp.arguments(ticket_scope_args, location="query")
 
 
-def get_ticket_or_404(ticket_id: int, *options) -> Ticket:
-    """The live ticket with this id within the caller's reach.
+def get_ticket_or_404(ticket_id: int, *, deleted: bool | None = False) -> Ticket:
+    """The ticket with this id within the caller's reach, locked for the change to come
+    (live; with `deleted` a deleted one, with None either).
 
     Another ISP's or branch's ticket is 404, not 403: its existence is not the caller's to know.
     """
-    ticket = db.session.scalar(scoped_tickets().where(Ticket.id == ticket_id).options(*options))
+    query = scoped_tickets(deleted=deleted).where(Ticket.id == ticket_id).with_for_update()
+    ticket = db.session.scalar(query)
     if ticket is None:
         abort(404, "Ticket not found.")
     return ticket
+
+
+def visible_ticket_or_404(ticket_id: int, column=Ticket.id):
+    """One column of a live ticket within the caller's reach (404 as above), unlocked."""
+    value = db.session.scalar(select(column).where(ticket_scope(), Ticket.id == ticket_id))
+    if value is None:
+        abort(404, "Ticket not found.")
+    return value
 
 
 def check_subscriber(subscriber_id: int, isp_id: int, branch_id: int) -> None:
@@ -59,25 +74,45 @@ def check_subscriber(subscriber_id: int, isp_id: int, branch_id: int) -> None:
         )
 
 
+def check_assignee(assignee_id: int, isp_id: int, branch_id: int) -> None:
+    """422 unless the assignee is an active user of the ticket's ISP who reaches its branch."""
+    found = db.session.scalar(
+        select(User.id).where(
+            User.id == assignee_id,
+            User.isp_id == isp_id,
+            User.is_active,
+            assignable_to(branch_id),
+        )
+    )
+    if found is None:
+        raise ValidationError(
+            {"assignee_id": ["No active user of the ticket's ISP who reaches its branch."]}
+        )
+
+
+def check_links(values: dict, isp_id: int, branch_id: int, assignee_id: int | None = None):
+    """The subscriber and assignee a write links must be the ticket's ISP and branch's to link
+    (an assignee kept as it was is not checked again: it may have left since)."""
+    if values.get("subscriber_id") is not None:
+        check_subscriber(values["subscriber_id"], isp_id, branch_id)
+    assignee = values.get("assignee_id")
+    if assignee is not None and assignee != assignee_id:
+        check_assignee(assignee, isp_id, branch_id)
+
+
+# --- The spec's endpoints -------------------------------------------------------------------
+
+
 @bp.get("")
 @token_required
 @bp.arguments(ticket_list_args, location="query")
 @bp.response(200, TicketSummaryOut(many=True), meta=PageMeta)
 @bp.errors(403)
 def list_tickets(args):
-    """Fetch All Tickets of one branch, newest first, a page at a time."""
-    query = (
-        scoped_tickets()
-        .where(Ticket.branch_id == args["branch_id"])
-        .options(joinedload(Ticket.subscriber))
-        .order_by(Ticket.created_at.desc(), Ticket.id.desc())
-    )
-    for name in ("status", "priority"):
-        if name in args:
-            query = query.where(getattr(Ticket, name) == args[name])
-    page = db.paginate(query, page=args["page"], per_page=args["per_page"], error_out=False)
-    meta = {"page": page.page, "per_page": page.per_page, "total": page.total, "pages": page.pages}
-    return Page(page.items, meta)
+    """Fetch All Tickets of one branch, filtered, sorted, a page at a time."""
+    if "deleted" in args:
+        require_admin()
+    return queries.ticket_page(args)
 
 
 @bp.get(TICKET)
@@ -86,12 +121,11 @@ def list_tickets(args):
 @bp.response(200, TicketOut)
 @bp.errors(403, 404)
 def get_ticket(_scope, ticket_id: int):
-    """Fetch Ticket, with its replies oldest first."""
-    return get_ticket_or_404(
-        ticket_id,
-        joinedload(Ticket.subscriber),
-        selectinload(Ticket.replies).joinedload(TicketReply.author),
-    )
+    """Fetch Ticket, with its first 100 replies and notes, oldest first."""
+    ticket = queries.ticket_detail(ticket_id)
+    if ticket is None:
+        abort(404, "Ticket not found.")
+    return ticket
 
 
 @bp.post("")
@@ -102,18 +136,10 @@ def get_ticket(_scope, ticket_id: int):
 @bp.errors(403)
 def create_ticket(_scope, data):
     """Create Ticket in the caller's ISP; the branch defaults to the caller's."""
-    ticket = Ticket(
-        isp_id=current_user.isp_id,
-        branch_id=data.get("branch_id", current_user.branch_id),
-        subscriber_id=data.get("subscriber_id"),
-        created_by_id=current_user.id,
-        title=data["title"],
-        description=data["description"],
-        priority=data["priority"],
-    )
-    if ticket.subscriber_id is not None:
-        check_subscriber(ticket.subscriber_id, ticket.isp_id, ticket.branch_id)
-    db.session.add(ticket)
+    isp_id, branch_id = current_user.isp_id, data.get("branch_id", current_user.branch_id)
+    values = without_scope(data)
+    check_links(values, isp_id, branch_id)
+    ticket = Ticket.open(current_user, isp_id=isp_id, branch_id=branch_id, **values)
     db.session.commit()
     return ticket
 
@@ -125,13 +151,12 @@ def create_ticket(_scope, data):
 @bp.response(200, message="Ticket updated successfully")
 @bp.errors(403, 404)
 def update_ticket(_scope, changes, ticket_id: int):
-    """Update Ticket: title, description, priority or subscriber (null unlinks)."""
+    """Update Ticket: title, description, priority, subscriber, assignee or due time (null
+    unlinks, unassigns or clears)."""
     ticket = get_ticket_or_404(ticket_id)
-    if changes.get("subscriber_id") is not None:
-        check_subscriber(changes["subscriber_id"], ticket.isp_id, ticket.branch_id)
-    for name in ("title", "description", "priority", "subscriber_id"):
-        if name in changes:
-            setattr(ticket, name, changes[name])
+    changes = without_scope(changes)
+    check_links(changes, ticket.isp_id, ticket.branch_id, ticket.assignee_id)
+    ticket.edit(changes, current_user)
     db.session.commit()
 
 
@@ -145,7 +170,7 @@ def delete_ticket(_scope, ticket_id: int):
     # Out of reach is 404 before the role check, as on every other per-ticket endpoint.
     ticket = get_ticket_or_404(ticket_id)
     require_admin()
-    ticket.soft_delete()
+    ticket.delete(current_user)
     db.session.commit()
 
 
@@ -156,12 +181,9 @@ def delete_ticket(_scope, ticket_id: int):
 @bp.response(201, message="Reply added successfully")
 @bp.errors(403, 404)
 def reply_to_ticket(_scope, data, ticket_id: int):
-    """Reply to Ticket as the caller."""
+    """Reply to Ticket as the caller; `internal: true` makes it a note for staff only."""
     ticket = get_ticket_or_404(ticket_id)
-    db.session.add(
-        TicketReply(ticket_id=ticket.id, user_id=current_user.id, message=data["message"])
-    )
-    ticket.touch()
+    ticket.add_reply(data["message"], data["internal"], current_user)
     db.session.commit()
 
 
@@ -172,7 +194,62 @@ def reply_to_ticket(_scope, data, ticket_id: int):
 @bp.response(200, message="Ticket status updated successfully")
 @bp.errors(403, 404)
 def change_status(_scope, data, ticket_id: int):
-    """Change Ticket Status."""
+    """Change Ticket Status (resolved_at / closed_at follow it)."""
     ticket = get_ticket_or_404(ticket_id)
-    ticket.status = data["status"]
+    ticket.change_status(data["status"], current_user)
+    db.session.commit()
+
+
+# --- The desk -------------------------------------------------------------------------------
+
+
+@bp.get("/stats")
+@token_required
+@bp.arguments(stats_args, location="query")
+@bp.response(200, StatsOut)
+@bp.errors(403)
+def ticket_stats(args):
+    """Live tickets of one branch (the caller's by default) per status and priority, open
+    unassigned ones and overdue ones."""
+    return queries.branch_stats(current_user.isp_id, args.get("branch_id", current_user.branch_id))
+
+
+@bp.get(f"{TICKET}/replies")
+@token_required
+@bp.arguments(reply_list_args, location="query")
+@bp.response(200, ReplyOut(many=True), meta=PageMeta)
+@bp.errors(403, 404)
+def list_replies(args, ticket_id: int):
+    """Every reply and note of a ticket, oldest first, a page at a time."""
+    total = visible_ticket_or_404(ticket_id, Ticket.reply_count)
+    page, per_page = args["page"], args["per_page"]
+    rows = queries.reply_rows(ticket_id, limit=per_page, offset=(page - 1) * per_page)
+    return Page(rows, queries.page_meta(page, per_page, total))
+
+
+@bp.get(f"{TICKET}/history")
+@token_required
+@bp.arguments(reply_list_args, location="query")
+@bp.response(200, HistoryOut(many=True), meta=PageMeta)
+@bp.errors(403, 404)
+def ticket_history(args, ticket_id: int):
+    """Every change to a ticket, who made it and when, oldest first, a page at a time."""
+    visible_ticket_or_404(ticket_id)
+    page, per_page = args["page"], args["per_page"]
+    rows, total = queries.history_rows(ticket_id, limit=per_page, offset=(page - 1) * per_page)
+    return Page(rows, queries.page_meta(page, per_page, total))
+
+
+@bp.post(f"{TICKET}/restore")
+@token_required
+@scope_query
+@bp.response(200, message="Ticket restored successfully")
+@bp.errors(403, 404, 409)
+def restore_ticket(_scope, ticket_id: int):
+    """Restore a deleted ticket (admins only); a ticket that is not deleted is 409."""
+    ticket = get_ticket_or_404(ticket_id, deleted=None)
+    require_admin()
+    if ticket.deleted_at is None:
+        abort(409, "Ticket is not deleted.")
+    ticket.restore(current_user)
     db.session.commit()

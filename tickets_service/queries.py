@@ -1,0 +1,270 @@
+"""Read queries of the desk: each selects only the columns its answer shows, as plain rows,
+within the caller's scope (scope.py)."""
+
+from datetime import datetime
+
+from flask_jwt_extended import current_user
+from sqlalchemy import ColumnElement, Select, and_, func, literal_column, not_, select
+from sqlalchemy.orm import aliased
+
+from .extensions import db
+from .models import (
+    OPEN_STATUSES,
+    SEARCH_DOCUMENT,
+    Subscriber,
+    Ticket,
+    TicketCount,
+    TicketHistory,
+    TicketPriority,
+    TicketReply,
+    TicketStatus,
+    User,
+    utcnow,
+)
+from .responses import Page
+from .schemas import search_words
+from .scope import ticket_scope
+
+# Fetch Ticket shows the first replies; the rest are a page away (GET .../replies).
+REPLIES_SHOWN = 100
+
+Assignee = aliased(User, name="assignee")
+_DESK = (
+    Ticket.assignee_id,
+    Assignee.name.label("assignee_name"),
+    Ticket.due_at,
+    Ticket.first_response_at,
+    Ticket.resolved_at,
+    Ticket.closed_at,
+)
+_SHARED = (
+    Ticket.id,
+    Ticket.title,
+    Ticket.subscriber_id,
+    Subscriber.name.label("subscriber_name"),
+    Ticket.priority,
+    Ticket.status,
+    Ticket.created_at,
+    Ticket.isp_id,
+    Ticket.branch_id,
+    Ticket.updated_at,
+    *_DESK,
+)
+SUMMARY = (*_SHARED, Ticket.deleted_at)  # never the description
+DETAIL = (
+    *_SHARED,
+    Ticket.description,
+    Ticket.created_by_id.label("created_by"),
+    Ticket.reply_count.label("replies_total"),
+)
+
+
+def _named(query: Select) -> Select:
+    """Join the names a ticket answer shows: its subscriber's and its assignee's."""
+    return query.outerjoin(Subscriber, Subscriber.id == Ticket.subscriber_id).outerjoin(
+        Assignee, Assignee.id == Ticket.assignee_id
+    )
+
+
+def page_meta(page: int, per_page: int, total: int) -> dict:
+    return {"page": page, "per_page": per_page, "total": total, "pages": -(-total // per_page)}
+
+
+# --- The ticket list ------------------------------------------------------------------------
+
+
+def ticket_page(args: dict) -> Page:
+    """One page of a branch's tickets, filtered and sorted as the list's arguments say."""
+    deleted = args.get("deleted") == "only"
+    conditions = [ticket_scope(deleted=deleted), Ticket.branch_id == args["branch_id"]]
+    conditions += _filters(args)
+    page, per_page = args["page"], args["per_page"]
+    rows = db.session.execute(
+        _named(select(*SUMMARY))
+        .where(*conditions)
+        .order_by(*_order(args["sort"]))
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).mappings()
+    items = rows.all()
+    return Page(items, page_meta(page, per_page, _total(args, conditions, deleted)))
+
+
+def _filters(args: dict) -> list[ColumnElement[bool]]:
+    found = []
+    for name in ("status", "priority"):
+        if name in args:
+            found.append(getattr(Ticket, name).in_(args[name]))
+    if "subscriber_id" in args:
+        found.append(Ticket.subscriber_id == args["subscriber_id"])
+    if "assignee_id" in args:
+        assignee = args["assignee_id"]
+        if assignee == "none":
+            found.append(Ticket.assignee_id.is_(None))
+        else:
+            found.append(Ticket.assignee_id == (current_user.id if assignee == "me" else assignee))
+    if "created_from" in args:
+        found.append(Ticket.created_at >= args["created_from"][0])
+    if "created_to" in args:
+        bound, inclusive = args["created_to"]
+        found.append(Ticket.created_at <= bound if inclusive else Ticket.created_at < bound)
+    if "updated_since" in args:
+        found.append(Ticket.updated_at >= args["updated_since"][0])
+    if "overdue" in args:
+        found.append(overdue() if args["overdue"] else not_(overdue()))
+    if "q" in args:
+        found.append(matches(search_words(args["q"])))
+    return found
+
+
+def overdue(now: datetime | None = None) -> ColumnElement[bool]:
+    """Open tickets whose due time has passed."""
+    return and_(Ticket.due_at < (now or utcnow()), Ticket.status.in_(OPEN_STATUSES))
+
+
+def matches(words: list[str]) -> ColumnElement[bool]:
+    """Title or description hold every word, the last one as a prefix, case-insensitively:
+    full-text search on PostgreSQL (its GIN index), LIKE on SQLite."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        vector = literal_column(f"to_tsvector('simple', {_qualified(SEARCH_DOCUMENT)})")
+        terms = " & ".join([*(f"'{w}'" for w in words[:-1]), f"'{words[-1]}':*"])
+        return vector.op("@@")(func.to_tsquery(literal_column("'simple'"), terms))
+    document = func.lower(Ticket.title + " " + Ticket.description)
+    return and_(*(document.like(f"%{escape_like(w)}%", escape="\\") for w in words))
+
+
+def _qualified(expression: str) -> str:
+    return expression.replace("title", "tickets.title").replace(
+        "description", "tickets.description"
+    )
+
+
+def escape_like(word: str) -> str:
+    """A text to find as it is with LIKE (escape character: backslash)."""
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _order(sort: str) -> list:
+    """The sort column in the requested direction, ties broken on id the same way; tickets
+    without a due time come last whichever way due_at is sorted."""
+    name = sort.lstrip("-")
+    descending = sort.startswith("-")
+    column = getattr(Ticket, name)
+    first = column.desc() if descending else column.asc()
+    if name == "due_at":
+        first = first.nulls_last()
+    return [first, Ticket.id.desc() if descending else Ticket.id.asc()]
+
+
+def _total(args: dict, conditions: list, deleted: bool) -> int:
+    """Live tickets filtered only by status or priority are summed from the kept counts;
+    anything else is counted."""
+    counted = {"status", "priority"}
+    optional = set(args) - {"isp_id", "branch_id", "user_id", "page", "per_page", "sort"}
+    if deleted or not optional <= counted:
+        return db.session.scalar(select(func.count()).select_from(Ticket).where(*conditions))
+    query = select(func.coalesce(func.sum(TicketCount.tickets), 0)).where(
+        TicketCount.isp_id == current_user.isp_id, TicketCount.branch_id == args["branch_id"]
+    )
+    for name in counted & set(args):
+        query = query.where(getattr(TicketCount, name).in_(args[name]))
+    return db.session.scalar(query)
+
+
+# --- One ticket -----------------------------------------------------------------------------
+
+
+def ticket_detail(ticket_id: int) -> dict | None:
+    """A live ticket within reach, with its first replies, or None."""
+    row = (
+        db.session.execute(_named(select(*DETAIL)).where(ticket_scope(), Ticket.id == ticket_id))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    return {**row, "replies": reply_rows(ticket_id, limit=REPLIES_SHOWN)}
+
+
+def reply_rows(ticket_id: int, *, limit: int, offset: int = 0) -> list:
+    """A ticket's replies and notes, oldest first, with their authors' names."""
+    return (
+        db.session.execute(
+            select(
+                TicketReply.id,
+                TicketReply.message,
+                User.name.label("user_name"),
+                TicketReply.created_at,
+                TicketReply.user_id,
+                TicketReply.internal,
+            )
+            .join(User, User.id == TicketReply.user_id)
+            .where(TicketReply.ticket_id == ticket_id)
+            .order_by(TicketReply.created_at, TicketReply.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        .mappings()
+        .all()
+    )
+
+
+def history_rows(ticket_id: int, *, limit: int, offset: int) -> tuple[list, int]:
+    """A page of a ticket's history, oldest first, and how many entries it has."""
+    rows = (
+        db.session.execute(
+            select(
+                TicketHistory.id,
+                TicketHistory.action,
+                TicketHistory.field,
+                TicketHistory.old,
+                TicketHistory.new,
+                TicketHistory.user_id,
+                User.name.label("user_name"),
+                TicketHistory.created_at,
+            )
+            .join(User, User.id == TicketHistory.user_id)
+            .where(TicketHistory.ticket_id == ticket_id)
+            .order_by(TicketHistory.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        .mappings()
+        .all()
+    )
+    total = db.session.scalar(
+        select(func.count()).select_from(TicketHistory).where(TicketHistory.ticket_id == ticket_id)
+    )
+    return rows, total
+
+
+# --- Stats ----------------------------------------------------------------------------------
+
+
+def branch_stats(isp_id: int, branch_id: int) -> dict:
+    """Live tickets of one branch per status and priority, the open unassigned ones (all from
+    the kept counts) and the overdue ones (counted on their index)."""
+    by_status = {str(int(code)): 0 for code in TicketStatus}
+    by_priority = {str(int(code)): 0 for code in TicketPriority}
+    unassigned_open = 0
+    counts = db.session.execute(
+        select(
+            TicketCount.status, TicketCount.priority, TicketCount.assigned, TicketCount.tickets
+        ).where(TicketCount.isp_id == isp_id, TicketCount.branch_id == branch_id)
+    )
+    for status, priority, assigned, tickets in counts:
+        by_status[str(status)] += tickets
+        by_priority[str(priority)] += tickets
+        if status in OPEN_STATUSES and not assigned:
+            unassigned_open += tickets
+    late = db.session.scalar(
+        select(func.count())
+        .select_from(Ticket)
+        .where(ticket_scope(), Ticket.branch_id == branch_id, overdue())
+    )
+    return {
+        "by_status": by_status,
+        "by_priority": by_priority,
+        "unassigned_open": unassigned_open,
+        "overdue": late,
+    }

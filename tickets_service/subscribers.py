@@ -1,0 +1,173 @@
+"""The subscribers blueprint: staff read the subscribers of their reach, admins write them, and
+the ISP platform keeps them in sync by its own external ids."""
+
+from flask import abort
+from flask_jwt_extended import current_user
+from marshmallow import ValidationError
+from sqlalchemy import func, or_, select
+
+from .extensions import db
+from .models import Subscriber
+from .openapi import Blueprint
+from .queries import escape_like, page_meta
+from .responses import Page
+from .schemas import (
+    CreatedOut,
+    PageMeta,
+    SubscriberOut,
+    external_id_field,
+    subscriber_create_in,
+    subscriber_list_args,
+    subscriber_sync_in,
+    subscriber_update_in,
+    ticket_scope_args,
+)
+from .scope import require_admin, subscriber_scope, without_scope
+from .tokens import token_required
+from .transport import reject_impossible_ids
+
+bp = Blueprint("subscribers", __name__, description="The subscribers tickets are about.")
+bp.url_value_preprocessor(reject_impossible_ids("Subscriber not found."))
+SUBSCRIBER = "/<id:subscriber_id>"
+EXTERNAL_ID = external_id_field()
+
+
+def get_subscriber_or_404(subscriber_id: int) -> Subscriber:
+    """A subscriber within the caller's reach; another ISP's or branch's is 404."""
+    subscriber = db.session.scalar(
+        select(Subscriber).where(subscriber_scope(), Subscriber.id == subscriber_id)
+    )
+    if subscriber is None:
+        abort(404, "Subscriber not found.")
+    return subscriber
+
+
+def check_external_id_free(external_id: str | None, subscriber_id: int | None = None) -> None:
+    """409 when another subscriber of the ISP already has this external id."""
+    if external_id is None:
+        return
+    taken = db.session.scalar(
+        select(Subscriber.id).where(
+            Subscriber.isp_id == current_user.isp_id,
+            Subscriber.external_id == external_id,
+            Subscriber.id != (subscriber_id or 0),
+        )
+    )
+    if taken is not None:
+        abort(409, "Another subscriber of this ISP has this external_id.")
+
+
+@bp.get("")
+@token_required
+@bp.arguments(subscriber_list_args, location="query")
+@bp.response(200, SubscriberOut(many=True), meta=PageMeta)
+@bp.errors(403)
+def list_subscribers(args):
+    """The subscribers of one branch (the caller's by default), by name; `q` searches name,
+    phone and email."""
+    conditions = [
+        subscriber_scope(),
+        Subscriber.branch_id == args.get("branch_id", current_user.branch_id),
+    ]
+    if "q" in args:
+        pattern = f"%{escape_like(args['q'].lower())}%"
+        conditions.append(
+            or_(
+                *(
+                    func.lower(column).like(pattern, escape="\\")
+                    for column in (Subscriber.name, Subscriber.phone, Subscriber.email)
+                )
+            )
+        )
+    page, per_page = args["page"], args["per_page"]
+    rows = db.session.scalars(
+        select(Subscriber)
+        .where(*conditions)
+        .order_by(Subscriber.name, Subscriber.id)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    total = db.session.scalar(select(func.count()).select_from(Subscriber).where(*conditions))
+    return Page(rows, page_meta(page, per_page, total))
+
+
+@bp.get(SUBSCRIBER)
+@token_required
+@bp.arguments(ticket_scope_args, location="query")
+@bp.response(200, SubscriberOut)
+@bp.errors(403, 404)
+def get_subscriber(_scope, subscriber_id: int):
+    """One subscriber within the caller's reach."""
+    return get_subscriber_or_404(subscriber_id)
+
+
+@bp.post("")
+@token_required
+@bp.arguments(subscriber_create_in)
+@bp.response(201, CreatedOut, message="Subscriber created successfully")
+@bp.errors(403, 409)
+def create_subscriber(data):
+    """Create a subscriber (admins) in a branch of the ISP, the admin's own by default."""
+    require_admin()
+    check_external_id_free(data.get("external_id"))
+    subscriber = Subscriber(
+        isp_id=current_user.isp_id,
+        branch_id=data.get("branch_id", current_user.branch_id),
+        **without_scope(data),
+    )
+    db.session.add(subscriber)
+    db.session.commit()
+    return subscriber
+
+
+@bp.put(SUBSCRIBER)
+@token_required
+@bp.arguments(subscriber_update_in)
+@bp.response(200, message="Subscriber updated successfully")
+@bp.errors(403, 404, 409)
+def update_subscriber(data, subscriber_id: int):
+    """Update a subscriber (admins); branch_id moves it, and its tickets keep their link."""
+    subscriber = get_subscriber_or_404(subscriber_id)
+    require_admin()
+    check_external_id_free(data.get("external_id"), subscriber.id)
+    for name, value in without_scope(data).items():
+        setattr(subscriber, name, value)
+    if "branch_id" in data:
+        subscriber.branch_id = data["branch_id"]
+    db.session.commit()
+
+
+@bp.put("/by-external-id/<external_id>")
+@token_required
+@bp.arguments(subscriber_sync_in)
+@bp.response(200, CreatedOut, message="Subscriber synced successfully", also=(201,))
+@bp.errors(403, 409)
+def sync_subscriber(data, external_id: str):
+    """Create (201) or update (200) the subscriber the ISP platform knows by this external id
+    (at most 255 characters, no slash); fields left out stay as they are, and the same call
+    again changes nothing."""
+    require_admin()
+    try:
+        external_id = EXTERNAL_ID.deserialize(external_id)
+    except ValidationError as err:
+        raise ValidationError({"external_id": err.messages}) from None
+    subscriber = db.session.scalar(
+        select(Subscriber).where(
+            Subscriber.isp_id == current_user.isp_id, Subscriber.external_id == external_id
+        )
+    )
+    created = subscriber is None
+    if created:
+        subscriber = Subscriber(
+            isp_id=current_user.isp_id,
+            branch_id=current_user.branch_id,
+            external_id=external_id,
+        )
+        db.session.add(subscriber)
+    for name, value in without_scope(data).items():
+        if getattr(subscriber, name) != value:
+            setattr(subscriber, name, value)
+    if "branch_id" in data and subscriber.branch_id != data["branch_id"]:
+        subscriber.branch_id = data["branch_id"]
+    db.session.commit()
+    return (subscriber, 201) if created else subscriber

@@ -1,0 +1,135 @@
+"""The users blueprint: who can be assigned tickets, and (admins) managing the ISP's staff."""
+
+from flask import abort
+from flask_jwt_extended import current_user
+from sqlalchemy import func, select
+
+from .extensions import db
+from .models import Role, User
+from .openapi import Blueprint
+from .queries import page_meta
+from .responses import Page
+from .schemas import (
+    CreatedOut,
+    PageMeta,
+    UserAccountOut,
+    ticket_scope_args,
+    user_create_in,
+    user_list_args,
+    user_update_in,
+)
+from .scope import assignable_to, require_admin, user_scope
+from .tokens import token_required
+from .transport import reject_impossible_ids
+
+bp = Blueprint("users", __name__, description="The people who use the API.")
+bp.url_value_preprocessor(reject_impossible_ids("User not found."))
+USER = "/<id:user_id>"
+
+
+def get_user_or_404(user_id: int, *, lock: bool = False) -> User:
+    """A user the caller may see; anyone else is 404."""
+    query = select(User).where(user_scope(), User.id == user_id)
+    user = db.session.scalar(query.with_for_update() if lock else query)
+    if user is None:
+        abort(404, "User not found.")
+    return user
+
+
+def check_email_free(email: str) -> None:
+    if db.session.scalar(select(User.id).where(User.email == email)) is not None:
+        abort(409, "A user with this email already exists.")
+
+
+@bp.get("")
+@token_required
+@bp.arguments(user_list_args, location="query")
+@bp.response(200, UserAccountOut(many=True), meta=PageMeta)
+@bp.errors(403)
+def list_users(args):
+    """Admins: every user of the ISP. Staff: who can be assigned their branch's tickets (its
+    staff and the ISP's admins). branch_id narrows the list to one branch's assignables."""
+    conditions = [user_scope()]
+    if "branch_id" in args:
+        conditions.append(assignable_to(args["branch_id"]))
+    if "role" in args:
+        conditions.append(User.role == args["role"])
+    page, per_page = args["page"], args["per_page"]
+    rows = db.session.scalars(
+        select(User)
+        .where(*conditions)
+        .order_by(User.name, User.id)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    total = db.session.scalar(select(func.count()).select_from(User).where(*conditions))
+    return Page(rows, page_meta(page, per_page, total))
+
+
+@bp.get(USER)
+@token_required
+@bp.arguments(ticket_scope_args, location="query")
+@bp.response(200, UserAccountOut)
+@bp.errors(403, 404)
+def get_user(_scope, user_id: int):
+    """One user the caller may see."""
+    return get_user_or_404(user_id)
+
+
+@bp.post("")
+@token_required
+@bp.arguments(user_create_in)
+@bp.response(201, CreatedOut, message="User created successfully")
+@bp.errors(403, 409)
+def create_user(data):
+    """Create a user of the admin's ISP (admins), in a branch of it (the admin's own by
+    default)."""
+    require_admin()
+    email = data["email"].lower()
+    check_email_free(email)
+    user = User(
+        isp_id=current_user.isp_id,
+        branch_id=data.get("branch_id", current_user.branch_id),
+        name=data["name"],
+        email=email,
+        role=data["role"],
+    )
+    user.set_password(data["password"])
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+@bp.put(USER)
+@token_required
+@bp.arguments(user_update_in)
+@bp.response(200, message="User updated successfully")
+@bp.errors(403, 404, 409)
+def update_user(data, user_id: int):
+    """Update a user (admins): name, role, branch, is_active, password. An admin cannot
+    deactivate or demote themselves, nor the ISP's last active admin (409)."""
+    user = get_user_or_404(user_id, lock=True)
+    require_admin()
+    demoted = data.get("role", user.role) != Role.ADMIN or not data.get("is_active", True)
+    if user.is_admin and user.is_active and demoted:
+        if user.id == current_user.id:
+            abort(409, "You cannot deactivate or demote yourself.")
+        if _active_admins_locked() <= 1:
+            abort(409, "This is the ISP's last active admin.")
+    for name in ("name", "role", "branch_id", "is_active"):
+        if name in data:
+            setattr(user, name, data[name])
+    if "password" in data:
+        user.set_password(data["password"])
+    db.session.commit()
+
+
+def _active_admins_locked() -> int:
+    """How many active admins the ISP has, their rows locked until the change commits, so two
+    admins demoting each other cannot leave the ISP without one."""
+    admins = db.session.scalars(
+        select(User.id)
+        .where(User.isp_id == current_user.isp_id, User.role == Role.ADMIN, User.is_active)
+        .with_for_update()
+    ).all()
+    return len(admins)
