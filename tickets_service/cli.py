@@ -19,7 +19,6 @@ from .models import (
     Subscriber,
     Ticket,
     TicketPriority,
-    TicketReply,
     TicketStatus,
     User,
     utcnow,
@@ -163,24 +162,31 @@ DEMO_SUBSCRIBERS = [
     ("Ali Khan", 2, None),
 ]
 DEMO_TICKETS = [
-    # title, description, subscriber, priority, status, replies (author email, message)
+    # title, description, subscriber, priority, days old, assignee, due in days, status,
+    # and what happened since: (author, message, internal)
     (
         "Connection Issue",
         "Cannot connect to internet",
         "John Doe",
         TicketPriority.MEDIUM,
+        4,
+        "staff@demo.example",
+        2,
         TicketStatus.OPEN,
-        [("admin@demo.example", "We are looking into this.")],
+        [("admin@demo.example", "We are looking into this.", False)],
     ),
     (
         "Slow speeds in the evening",
         "Speed drops below 5 Mbps after 8 pm",
         "Jane Roe",
         TicketPriority.HIGH,
+        3,
+        "admin@demo.example",
+        -1,  # overdue
         TicketStatus.IN_PROGRESS,
         [
-            ("staff@demo.example", "Line test scheduled."),
-            ("admin@demo.example", "Escalated to the network team."),
+            ("staff@demo.example", "Line test scheduled.", False),
+            ("admin@demo.example", "Probably the street cabinet; ask the field team.", True),
         ],
     ),
     (
@@ -188,14 +194,31 @@ DEMO_TICKETS = [
         "Router power supply failed",
         None,
         TicketPriority.LOW,
+        2,
+        "staff@demo.example",
+        None,
         TicketStatus.RESOLVED,
-        [("staff@demo.example", "New router delivered.")],
+        [("staff@demo.example", "New router delivered.", False)],
+    ),
+    (
+        "No signal after storm",
+        "Whole street offline since last night",
+        "John Doe",
+        TicketPriority.HIGH,
+        1,
+        None,  # unassigned: waiting for someone to pick it up
+        None,
+        TicketStatus.OPEN,
+        [],
     ),
     (
         "Billing address change",
         "Subscriber moved house",
         "Ali Khan",
         TicketPriority.LOW,
+        1,
+        None,
+        None,
         TicketStatus.CLOSED,
         [],
     ),
@@ -205,7 +228,8 @@ DEMO_TICKETS = [
 @click.command("seed-demo")
 @with_appcontext
 def seed_demo():
-    """Create a demo ISP with users, subscribers and tickets; safe to run again."""
+    """Create a demo ISP with users, subscribers and a desk's worth of tickets: assigned and
+    unassigned, notes, a resolved ticket with its history, an overdue one. Safe to run again."""
     people = {}
     for email, name, role, branch, password in DEMO_USERS:
         user = find_user(email)
@@ -227,33 +251,31 @@ def seed_demo():
     db.session.flush()
 
     created = 0
-    for offset, (title, description, customer, priority, status, replies) in enumerate(
-        DEMO_TICKETS
-    ):
+    admin = people["admin@demo.example"]
+    for title, description, customer, priority, age, assignee, due, status, events in DEMO_TICKETS:
         exists = db.session.scalar(
             select(Ticket.id).where(Ticket.isp_id == DEMO_ISP, Ticket.title == title)
         )
         if exists is not None:
             continue
         subscriber = customers.get(customer)
-        ticket = Ticket(
+        now = utcnow().replace(microsecond=0)
+        ticket = Ticket.open(
+            admin,
             isp_id=DEMO_ISP,
             branch_id=subscriber.branch_id if subscriber else 1,
             subscriber_id=subscriber.id if subscriber else None,
-            created_by_id=people["admin@demo.example"].id,
             title=title,
             description=description,
             priority=priority,
-            status=status,
+            assignee_id=people[assignee].id if assignee else None,
+            due_at=now + timedelta(days=due) if due is not None else None,
         )
         # Spread the demo over the last days so the list's order is visible.
-        ticket.created_at = ticket.updated_at = _days_ago(len(DEMO_TICKETS) - offset)
-        db.session.add(ticket)
-        db.session.flush()
-        for minutes, (author, message) in enumerate(replies, start=1):
-            reply = TicketReply(ticket_id=ticket.id, user_id=people[author].id, message=message)
-            reply.created_at = ticket.created_at + timedelta(minutes=30 * minutes)
-            db.session.add(reply)
+        ticket.created_at = ticket.updated_at = now - timedelta(days=age)
+        for author, message, internal in events:
+            ticket.add_reply(message, internal, people[author])
+        ticket.change_status(status, people[assignee] if assignee else admin)
         created += 1
     db.session.commit()
 
@@ -263,7 +285,3 @@ def seed_demo():
             f"Log in as {role.value} (branch {branch}): POST /api/v1/auth/login "
             f'{{"email": "{email}", "password": "{password}"}}'
         )
-
-
-def _days_ago(days: int):
-    return utcnow().replace(microsecond=0) - timedelta(days=days)

@@ -211,7 +211,7 @@ class Ticket(db.Model):
     @classmethod
     def open(cls, by: "User", **values) -> "Ticket":
         """A new ticket created by `by` (its history starts with `created`)."""
-        ticket = cls(created_by_id=by.id, **values)
+        ticket = cls(created_by_id=by.id, status=TicketStatus.OPEN, reply_count=0, **values)
         db.session.add(ticket)
         ticket.record(HistoryAction.CREATED, by)
         if ticket.assignee_id is not None:
@@ -249,7 +249,7 @@ class Ticket(db.Model):
         reply = TicketReply(ticket=self, user_id=by.id, message=message, internal=internal)
         reply.created_at = now
         db.session.add(reply)
-        self.reply_count = Ticket.reply_count + 1  # in SQL: concurrent replies all count
+        self.reply_count = (self.reply_count or 0) + 1  # the ticket is locked by its writer
         if not internal and self.first_response_at is None:
             self.first_response_at = now
         self.updated_at = now
