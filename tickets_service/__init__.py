@@ -4,7 +4,7 @@ import os
 import sqlite3
 from collections.abc import Mapping
 
-from flask import Flask
+from flask import Flask, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -60,12 +60,25 @@ def configure_database(app: Flask) -> None:
 
 @event.listens_for(Engine, "connect")
 def _configure_sqlite(dbapi_connection, _record) -> None:
-    """SQLite leaves foreign keys off unless each connection turns them on."""
+    """SQLite leaves foreign keys off unless each connection turns them on, and we begin its
+    transactions ourselves (see _begin_sqlite)."""
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
+        dbapi_connection.isolation_level = None
+
+
+@event.listens_for(Engine, "begin")
+def _begin_sqlite(connection) -> None:
+    """A request that writes takes SQLite's write lock when its transaction begins, so it waits
+    its turn (busy timeout) instead of failing when it would upgrade a read snapshot that a
+    concurrent writer has overtaken. Reads and the CLI begin as usual."""
+    if connection.dialect.name != "sqlite":
+        return
+    writes = has_request_context() and request.method in {"POST", "PUT", "PATCH", "DELETE"}
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
 
 def register_extensions(app: Flask) -> None:

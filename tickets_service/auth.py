@@ -8,7 +8,7 @@ from flask_jwt_extended import current_user, get_jwt
 from sqlalchemy import delete, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .extensions import db, limiter
+from .extensions import db, insert, limiter
 from .models import RevokedToken, User, utcnow
 from .openapi import Blueprint
 from .schemas import TokenOut, UserOut, login_in
@@ -73,15 +73,15 @@ def login(credentials):
 def logout():
     """Revoke the presented token on every instance; expired revocations are pruned."""
     claims = get_jwt()
-    now = utcnow()
-    db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at < now))
-    db.session.add(
-        RevokedToken(
-            jti=claims["jti"],
-            user_id=current_user.id,
-            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
-        )
+    db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at < utcnow()))
+    # A concurrent logout with the same token may have revoked it already: that is success.
+    revocation = insert(RevokedToken).values(
+        jti=claims["jti"],
+        user_id=current_user.id,
+        expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        revoked_at=utcnow(),
     )
+    db.session.execute(revocation.on_conflict_do_nothing(index_elements=["jti"]))
     db.session.commit()
 
 

@@ -8,9 +8,8 @@ branch. Writes that bypass the ORM (the bulk loader) recount with `recount`.
 from collections import Counter
 
 from sqlalchemy import delete, event, func, inspect, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from .extensions import db
+from .extensions import db, insert
 from .models import Ticket, TicketCount
 
 KEY = ("isp_id", "branch_id", "status", "priority", "assigned")
@@ -68,8 +67,7 @@ def keep_counts(session, _context) -> None:
 def _add(connection, rows: list[dict]) -> None:
     """Add each row's `tickets` to its count (created at need). Keys go in one sorted
     statement, so concurrent writers lock counts in the same order and never deadlock."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(TicketCount).values(rows)
+    statement = insert(TicketCount, connection).values(rows)
     statement = statement.on_conflict_do_update(
         index_elements=KEY, set_={"tickets": TicketCount.tickets + statement.excluded.tickets}
     )

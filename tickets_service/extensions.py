@@ -6,6 +6,7 @@ from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase
 
 # One naming convention for every constraint, so migrations name them the same on every
@@ -24,6 +25,14 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+
+def insert(model, connection=None):
+    """INSERT for the database in use, with its ON CONFLICT clauses (PostgreSQL or SQLite)."""
+    dialect = connection.dialect if connection is not None else db.session.get_bind().dialect
+    return (postgresql if dialect.name == "postgresql" else sqlite).insert(model)
+
+
 migrate = Migrate(render_as_batch=True, compare_type=True)
 jwt = JWTManager()
 # Storage comes from RATELIMIT_STORAGE_URI: memory for one process, Redis for many.

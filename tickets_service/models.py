@@ -15,7 +15,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
     false,
+    inspect,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -89,6 +91,9 @@ class User(db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     is_active: Mapped[bool] = mapped_column(default=True)
+    # Every token carries the version it was issued under; a change that must end the user's
+    # sessions (password, role, ISP, branch, deactivation) bumps it (see _end_sessions).
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -105,6 +110,21 @@ class User(db.Model):
     @property
     def is_admin(self) -> bool:
         return self.role == Role.ADMIN
+
+
+@event.listens_for(User, "before_update")
+def _end_sessions(_mapper, _connection, user: User) -> None:
+    """A new password, role, ISP or branch, or a deactivation, revokes every token the user
+    holds: they were issued under the old version. Reactivation keeps the new version, so old
+    tokens stay dead."""
+    state = inspect(user)
+    changed = any(
+        state.attrs[name].history.has_changes()
+        for name in ("password_hash", "role", "isp_id", "branch_id")
+    )
+    deactivated = state.attrs.is_active.history.has_changes() and not user.is_active
+    if changed or deactivated:
+        user.token_version = (user.token_version or 0) + 1
 
 
 class Subscriber(db.Model):

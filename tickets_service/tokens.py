@@ -1,17 +1,49 @@
 """Token verification: issuing access tokens and the JWT loaders that check every one.
 
-Every failure is our envelope and a 401.
+One query per request reads the caller and whether the token was revoked. Every failure is our
+envelope and a 401.
 """
+
+from dataclasses import dataclass
 
 from flask import current_app, g
 from flask_jwt_extended import create_access_token, jwt_required
+from sqlalchemy import select
 
 from .extensions import db, jwt
-from .models import MAX_ID, RevokedToken, User
+from .models import MAX_ID, RevokedToken, Role, User
 from .responses import error
 
 # Claims every genuine token carries; a token without one of them is refused.
-REQUIRED_CLAIMS = {"sub", "jti", "iat", "exp", "role", "isp_id", "branch_id"}
+REQUIRED_CLAIMS = {"sub", "jti", "iat", "exp", "role", "isp_id", "branch_id", "ver"}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The user a request acts for: the columns the API needs, never the password hash."""
+
+    id: int
+    isp_id: int
+    branch_id: int
+    role: str
+    name: str
+    email: str
+    token_version: int
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+
+_CALLER = select(
+    User.id,
+    User.isp_id,
+    User.branch_id,
+    User.role,
+    User.name,
+    User.email,
+    User.token_version,
+)
 
 
 def token_required(view):
@@ -22,8 +54,13 @@ def token_required(view):
 
 
 def issue_token(user: User) -> dict:
-    """An access token whose claims mirror the user's row at the time of issue."""
-    claims = {"role": user.role, "isp_id": user.isp_id, "branch_id": user.branch_id}
+    """An access token whose claims mirror the user's row (and token version) at issue."""
+    claims = {
+        "role": user.role,
+        "isp_id": user.isp_id,
+        "branch_id": user.branch_id,
+        "ver": user.token_version or 0,
+    }
     return {
         "access_token": create_access_token(identity=str(user.id), additional_claims=claims),
         "token_type": "Bearer",
@@ -32,24 +69,27 @@ def issue_token(user: User) -> dict:
     }
 
 
-@jwt.user_lookup_loader
-def load_user(_header: dict, claims: dict) -> User | None:
-    """The token's active user, or None when the user is gone or its row disagrees."""
-    subject = claims.get("sub")
+@jwt.token_in_blocklist_loader
+def is_revoked(_header: dict, claims: dict) -> bool:
+    """Read the caller and the token's revocation in one query (on every instance).
+
+    The caller is kept for load_user, which runs next; a token whose subject is unusable
+    revokes nothing here and is refused there.
+    """
+    g.token_caller = None
+    subject, jti = claims.get("sub"), claims.get("jti")
     if not isinstance(subject, str) or not subject.isdigit() or not 1 <= int(subject) <= MAX_ID:
-        return None
-    user = db.session.get(User, int(subject))
-    if user is None or not user.is_active:
-        return None
-    # A role or ISP change since the token was issued invalidates it.
-    if (claims.get("role"), claims.get("isp_id"), claims.get("branch_id")) != (
-        user.role,
-        user.isp_id,
-        user.branch_id,
-    ):
-        return None
-    g.user_id = user.id  # for the request log
-    return user
+        return False
+    if not isinstance(jti, str) or len(jti) > 64:
+        return False  # no usable jti: has_required_claims refuses the token
+    revoked = select(RevokedToken.jti).where(RevokedToken.jti == jti).exists()
+    row = db.session.execute(
+        _CALLER.add_columns(revoked.label("revoked")).where(User.id == int(subject), User.is_active)
+    ).first()
+    if row is None:
+        return False
+    g.token_caller = Caller(*row[:-1])
+    return row.revoked
 
 
 @jwt.token_verification_loader
@@ -62,13 +102,18 @@ def has_required_claims(_header: dict, claims: dict) -> bool:
     )
 
 
-@jwt.token_in_blocklist_loader
-def is_revoked(_header: dict, claims: dict) -> bool:
-    """True when the token was logged out (checked in the database, so on every instance)."""
-    jti = claims.get("jti")
-    if not isinstance(jti, str) or len(jti) > 64:
-        return False  # no usable jti: has_required_claims refuses the token
-    return db.session.get(RevokedToken, jti) is not None
+@jwt.user_lookup_loader
+def load_user(_header: dict, claims: dict) -> Caller | None:
+    """The token's active user, or None when the user is gone, inactive, or has changed in a
+    way that ends its sessions since the token was issued."""
+    caller = g.get("token_caller")
+    if caller is None:
+        return None
+    issued_as = (claims["role"], claims["isp_id"], claims["branch_id"], claims["ver"])
+    if issued_as != (caller.role, caller.isp_id, caller.branch_id, caller.token_version):
+        return None
+    g.user_id = caller.id  # for the request log
+    return caller
 
 
 @jwt.unauthorized_loader
