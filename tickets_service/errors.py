@@ -13,12 +13,13 @@ from .responses import error
 log = logging.getLogger(__name__)
 
 # Headers an HTTP error carries that a client needs (405's Allow, 429's Retry-After, ...).
-_KEPT_HEADERS = {"allow", "retry-after", "www-authenticate"}
+_KEPT_HEADERS = {"allow", "retry-after", "www-authenticate", "etag"}
 _MESSAGES = {
     400: "Bad request.",
     404: "Not found.",
     405: "Method not allowed.",
     409: "Conflict.",
+    412: "Precondition failed.",
     413: "Request body too large.",
     415: "Unsupported media type.",
 }

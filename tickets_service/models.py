@@ -212,11 +212,15 @@ class Ticket(db.Model):
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Kept with every reply, so Fetch Ticket never counts them.
     reply_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Bumped by every change to the ticket, replies included: its ETag.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __mapper_args__ = {"version_id_col": version}
 
     # lazy="raise": every view states what it loads, so no list can fall into N+1 queries.
     subscriber: Mapped["Subscriber | None"] = relationship(lazy="raise")

@@ -33,10 +33,32 @@ ERRORS = {
     403: "isp_id, branch_id or user_id disagree with the token, or the role may not do this.",
     404: "No such object within the caller's reach.",
     409: "The request conflicts with the current state (see message).",
+    412: "If-Match does not match: the resource changed since it was read (ETag: the current).",
     413: "The body is larger than the limit ({limit} bytes).",
     422: "A parameter or body field is invalid: see errors.",
     429: "Too many failed logins: retry after Retry-After seconds.",
     503: "The database is unreachable: retry shortly.",
+}
+ETAG = {
+    "description": "The resource's version; send it back in If-Match or If-None-Match.",
+    "schema": {"type": "string"},
+}
+CONDITIONS = {
+    "read": {
+        "in": "header",
+        "name": "If-None-Match",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "An ETag you hold: 304 without a body when it is still current.",
+    },
+    "write": {
+        "in": "header",
+        "name": "If-Match",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "The ETag you read: 412 and nothing changed if the resource has "
+        "changed since (without it, the write applies to whatever is current).",
+    },
 }
 RETRY_AFTER = {
     "Retry-After": {
@@ -99,8 +121,20 @@ class Blueprint(flask_smorest.Blueprint):
         return decorator
 
     @staticmethod
+    def versioned(kind: str):
+        """The view reads (`"read"`: If-None-Match, 304), writes (`"write"`: If-Match, 412) or
+        creates (`"created"`) a versioned resource, and answers with its ETag."""
+
+        def decorator(view):
+            view._apidoc = {**getattr(view, "_apidoc", {}), "versioned": kind}
+            return view
+
+        return decorator
+
+    @staticmethod
     def _prepare_errors_doc(doc, doc_info, **kwargs):
-        """A token implies 401 and 503 (the user is read), a body 400 and 413."""
+        """A token implies 401 and 503 (the user is read), a body 400 and 413, a versioned
+        resource its conditional header, ETag and 304 or 412."""
         codes = set(doc_info.get("errors", ()))
         if doc_info.get("token"):
             codes |= {401, 503}
@@ -108,6 +142,17 @@ class Blueprint(flask_smorest.Blueprint):
         if "requestBody" in doc:
             codes |= {400, 413}
         responses = doc.setdefault("responses", {})
+        kind = doc_info.get("versioned")
+        if kind:
+            for response in responses.values():
+                if isinstance(response, dict):
+                    response["headers"] = {"ETag": ETAG}
+            if kind in CONDITIONS:
+                doc.setdefault("parameters", []).append(CONDITIONS[kind])
+            if kind == "read":
+                responses[304] = {"description": "Not modified.", "headers": {"ETag": ETAG}}
+            if kind == "write":
+                codes.add(412)
         for code in sorted(codes):
             responses.setdefault(code, HTTPStatus(code).name)
         return doc
@@ -141,6 +186,8 @@ class Api(flask_smorest.Api):
             }
             if code == 429:
                 response["headers"] = RETRY_AFTER
+            if code == 412:
+                response["headers"] = {"ETag": ETAG}
             prepare_response(response, self.spec, self.DEFAULT_RESPONSE_CONTENT_TYPE)
             self.spec.components.response(HTTPStatus(code).name, response, lazy=True)
 

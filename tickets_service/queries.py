@@ -56,6 +56,7 @@ DETAIL = (
     Ticket.description,
     Ticket.created_by_id.label("created_by"),
     Ticket.reply_count.label("replies_total"),
+    Ticket.version,
 )
 
 

@@ -1,9 +1,11 @@
 """The tickets blueprint: the seven endpoints of the spec and the desk around them."""
 
-from flask import abort
+from flask import Response, abort, request
 from flask_jwt_extended import current_user
 from marshmallow import ValidationError
 from sqlalchemy import select
+from werkzeug.exceptions import PreconditionFailed
+from werkzeug.http import quote_etag
 
 from . import queries
 from .extensions import db
@@ -38,9 +40,28 @@ TICKET = "/<id:ticket_id>"
 scope_query = bp.arguments(ticket_scope_args, location="query")
 
 
+class StaleVersion(PreconditionFailed):
+    """412 with the ticket's current ETag, so the client can fetch it again."""
+
+    description = "The ticket has changed since you read it; fetch it again (ETag)."
+
+    def __init__(self, tag: str):
+        super().__init__()
+        self.tag = tag
+
+    def get_headers(self, *args, **kwargs):
+        return [*super().get_headers(*args, **kwargs), ("ETag", self.tag)]
+
+
+def etag(version: int) -> str:
+    """A ticket version as a strong entity tag (unquoted; headers quote it)."""
+    return f"v{version}"
+
+
 def get_ticket_or_404(ticket_id: int, *, deleted: bool | None = False) -> Ticket:
     """The ticket with this id within the caller's reach, locked for the change to come
-    (live; with `deleted` a deleted one, with None either).
+    (live; with `deleted` a deleted one, with None either), and still the version the client
+    read if it sent If-Match (412 otherwise).
 
     Another ISP's or branch's ticket is 404, not 403: its existence is not the caller's to know.
     """
@@ -48,7 +69,17 @@ def get_ticket_or_404(ticket_id: int, *, deleted: bool | None = False) -> Ticket
     ticket = db.session.scalar(query)
     if ticket is None:
         abort(404, "Ticket not found.")
+    if request.if_match and not request.if_match.contains(etag(ticket.version)):
+        raise StaleVersion(quote_etag(etag(ticket.version)))
     return ticket
+
+
+def commit(ticket: Ticket) -> dict:
+    """Commit the change and name the ticket's new version (the response's ETag)."""
+    db.session.flush()
+    headers = {"ETag": quote_etag(etag(ticket.version))}
+    db.session.commit()
+    return headers
 
 
 def visible_ticket_or_404(ticket_id: int, column=Ticket.id):
@@ -120,12 +151,17 @@ def list_tickets(args):
 @scope_query
 @bp.response(200, TicketOut)
 @bp.errors(403, 404)
+@bp.versioned("read")
 def get_ticket(_scope, ticket_id: int):
     """Fetch Ticket, with its first 100 replies and notes, oldest first."""
     ticket = queries.ticket_detail(ticket_id)
     if ticket is None:
         abort(404, "Ticket not found.")
-    return ticket
+    tag = etag(ticket["version"])
+    headers = {"ETag": quote_etag(tag)}
+    if request.if_none_match.contains(tag):
+        return Response(status=304, headers=headers)
+    return ticket, headers
 
 
 @bp.post("")
@@ -134,14 +170,14 @@ def get_ticket(_scope, ticket_id: int):
 @bp.arguments(ticket_in)
 @bp.response(201, CreatedOut, message="Ticket created successfully")
 @bp.errors(403)
+@bp.versioned("created")
 def create_ticket(_scope, data):
     """Create Ticket in the caller's ISP; the branch defaults to the caller's."""
     isp_id, branch_id = current_user.isp_id, data.get("branch_id", current_user.branch_id)
     values = without_scope(data)
     check_links(values, isp_id, branch_id)
     ticket = Ticket.open(current_user, isp_id=isp_id, branch_id=branch_id, **values)
-    db.session.commit()
-    return ticket
+    return ticket, commit(ticket)
 
 
 @bp.put(TICKET)
@@ -150,6 +186,7 @@ def create_ticket(_scope, data):
 @bp.arguments(ticket_update_in)
 @bp.response(200, message="Ticket updated successfully")
 @bp.errors(403, 404)
+@bp.versioned("write")
 def update_ticket(_scope, changes, ticket_id: int):
     """Update Ticket: title, description, priority, subscriber, assignee or due time (null
     unlinks, unassigns or clears)."""
@@ -157,7 +194,7 @@ def update_ticket(_scope, changes, ticket_id: int):
     changes = without_scope(changes)
     check_links(changes, ticket.isp_id, ticket.branch_id, ticket.assignee_id)
     ticket.edit(changes, current_user)
-    db.session.commit()
+    return None, commit(ticket)
 
 
 @bp.delete(TICKET)
@@ -165,13 +202,14 @@ def update_ticket(_scope, changes, ticket_id: int):
 @scope_query
 @bp.response(200, message="Ticket deleted successfully")
 @bp.errors(403, 404)
+@bp.versioned("write")
 def delete_ticket(_scope, ticket_id: int):
     """Delete Ticket (admins only): hidden everywhere, kept in the database."""
     # Out of reach is 404 before the role check, as on every other per-ticket endpoint.
     ticket = get_ticket_or_404(ticket_id)
     require_admin()
     ticket.delete(current_user)
-    db.session.commit()
+    return None, commit(ticket)
 
 
 @bp.post(f"{TICKET}/reply")
@@ -180,11 +218,12 @@ def delete_ticket(_scope, ticket_id: int):
 @bp.arguments(reply_in)
 @bp.response(201, message="Reply added successfully")
 @bp.errors(403, 404)
+@bp.versioned("write")
 def reply_to_ticket(_scope, data, ticket_id: int):
     """Reply to Ticket as the caller; `internal: true` makes it a note for staff only."""
     ticket = get_ticket_or_404(ticket_id)
     ticket.add_reply(data["message"], data["internal"], current_user)
-    db.session.commit()
+    return None, commit(ticket)
 
 
 @bp.put(f"{TICKET}/status")
@@ -193,11 +232,12 @@ def reply_to_ticket(_scope, data, ticket_id: int):
 @bp.arguments(ticket_status_in)
 @bp.response(200, message="Ticket status updated successfully")
 @bp.errors(403, 404)
+@bp.versioned("write")
 def change_status(_scope, data, ticket_id: int):
     """Change Ticket Status (resolved_at / closed_at follow it)."""
     ticket = get_ticket_or_404(ticket_id)
     ticket.change_status(data["status"], current_user)
-    db.session.commit()
+    return None, commit(ticket)
 
 
 # --- The desk -------------------------------------------------------------------------------
@@ -245,6 +285,7 @@ def ticket_history(args, ticket_id: int):
 @scope_query
 @bp.response(200, message="Ticket restored successfully")
 @bp.errors(403, 404, 409)
+@bp.versioned("write")
 def restore_ticket(_scope, ticket_id: int):
     """Restore a deleted ticket (admins only); a ticket that is not deleted is 409."""
     ticket = get_ticket_or_404(ticket_id, deleted=None)
@@ -252,4 +293,4 @@ def restore_ticket(_scope, ticket_id: int):
     if ticket.deleted_at is None:
         abort(409, "Ticket is not deleted.")
     ticket.restore(current_user)
-    db.session.commit()
+    return None, commit(ticket)
