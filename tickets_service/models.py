@@ -381,6 +381,21 @@ class TicketCount(db.Model):
     tickets: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class IdempotencyKey(db.Model):
+    """A POST made with an Idempotency-Key, and (once it finished) the answer to replay."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_user_id_created", "user_id", "created_at"),)
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(SmallInteger)
+    body: Mapped[str | None] = mapped_column(Text)
+    etag: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class RevokedToken(db.Model):
     """A token logged out before it expired; kept until it would have expired anyway."""
 

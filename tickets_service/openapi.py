@@ -60,6 +60,19 @@ CONDITIONS = {
         "changed since (without it, the write applies to whatever is current).",
     },
 }
+IDEMPOTENCY_KEY = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+    "description": "Retry safely: the same key, user and request within 24 hours replay the "
+    "first answer (with Idempotent-Replayed: true) instead of doing it again; the same key "
+    "with another request is 422; while the first is still running, 409.",
+}
+REPLAYED = {
+    "description": "true when this is the stored answer to an earlier request with the key.",
+    "schema": {"type": "string", "enum": ["true"]},
+}
 RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait before the next attempt.",
@@ -142,11 +155,17 @@ class Blueprint(flask_smorest.Blueprint):
         if "requestBody" in doc:
             codes |= {400, 413}
         responses = doc.setdefault("responses", {})
+        if doc_info.get("idempotent"):
+            doc.setdefault("parameters", []).append(IDEMPOTENCY_KEY)
+            codes |= {409, 422}
+            for response in responses.values():
+                if isinstance(response, dict):
+                    response.setdefault("headers", {})["Idempotent-Replayed"] = REPLAYED
         kind = doc_info.get("versioned")
         if kind:
             for response in responses.values():
                 if isinstance(response, dict):
-                    response["headers"] = {"ETag": ETAG}
+                    response.setdefault("headers", {})["ETag"] = ETAG
             if kind in CONDITIONS:
                 doc.setdefault("parameters", []).append(CONDITIONS[kind])
             if kind == "read":

@@ -7,6 +7,7 @@ from marshmallow import ValidationError
 from sqlalchemy import func, or_, select
 
 from .extensions import db
+from .idempotency import idempotent
 from .models import Subscriber
 from .openapi import Blueprint
 from .queries import escape_like, page_meta
@@ -103,6 +104,7 @@ def get_subscriber(_scope, subscriber_id: int):
 
 @bp.post("")
 @token_required
+@idempotent
 @bp.arguments(subscriber_create_in)
 @bp.response(201, CreatedOut, message="Subscriber created successfully")
 @bp.errors(403, 409)

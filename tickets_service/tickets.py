@@ -9,6 +9,7 @@ from werkzeug.http import quote_etag
 
 from . import queries
 from .extensions import db
+from .idempotency import idempotent
 from .models import Subscriber, Ticket, User
 from .openapi import Blueprint
 from .responses import Page
@@ -43,10 +44,8 @@ scope_query = bp.arguments(ticket_scope_args, location="query")
 class StaleVersion(PreconditionFailed):
     """412 with the ticket's current ETag, so the client can fetch it again."""
 
-    description = "The ticket has changed since you read it; fetch it again (ETag)."
-
     def __init__(self, tag: str):
-        super().__init__()
+        super().__init__("The ticket has changed since you read it; fetch it again (ETag).")
         self.tag = tag
 
     def get_headers(self, *args, **kwargs):
@@ -166,6 +165,7 @@ def get_ticket(_scope, ticket_id: int):
 
 @bp.post("")
 @token_required
+@idempotent
 @scope_query
 @bp.arguments(ticket_in)
 @bp.response(201, CreatedOut, message="Ticket created successfully")
@@ -214,6 +214,7 @@ def delete_ticket(_scope, ticket_id: int):
 
 @bp.post(f"{TICKET}/reply")
 @token_required
+@idempotent
 @scope_query
 @bp.arguments(reply_in)
 @bp.response(201, message="Reply added successfully")
@@ -282,6 +283,7 @@ def ticket_history(args, ticket_id: int):
 
 @bp.post(f"{TICKET}/restore")
 @token_required
+@idempotent
 @scope_query
 @bp.response(200, message="Ticket restored successfully")
 @bp.errors(403, 404, 409)

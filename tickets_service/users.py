@@ -5,6 +5,7 @@ from flask_jwt_extended import current_user
 from sqlalchemy import func, select
 
 from .extensions import db
+from .idempotency import idempotent
 from .models import Role, User
 from .openapi import Blueprint
 from .queries import page_meta
@@ -78,6 +79,7 @@ def get_user(_scope, user_id: int):
 
 @bp.post("")
 @token_required
+@idempotent
 @bp.arguments(user_create_in)
 @bp.response(201, CreatedOut, message="User created successfully")
 @bp.errors(403, 409)

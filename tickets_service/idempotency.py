@@ -1,0 +1,126 @@
+"""Idempotency-Key: a POST retried with the same key, by the same user, with the same request,
+within a day, is answered with the first response instead of being done twice.
+
+The key is claimed by a row inserted in the request's own transaction, so it commits with the
+change it guards or not at all; a concurrent duplicate waits on that row's unique key, then
+replays the stored answer (or, if the first is still finishing, gets 409). The answer is stored
+right after the first request commits.
+"""
+
+import hashlib
+import re
+import time
+from datetime import timedelta
+from functools import wraps
+
+from flask import Response, abort, request
+from flask_jwt_extended import current_user
+from marshmallow import ValidationError
+from sqlalchemy import delete, select, update
+
+from .extensions import db, insert
+from .models import IdempotencyKey, utcnow
+
+HEADER = "Idempotency-Key"
+LIFETIME = timedelta(hours=24)
+_PRINTABLE = re.compile(r"[\x20-\x7e]{1,255}")
+# How long a duplicate waits for the first request's answer to be stored before giving up.
+_PATIENCE_SECONDS = 2.0
+
+
+def idempotent(view):
+    """Honour Idempotency-Key on this POST (the document lists the header, 409 and 422)."""
+
+    @wraps(view)
+    def guarded(*args, **kwargs):
+        key = request.headers.get(HEADER)
+        if key is None:
+            return view(*args, **kwargs)
+        if not _PRINTABLE.fullmatch(key):
+            raise ValidationError({HEADER: ["Use 1 to 255 printable ASCII characters."]})
+        fingerprint = _fingerprint()
+        if not _claim(key, fingerprint):
+            return _replay(key, fingerprint)
+        response = view(*args, **kwargs)
+        if isinstance(response, Response) and response.status_code < 500:
+            _store(key, response)
+        return response
+
+    guarded._apidoc = {**getattr(view, "_apidoc", {}), "idempotent": True}
+    return guarded
+
+
+def _fingerprint() -> str:
+    """The request the key stands for: method, path, query and body."""
+    digest = hashlib.sha256()
+    for part in (request.method, request.path, request.query_string, request.get_data()):
+        digest.update(part if isinstance(part, bytes) else part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _claim(key: str, fingerprint: str) -> bool:
+    """Insert the key's row in this transaction; False when the key is already taken."""
+    now = utcnow()
+    db.session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.user_id == current_user.id, IdempotencyKey.created_at < now - LIFETIME
+        )
+    )
+    claimed = db.session.execute(
+        insert(IdempotencyKey)
+        .values(user_id=current_user.id, key=key, fingerprint=fingerprint, created_at=now)
+        .on_conflict_do_nothing(index_elements=["user_id", "key"])
+        .returning(IdempotencyKey.key)
+    ).first()
+    return claimed is not None
+
+
+def _replay(key: str, fingerprint: str) -> Response:
+    """The first request's stored answer, marked as replayed."""
+    deadline = time.monotonic() + _PATIENCE_SECONDS
+    while True:
+        # Each look is its own short transaction: never hold a lock the first request needs
+        # to store its answer.
+        db.session.rollback()
+        stored = db.session.execute(
+            select(
+                IdempotencyKey.fingerprint,
+                IdempotencyKey.status_code,
+                IdempotencyKey.body,
+                IdempotencyKey.etag,
+            ).where(IdempotencyKey.user_id == current_user.id, IdempotencyKey.key == key)
+        ).first()
+        db.session.rollback()
+        if stored is None:
+            abort(409, "A request with this Idempotency-Key did not finish; retry.")
+        if stored.fingerprint != fingerprint:
+            raise ValidationError(
+                {HEADER: ["This key was used for a different request; use a new key."]}
+            )
+        if stored.status_code is not None:
+            break
+        if time.monotonic() > deadline:
+            abort(409, "A request with this Idempotency-Key is still in progress; retry.")
+        time.sleep(0.05)
+    headers = {"Idempotent-Replayed": "true"}
+    if stored.etag:
+        headers["ETag"] = stored.etag
+    return Response(
+        stored.body, status=stored.status_code, mimetype="application/json", headers=headers
+    )
+
+
+def _store(key: str, response: Response) -> None:
+    """Keep the answer for replays (a second, short transaction after the first committed)."""
+    db.session.rollback()  # nothing of the request's own is pending: it has committed
+    db.session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.user_id == current_user.id, IdempotencyKey.key == key)
+        .values(
+            status_code=response.status_code,
+            body=response.get_data(as_text=True),
+            etag=response.headers.get("ETag"),
+        )
+    )
+    db.session.commit()
