@@ -1,9 +1,5 @@
 """Issue 4, point 5: login rate limits, no enumeration by timing, password rules."""
 
-import os
-import socket
-import uuid
-
 import pytest
 
 from tickets_service import auth, models
@@ -23,65 +19,6 @@ def attempt(client, email, password="wrong password!", address="10.0.0.1"):
 def assert_429(response):
     assert "Too many" in assert_error(response, 429)["message"]
     assert int(response.headers["Retry-After"]) > 0
-
-
-def test_failed_logins_per_email_are_limited(make_app, staff):
-    client = make_app(LOGIN_RATE_LIMIT_PER_EMAIL="3 per minute").test_client()
-    for n in range(3):
-        # Each attempt from a new address: the limit follows the email.
-        assert attempt(client, staff.email, address=f"10.0.0.{n}").status_code == 401
-    assert_429(attempt(client, staff.email, address="10.0.0.9"))
-    # Even the right password waits: that is the point of the limit.
-    assert_429(attempt(client, staff.email, PASSWORD, address="10.0.0.10"))
-
-
-def test_the_email_limit_ignores_case_and_spaces(make_app, staff):
-    client = make_app(LOGIN_RATE_LIMIT_PER_EMAIL="2 per minute").test_client()
-    assert attempt(client, staff.email).status_code == 401
-    assert attempt(client, f"  {staff.email.upper()} ").status_code == 401
-    assert_429(attempt(client, staff.email))
-
-
-def test_failed_logins_per_address_are_limited(make_app, staff, admin):
-    client = make_app(LOGIN_RATE_LIMIT_PER_ADDRESS="3 per minute").test_client()
-    for n in range(3):
-        assert attempt(client, f"nobody{n}@example.test").status_code == 401
-    assert_429(attempt(client, staff.email, PASSWORD))
-    # Another address is not affected.
-    assert attempt(client, admin.email, PASSWORD, address="10.9.9.9").status_code == 200
-
-
-def test_successful_logins_do_not_count(make_app, staff):
-    client = make_app(
-        LOGIN_RATE_LIMIT_PER_EMAIL="2 per minute", LOGIN_RATE_LIMIT_PER_ADDRESS="2 per minute"
-    ).test_client()
-    for _ in range(5):
-        assert attempt(client, staff.email, PASSWORD).status_code == 200
-
-
-def redis_available() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def test_limits_are_shared_by_instances_through_redis(make_app, staff):
-    if not redis_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis does not answer on 127.0.0.1:6379, and CI must test shared limits")
-        pytest.skip("Redis does not answer on 127.0.0.1:6379")
-    settings = {
-        "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0",
-        "RATELIMIT_KEY_PREFIX": f"tickets-test-{uuid.uuid4().hex}",
-        "LOGIN_RATE_LIMIT_PER_EMAIL": "2 per minute",
-    }
-    first, second = make_app(**settings).test_client(), make_app(**settings).test_client()
-    assert attempt(first, staff.email).status_code == 401
-    assert attempt(second, staff.email).status_code == 401
-    assert_429(attempt(first, staff.email))
-    assert_429(attempt(second, staff.email))
 
 
 @pytest.fixture
@@ -169,9 +106,3 @@ def test_users_set_password_refuses_bad_input(runner, client, staff, args, messa
     assert result.exit_code == 1
     assert message in result.output
     assert attempt(client, staff.email, PASSWORD).status_code == 200
-
-
-def test_default_limit_is_ten_failed_logins_per_email_per_minute(client, staff):
-    for n in range(10):
-        assert attempt(client, staff.email, address=f"10.1.0.{n}").status_code == 401
-    assert_429(attempt(client, staff.email, address="10.1.1.1"))

@@ -528,7 +528,9 @@ def test_update_changes_only_the_fields_sent(
     )
 
     after = fetch(Ticket, ticket_id)
-    assert without(after, "updated_at") == {**without(before, "updated_at"), **stored}
+    changed = ("updated_at", "version")
+    assert without(after, *changed) == {**without(before, *changed), **stored}
+    assert after["version"] == before["version"] + 1
 
 
 def test_update_with_null_subscriber_unlinks_it(client, staff, make_subscriber, make_ticket, fetch):
@@ -578,7 +580,8 @@ def test_delete_keeps_the_row_and_sets_deleted_at(client, admin, staff, make_tic
     after = fetch(Ticket, ticket_id)
     assert before["deleted_at"] is None
     assert after["deleted_at"] is not None
-    assert without(after, "deleted_at", "updated_at") == without(before, "deleted_at", "updated_at")
+    changed = ("deleted_at", "updated_at", "version")
+    assert without(after, *changed) == without(before, *changed)
 
 
 def test_delete_keeps_the_replies(client, admin, staff, make_ticket, make_reply, rows):
@@ -713,7 +716,8 @@ def test_change_status_stores_each_code(client, staff, make_ticket, fetch, statu
     )
 
     after = fetch(Ticket, ticket_id)
-    assert without(after, "updated_at") == {**without(before, "updated_at"), "status": status}
+    changed = ("updated_at", "version", "resolved_at", "closed_at")
+    assert without(after, *changed) == {**without(before, *changed), "status": status}
 
 
 def test_change_status_advances_updated_at(client, staff, make_ticket, fetch):

@@ -482,7 +482,7 @@ def test_body_just_under_the_default_1_mib_is_accepted(send, valid_body, endpoin
         ("GET", "/api/v1"),
         ("GET", "/api/v1/ticket"),
         ("GET", "/api/v2/tickets"),
-        ("POST", "/api/v1/tickets/{id}/replies"),
+        ("POST", "/api/v1/tickets/{id}/comments"),
         ("GET", "/api/v1/tickets/{id}/status/history"),
         ("GET", "/api/v1/auth/profile"),
     ],

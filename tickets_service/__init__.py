@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from . import counts, requestlog, transport  # noqa: F401 (counts: its flush hook)
 from .config import FIXED, check_secrets, from_environment, normalize_database_url
-from .extensions import db, jwt, limiter, migrate
+from .extensions import db, jwt, migrate
 
 
 def create_app(config: Mapping | None = None) -> Flask:
@@ -85,7 +85,6 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db)
     jwt.init_app(app)
-    limiter.init_app(app)
     requestlog.init_app(app)
     transport.init_app(app)
 

@@ -3,12 +3,13 @@
 from datetime import UTC, datetime
 from functools import cache
 
-from flask import abort, current_app, g, request
+from flask import abort, g
 from flask_jwt_extended import current_user, get_jwt
 from sqlalchemy import delete, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .extensions import db, insert, limiter
+from .extensions import db, insert
+from .login_limits import count_attempt, give_back
 from .models import RevokedToken, User, utcnow
 from .openapi import Blueprint
 from .schemas import TokenOut, UserOut, login_in
@@ -17,7 +18,6 @@ from .tokens import issue_token, token_required
 bp = Blueprint("auth", __name__, description="Tokens: login, the current user, logout.")
 
 INVALID_CREDENTIALS = "Invalid email or password."
-TOO_MANY_ATTEMPTS = "Too many failed login attempts; retry after the Retry-After delay."
 
 
 @cache
@@ -26,43 +26,21 @@ def _decoy_hash() -> str:
     return generate_password_hash("decoy password, never matches")
 
 
-def _login_failed(response) -> bool:
-    """Only failed logins count against the limits, so a busy panel never locks itself out."""
-    return response.status_code == 401
-
-
-def _login_email() -> str:
-    """Rate-limit key for the email an attempt names, whichever address it comes from."""
-    body = request.get_json(force=True, silent=True)
-    email = body.get("email") if isinstance(body, dict) else None
-    return "email:" + (email.strip().lower() if isinstance(email, str) else "")
-
-
 @bp.post("/login")
-@limiter.limit(
-    lambda: current_app.config["LOGIN_RATE_LIMIT_PER_ADDRESS"],
-    deduct_when=_login_failed,
-    error_message=TOO_MANY_ATTEMPTS,
-    scope="login-address",
-)
-@limiter.limit(
-    lambda: current_app.config["LOGIN_RATE_LIMIT_PER_EMAIL"],
-    key_func=_login_email,
-    deduct_when=_login_failed,
-    error_message=TOO_MANY_ATTEMPTS,
-    scope="login-email",
-)
 @bp.arguments(login_in)
 @bp.response(200, TokenOut)
 @bp.errors(401, 429, 503)
 def login(credentials):
-    """Exchange an email and password for an access token."""
+    """Exchange an email and password for an access token (failed logins are limited)."""
+    counted = count_attempt(credentials["email"])
     user = db.session.scalar(select(User).where(User.email == credentials["email"].lower()))
     if user is None:
         check_password_hash(_decoy_hash(), credentials["password"])
         abort(401, INVALID_CREDENTIALS)
     if not user.check_password(credentials["password"]) or not user.is_active:
         abort(401, INVALID_CREDENTIALS)
+    give_back(counted)
+    db.session.commit()
     g.user_id = user.id
     return issue_token(user)
 

@@ -6,8 +6,11 @@ debug and testing: a misconfigured deploy stops at start with a one-line reason.
 
 import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
 
 
 class ConfigError(RuntimeError):
@@ -34,6 +37,36 @@ def _bool(environ: Mapping[str, str], name: str, default: bool = False) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+@dataclass(frozen=True)
+class Limit:
+    """At most `amount` in a window of `seconds`."""
+
+    amount: int
+    seconds: int
+
+
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_LIMIT = re.compile(r"\s*(\d+)\s*(?:per|/)\s*(second|minute|hour|day)s?\s*", re.IGNORECASE)
+
+
+@cache
+def parse_limit(text: str) -> Limit:
+    """ "10 per minute", "100/hour" ... as a Limit (ValueError if it reads otherwise)."""
+    match = _LIMIT.fullmatch(text)
+    if match is None or int(match[1]) < 1:
+        raise ValueError(f"a limit reads like '10 per minute', not {text!r}")
+    return Limit(int(match[1]), _UNITS[match[2].lower()])
+
+
+def _limit(environ: Mapping[str, str], name: str, default: str) -> str:
+    text = (environ.get(name) or "").strip() or default
+    try:
+        parse_limit(text)
+    except ValueError as err:
+        raise ConfigError(f"{name}: {err}") from None
+    return text
+
+
 def normalize_database_url(url: str) -> str:
     """Send every PostgreSQL URL spelling (as PaaS hosts hand them out) to psycopg 3."""
     for prefix in ("postgres://", "postgresql://"):
@@ -56,10 +89,13 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "DB_MAX_OVERFLOW": _int(environ, "DB_MAX_OVERFLOW", 10, minimum=0),
         "DB_CONNECT_TIMEOUT": _int(environ, "DB_CONNECT_TIMEOUT", 5, minimum=1),
         "DB_STATEMENT_TIMEOUT_MS": _int(environ, "DB_STATEMENT_TIMEOUT_MS", 15000, minimum=0),
-        "RATELIMIT_STORAGE_URI": environ.get("RATELIMIT_STORAGE_URI") or "memory://",
-        "LOGIN_RATE_LIMIT_PER_ADDRESS": environ.get("LOGIN_RATE_LIMIT_PER_ADDRESS")
-        or "60 per minute",
-        "LOGIN_RATE_LIMIT_PER_EMAIL": environ.get("LOGIN_RATE_LIMIT_PER_EMAIL") or "10 per minute",
+        "LOGIN_RATE_LIMIT_PER_EMAIL_ADDRESS": _limit(
+            environ, "LOGIN_RATE_LIMIT_PER_EMAIL_ADDRESS", "10 per minute"
+        ),
+        "LOGIN_RATE_LIMIT_PER_ADDRESS": _limit(
+            environ, "LOGIN_RATE_LIMIT_PER_ADDRESS", "60 per minute"
+        ),
+        "LOGIN_RATE_LIMIT_PER_EMAIL": _limit(environ, "LOGIN_RATE_LIMIT_PER_EMAIL", "100 per hour"),
         "CORS_ORIGINS": [
             origin.strip()
             for origin in environ.get("CORS_ORIGINS", "").split(",")
@@ -78,8 +114,6 @@ FIXED = {
     "JWT_TOKEN_LOCATION": ["headers"],
     "JWT_ERROR_MESSAGE_KEY": "message",
     "SQLALCHEMY_TRACK_MODIFICATIONS": False,
-    "RATELIMIT_HEADERS_ENABLED": True,
-    "RATELIMIT_KEY_PREFIX": "tickets",
 }
 
 MIN_SECRET_BYTES = 32

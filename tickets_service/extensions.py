@@ -1,8 +1,6 @@
 """Extensions, created unbound and bound to the app in create_app."""
 
 from flask_jwt_extended import JWTManager
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
@@ -35,6 +33,3 @@ def insert(model, connection=None):
 
 migrate = Migrate(render_as_batch=True, compare_type=True)
 jwt = JWTManager()
-# Storage comes from RATELIMIT_STORAGE_URI: memory for one process, Redis for many.
-# A broken limiter storage must not take logins down with it: fail open and log.
-limiter = Limiter(key_func=get_remote_address, headers_enabled=True, swallow_errors=True)

@@ -252,6 +252,9 @@ def init_app(app: Flask) -> Api:
 
 
 def _description(config) -> str:
+    def per(name: str) -> str:
+        return config[f"LOGIN_RATE_LIMIT_PER_{name}"]
+
     return re.sub(
         r"\s+",
         " ",
@@ -261,6 +264,7 @@ def _description(config) -> str:
         field on 422). Send `Authorization: Bearer <access_token>` from `POST
         /api/v1/auth/login` to every endpoint but login and the health probes.
         Limits: request bodies up to {config["MAX_CONTENT_LENGTH"]} bytes (413 beyond); failed
-        logins limited to {config["LOGIN_RATE_LIMIT_PER_ADDRESS"]} per client address and
-        {config["LOGIN_RATE_LIMIT_PER_EMAIL"]} per email (429 with Retry-After beyond).""",
+        logins limited to {per("EMAIL_ADDRESS")} per email and client
+        address, {per("ADDRESS")} per client address and
+        {per("EMAIL")} per email (429 with Retry-After beyond).""",
     ).strip()
