@@ -91,7 +91,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Each blueprint through the Api, which serves the document generated from them."""
-    from . import auth, health, openapi, subscribers, tickets, users
+    from . import auth, health, openapi, subscribers, tickets, users, webhooks
 
     api = openapi.init_app(app)
     api.register_blueprint(health.bp)
@@ -99,6 +99,8 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(tickets.bp, url_prefix="/api/v1/tickets")
     api.register_blueprint(subscribers.bp, url_prefix="/api/v1/subscribers")
     api.register_blueprint(users.bp, url_prefix="/api/v1/users")
+    api.register_blueprint(webhooks.bp, url_prefix="/api/v1/webhooks")
+    api.register_blueprint(webhooks.deliveries_bp, url_prefix="/api/v1/deliveries")
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -13,6 +13,7 @@ from flask.cli import AppGroup, with_appcontext
 from marshmallow import Schema, ValidationError
 from sqlalchemy import select
 
+from .delivery import webhooks_cli
 from .extensions import db
 from .models import (
     Role,
@@ -33,6 +34,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(subscribers)
     app.cli.add_command(seed_demo)
+    app.cli.add_command(webhooks_cli)
 
 
 def fail(message: str) -> None:

@@ -96,6 +96,8 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
             environ, "LOGIN_RATE_LIMIT_PER_ADDRESS", "60 per minute"
         ),
         "LOGIN_RATE_LIMIT_PER_EMAIL": _limit(environ, "LOGIN_RATE_LIMIT_PER_EMAIL", "100 per hour"),
+        "WEBHOOK_ALLOW_PRIVATE": _bool(environ, "WEBHOOK_ALLOW_PRIVATE"),
+        "WEBHOOK_TIMEOUT": _int(environ, "WEBHOOK_TIMEOUT", 10, minimum=1),
         "CORS_ORIGINS": [
             origin.strip()
             for origin in environ.get("CORS_ORIGINS", "").split(",")

@@ -294,12 +294,17 @@ class Ticket(db.Model):
     def record(self, action: str, by: "User", field=None, old=None, new=None) -> None:
         """One history entry for this ticket, in the transaction of the change."""
         entry = TicketHistory(
-            ticket=self, user_id=by.id, action=action, field=field, old=_plain(old), new=_plain(new)
+            ticket=self,
+            user_id=by.id,
+            action=action,
+            field=field,
+            old=as_json_value(old),
+            new=as_json_value(new),
         )
         db.session.add(entry)
 
 
-def _plain(value):
+def as_json_value(value):
     """A history value as JSON: timestamps in the API's format, codes as integers."""
     if isinstance(value, datetime):  # SQLite hands them back without their zone: UTC
         return value.replace(tzinfo=value.tzinfo or UTC).astimezone(UTC).strftime(TIMESTAMP)
@@ -310,7 +315,7 @@ def _plain(value):
 
 def _same(old, new) -> bool:
     """Equal as the API shows them."""
-    return _plain(old) == _plain(new)
+    return as_json_value(old) == as_json_value(new)
 
 
 class TicketReply(db.Model):
@@ -351,6 +356,12 @@ class TicketHistory(db.Model):
             name="action",
         ),
         Index("ix_ticket_history_ticket_id_id", "ticket_id", "id"),
+        Index(
+            "ix_ticket_history_undispatched",
+            "id",
+            postgresql_where=text("dispatched_at IS NULL"),
+            sqlite_where=text("dispatched_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -361,6 +372,9 @@ class TicketHistory(db.Model):
     old: Mapped[Any] = mapped_column(JSON, nullable=True)
     new: Mapped[Any] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The history is also the outbox of the webhooks: an entry is an event until the worker
+    # has fanned it out to the ISP's endpoints (never shown by the API).
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     ticket: Mapped["Ticket"] = relationship(lazy="raise", back_populates="history")
 
@@ -380,6 +394,66 @@ class TicketCount(db.Model):
     priority: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
     assigned: Mapped[bool] = mapped_column(primary_key=True, autoincrement=False)
     tickets: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WebhookEndpoint(db.Model):
+    """Where an ISP wants its ticket events POSTed, signed with the endpoint's secret."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    isp_id: Mapped[int] = mapped_column(Integer, index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list] = mapped_column(JSON)
+    secret: Mapped[str] = mapped_column(String(128))
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class WebhookDelivery(db.Model):
+    """One event on its way to one endpoint; its delivery_id stays the same on every retry."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(36), unique=True)
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
+    )
+    history_id: Mapped[int] = mapped_column(ForeignKey("ticket_history.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WebhookAttempt(db.Model):
+    """One try at a delivery: the receiver's status code (None: no answer in time)."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    status_code: Mapped[int | None] = mapped_column(SmallInteger)
+    attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class IdempotencyKey(db.Model):

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from .delivery import EVENT_TYPES
 from .models import MAX_ID, TIMESTAMP, HistoryAction, Role, TicketPriority, TicketStatus
 from .scope import check_scope
 
@@ -391,6 +392,20 @@ class SubscriberSyncIn(ScopeIn):
     email = email_field(allow_none=True)
 
 
+class WebhookIn(ScopeIn):
+    url = fields.String(required=True, validate=validate.Length(1, 2048))
+    events = fields.List(
+        fields.String(validate=validate.OneOf(EVENT_TYPES)),
+        required=True,
+        validate=validate.Length(1, len(EVENT_TYPES)),
+    )
+
+    @validates_schema
+    def events_once_each(self, data, **kwargs):
+        if len(set(data.get("events", []))) != len(data.get("events", [])):
+            raise ValidationError("Name each event once.", "events")
+
+
 class LoginIn(Schema):
     email = Text(required=True, validate=validate.Length(1, 255))
     password = Password(required=True, validate=validate.Length(1, 1024))
@@ -557,6 +572,31 @@ class StatsOut(OutSchema):
     overdue = fields.Integer()
 
 
+class WebhookOut(OutSchema):
+    id = fields.Integer()
+    url = fields.String()
+    events = fields.List(fields.String())
+    created_at = Timestamp()
+
+
+class WebhookCreatedOut(WebhookOut):
+    """The endpoint as created, with the secret its deliveries are signed with (shown once)."""
+
+    secret = fields.String()
+
+
+class AttemptOut(OutSchema):
+    delivery_id = fields.String()
+    event = fields.String()
+    status_code = fields.Integer(allow_none=True, metadata={"description": "null: no answer"})
+    attempted_at = Timestamp()
+    next_attempt_at = Timestamp(allow_none=True)
+
+
+class RedeliveryOut(OutSchema):
+    delivery_id = fields.String(metadata={"description": "The new delivery's id."})
+
+
 class CreatedOut(OutSchema):
     id = fields.Integer()
 
@@ -597,3 +637,4 @@ subscriber_sync_in = SubscriberSyncIn()
 user_list_args = UserListArgs()
 user_create_in = UserCreateIn()
 user_update_in = UserUpdateIn()
+webhook_in = WebhookIn()

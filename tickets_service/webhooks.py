@@ -1,0 +1,172 @@
+"""The webhooks blueprint: admins register where their ISP's ticket events go, and follow their
+deliveries (delivery.py sends them)."""
+
+import re
+import secrets
+
+from flask import abort, current_app
+from flask_jwt_extended import current_user
+from marshmallow import ValidationError
+from sqlalchemy import delete, func, select
+
+from .delivery import UnsafeDestination, check_destination, new_delivery
+from .extensions import db
+from .idempotency import idempotent
+from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
+from .openapi import Blueprint
+from .queries import page_meta
+from .responses import Page
+from .schemas import (
+    AttemptOut,
+    PageMeta,
+    RedeliveryOut,
+    WebhookCreatedOut,
+    WebhookOut,
+    reply_list_args,
+    ticket_scope_args,
+    webhook_in,
+)
+from .scope import require_admin
+from .tokens import token_required
+from .transport import reject_impossible_ids
+
+bp = Blueprint("webhooks", __name__, description="Signed ticket events for the ISP platform.")
+bp.url_value_preprocessor(reject_impossible_ids("Webhook not found."))
+deliveries_bp = Blueprint("deliveries", __name__, description="Webhook deliveries.")
+WEBHOOK = "/<id:webhook_id>"
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def get_endpoint_or_404(webhook_id: int) -> WebhookEndpoint:
+    """One of the caller's ISP's endpoints; another ISP's is 404."""
+    endpoint = db.session.scalar(
+        select(WebhookEndpoint).where(
+            WebhookEndpoint.id == webhook_id, WebhookEndpoint.isp_id == current_user.isp_id
+        )
+    )
+    if endpoint is None:
+        abort(404, "Webhook not found.")
+    return endpoint
+
+
+@bp.post("")
+@token_required
+@idempotent
+@bp.arguments(webhook_in)
+@bp.response(201, WebhookCreatedOut, message="Webhook created successfully")
+@bp.errors(403)
+def create_webhook(data):
+    """Register an endpoint (admins) for some events; the answer shows its signing secret,
+    this once and never again."""
+    require_admin()
+    try:
+        check_destination(data["url"], current_app.config["WEBHOOK_ALLOW_PRIVATE"])
+    except UnsafeDestination as err:
+        raise ValidationError({"url": [str(err)]}) from None
+    endpoint = WebhookEndpoint(
+        isp_id=current_user.isp_id,
+        url=data["url"],
+        events=data["events"],
+        secret="whsec_" + secrets.token_urlsafe(32),
+        created_by_id=current_user.id,
+    )
+    db.session.add(endpoint)
+    db.session.commit()
+    return endpoint
+
+
+@bp.get("")
+@token_required
+@bp.arguments(reply_list_args, location="query")
+@bp.response(200, WebhookOut(many=True), meta=PageMeta)
+@bp.errors(403)
+def list_webhooks(args):
+    """The ISP's endpoints (admins), oldest first, without their secrets."""
+    require_admin()
+    condition = WebhookEndpoint.isp_id == current_user.isp_id
+    page, per_page = args["page"], args["per_page"]
+    rows = db.session.scalars(
+        select(WebhookEndpoint)
+        .where(condition)
+        .order_by(WebhookEndpoint.id)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    total = db.session.scalar(select(func.count()).select_from(WebhookEndpoint).where(condition))
+    return Page(rows, page_meta(page, per_page, total))
+
+
+@bp.delete(WEBHOOK)
+@token_required
+@bp.arguments(ticket_scope_args, location="query")
+@bp.response(200, message="Webhook deleted successfully")
+@bp.errors(403, 404)
+def delete_webhook(_scope, webhook_id: int):
+    """Stop sending to an endpoint (admins); its pending deliveries go with it."""
+    require_admin()
+    endpoint = get_endpoint_or_404(webhook_id)
+    db.session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == endpoint.id))
+    db.session.commit()
+
+
+@bp.get(f"{WEBHOOK}/deliveries")
+@token_required
+@bp.arguments(reply_list_args, location="query")
+@bp.response(200, AttemptOut(many=True), meta=PageMeta)
+@bp.errors(403, 404)
+def list_deliveries(args, webhook_id: int):
+    """Every attempt to deliver to an endpoint (admins), newest first."""
+    require_admin()
+    endpoint = get_endpoint_or_404(webhook_id)
+    condition = WebhookDelivery.endpoint_id == endpoint.id
+    page, per_page = args["page"], args["per_page"]
+    rows = db.session.execute(
+        select(
+            WebhookDelivery.delivery_id,
+            WebhookDelivery.event,
+            WebhookAttempt.status_code,
+            WebhookAttempt.attempted_at,
+            WebhookAttempt.next_attempt_at,
+        )
+        .join(WebhookDelivery, WebhookDelivery.id == WebhookAttempt.delivery_id)
+        .where(condition)
+        .order_by(WebhookAttempt.attempted_at.desc(), WebhookAttempt.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).mappings()
+    items = rows.all()
+    total = db.session.scalar(
+        select(func.count())
+        .select_from(WebhookAttempt)
+        .join(WebhookDelivery, WebhookDelivery.id == WebhookAttempt.delivery_id)
+        .where(condition)
+    )
+    return Page(items, page_meta(page, per_page, total))
+
+
+@deliveries_bp.post("/<delivery_id>/redeliver")
+@token_required
+@idempotent
+@deliveries_bp.arguments(ticket_scope_args, location="query")
+@deliveries_bp.response(201, RedeliveryOut, message="Delivery scheduled")
+@deliveries_bp.errors(403, 404)
+def redeliver(_scope, delivery_id: str):
+    """Send a delivery's event to its endpoint again (admins), as a new delivery with its own
+    delivery id, so receivers that dropped the first as a duplicate take this one."""
+    require_admin()
+    if not _UUID.fullmatch(delivery_id):
+        abort(404, "Delivery not found.")
+    original = db.session.scalar(
+        select(WebhookDelivery)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .where(
+            WebhookDelivery.delivery_id == delivery_id,
+            WebhookEndpoint.isp_id == current_user.isp_id,
+        )
+    )
+    if original is None:
+        abort(404, "Delivery not found.")
+    again = new_delivery(original.endpoint_id, original.history_id, original.event, utcnow())
+    db.session.add(again)
+    db.session.commit()
+    return {"delivery_id": again.delivery_id}
