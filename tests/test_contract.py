@@ -26,10 +26,19 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy import select
 
 from tickets_service import create_app
+from tickets_service.delivery import new_delivery
 from tickets_service.extensions import db
-from tickets_service.models import MAX_ID, User, utcnow
+from tickets_service.models import (
+    MAX_ID,
+    TicketHistory,
+    User,
+    WebhookDelivery,
+    WebhookEndpoint,
+    utcnow,
+)
 from tickets_service.schemas import Password, Text, Timestamp
 from tickets_service.tokens import issue_token
 
@@ -466,6 +475,7 @@ CHECKS = [
 ]
 SCOPE = ("isp_id", "branch_id", "user_id")
 LOGOUT = "/api/v1/auth/logout"
+HOOK = "https://hooks.example.test/tickets"
 
 # Loaded at import, so that pytest collects one test per operation (the lazy
 # `schemathesis.pytest.from_fixture` loader fails under pytest 9.2). The document depends on no
@@ -487,15 +497,17 @@ class Steering:
     tickets: list[int] = field(default_factory=list)
     subscriber: int | None = None
     staff: int | None = None
+    webhook: int | None = None
+    delivery: str | None = None
 
 
 STEERING = Steering()
 
 
 @pytest.fixture
-def steering(admin, make_user, make_subscriber, make_ticket, make_reply):
+def steering(app, admin, make_user, make_subscriber, make_ticket, make_reply):
     """Tickets with and without subscriber and replies, in two branches of the admin's ISP,
-    and a deleted one to restore; a staff user to manage."""
+    and a deleted one to restore; a staff user to manage; a webhook with a delivery."""
     subscriber = make_subscriber(isp_id=1, branch_id=1)
     staff = make_user(isp_id=1, branch_id=2, role="staff")
     tickets = [
@@ -508,6 +520,20 @@ def steering(admin, make_user, make_subscriber, make_ticket, make_reply):
     make_reply(tickets[0], staff)
     STEERING.admin, STEERING.tickets, STEERING.subscriber = admin, tickets, subscriber
     STEERING.staff = staff.id
+    with app.app_context():
+        endpoint = WebhookEndpoint(
+            isp_id=1, url=HOOK, events=["ticket.created"], secret="s", created_by_id=admin.id
+        )
+        db.session.add(endpoint)
+        db.session.flush()
+        entry = TicketHistory(ticket_id=tickets[0], user_id=admin.id, action="created")
+        db.session.add(entry)
+        db.session.flush()
+        db.session.add(new_delivery(endpoint.id, entry.id, "ticket.created", utcnow()))
+        db.session.commit()
+        STEERING.webhook = endpoint.id
+        STEERING.delivery = db.session.scalar(select(WebhookDelivery.delivery_id))
+        db.session.remove()
     yield STEERING
     STEERING.admin, STEERING.tickets, STEERING.subscriber, STEERING.staff = None, [], None, None
 
@@ -542,7 +568,18 @@ def flatmap_body(context, body):
         body = {**body, "subscriber_id": STEERING.subscriber}
     if isinstance(body, dict) and body.get("assignee_id") is not None:
         body = {**body, "assignee_id": STEERING.admin.id}
+    if isinstance(body, dict) and context.operation.path == "/api/v1/webhooks":
+        return st.sampled_from([body, {"url": HOOK, "events": ["ticket.created"]}])
     return _in_own_scope(body)
+
+
+@schema.hook
+def flatmap_headers(context, headers):
+    """Generated Idempotency-Key and If-Match values almost never fit: also send none."""
+    if not isinstance(headers, dict):
+        return st.just(headers)
+    plain = {k: v for k, v in headers.items() if k not in {"Idempotency-Key", "If-Match"}}
+    return st.sampled_from([headers, plain])
 
 
 @schema.hook
@@ -553,6 +590,8 @@ def flatmap_path_parameters(context, path_parameters):
         "ticket_id": STEERING.tickets,
         "subscriber_id": [STEERING.subscriber],
         "user_id": [STEERING.staff],
+        "webhook_id": [STEERING.webhook],
+        "delivery_id": [STEERING.delivery],
     }
     choices = [
         {**path_parameters, name: value}

@@ -8,9 +8,8 @@ Create Date: 2026-11-28 23:19:49.278769
 
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0005"
