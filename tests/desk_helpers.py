@@ -1,43 +1,26 @@
 """What the desk tests share: the new endpoints' URLs, one way to call them, and read-backs of
-every table the desk writes (history and the kept counts included), so a test can prove what a
+every table the desk writes (history and kept counts included), so a test can prove what a
 request changed, or that it changed nothing."""
 
 import os
 import re
 from datetime import UTC, datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from tickets_service.extensions import db
-from tickets_service.models import (
-    Subscriber,
-    Ticket,
-    TicketCount,
-    TicketHistory,
-    TicketReply,
-    User,
-    utcnow,
-)
+from tickets_service.models import Subscriber, Ticket, TicketCount, TicketHistory, TicketReply, User
+from tickets_service.models import utcnow as now  # noqa: F401 (re-exported for the tests)
 
-from conftest import scope_of
+from conftest import assert_success, scope_of
 
-TICKETS = "/api/v1/tickets"
-SUBSCRIBERS = "/api/v1/subscribers"
-USERS = "/api/v1/users"
-STATS = f"{TICKETS}/stats"
+TICKETS, STATS = "/api/v1/tickets", "/api/v1/tickets/stats"
+SUBSCRIBERS, USERS = "/api/v1/subscribers", "/api/v1/users"
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 ON_SQLITE = not os.environ.get("TEST_DATABASE_URL", "").startswith("postgres")
-
 # What the desk adds to a ticket, in this order, after the spec's fields.
-DESK_FIELDS = [
-    "assignee_id",
-    "assignee_name",
-    "due_at",
-    "first_response_at",
-    "resolved_at",
-    "closed_at",
-]
-USER_KEYS = {"id", "name", "email", "role", "isp_id", "branch_id", "is_active"}
+DESK_FIELDS = ["assignee_id", "assignee_name", "due_at", "first_response_at", "resolved_at"]
+DESK_FIELDS += ["closed_at"]
 
 
 def ticket_url(ticket_id: int, suffix: str = "") -> str:
@@ -50,20 +33,34 @@ def call(client, account, method: str, url: str, body=None, query=None):
     return client.open(url, method=method, query_string=query, headers=account.headers, **extra)
 
 
+def get(client, account, url: str, **query):
+    return call(client, account, "GET", url, query=query)
+
+
 def list_tickets(client, account, **params):
     """GET the ticket list in the caller's own scope, plus filters."""
-    return client.get(
-        TICKETS, query_string={**scope_of(account), **params}, headers=account.headers
-    )
+    return get(client, account, TICKETS, **{**scope_of(account), **params})
 
 
 def ids(body: dict) -> list[int]:
     return [item["id"] for item in body["data"]]
 
 
-def stamp(value: datetime) -> str:
-    """A datetime as the API writes it (UTC)."""
-    return as_utc(value).strftime("%Y-%m-%d %H:%M:%S")
+def create_ticket(client, account, **fields) -> int:
+    """A ticket created through the API (so its history starts with `created`)."""
+    body = {"title": "Slow", "description": "Evenings", "priority": 1, **fields}
+    response = call(client, account, "POST", TICKETS, {**scope_of(account), **body})
+    return assert_success(response, 201, "Ticket created successfully")["data"]["id"]
+
+
+def reply(client, account, ticket_id: int, message="We are on it.", **extra):
+    body = {**scope_of(account), "message": message, **extra}
+    return call(client, account, "POST", ticket_url(ticket_id, "/reply"), body)
+
+
+def set_status(client, account, ticket_id: int, status: int):
+    body = {**scope_of(account), "status": status}
+    return call(client, account, "PUT", ticket_url(ticket_id, "/status"), body)
 
 
 def as_utc(value: datetime) -> datetime:
@@ -71,9 +68,17 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def stamp(value: datetime) -> str:
+    """A datetime as the API writes it."""
+    return as_utc(value).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
 def desk_state(rows) -> dict:
-    """Every table the API writes, history and counts included: equal before and after a
-    refused request, or it changed something."""
+    """Every table the API writes: equal before and after a request, or it changed something."""
     models = (User, Subscriber, Ticket, TicketReply, TicketHistory, TicketCount)
     return {model.__tablename__: rows(model) for model in models}
 
@@ -88,28 +93,22 @@ def history_in_db(rows, ticket_id: int) -> list[tuple]:
 
 
 def set_columns(app, model, object_id: int, **values) -> None:
-    """Write columns directly (e.g. a created_at in the past); values not named keep theirs,
-    updated_at included."""
+    """Write columns directly (e.g. a created_at in the past); updated_at keeps its value
+    unless named."""
     with app.app_context():
-        row = db.session.get(model, object_id)
-        if "updated_at" not in values and hasattr(row, "updated_at"):
-            values["updated_at"] = row.updated_at
+        values.setdefault("updated_at", db.session.get(model, object_id).updated_at)
         db.session.execute(update(model).where(model.id == object_id).values(**values))
         db.session.commit()
         db.session.remove()
 
 
 def add_replies(app, ticket_id: int, author_ids: list[int], internal: bool = False) -> None:
-    """One reply per author, through the model's own action (history and counts kept), in one
+    """One reply per author through the model's own action (history and counts kept), in one
     transaction: fast enough for hundreds."""
     with app.app_context():
         ticket = db.session.get(Ticket, ticket_id)
-        authors = {user.id: user for user in db.session.query(User).filter(User.id.in_(author_ids))}
+        authors = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(author_ids)))}
         for n, author_id in enumerate(author_ids):
             ticket.add_reply(f"Reply number {n}", internal, authors[author_id])
         db.session.commit()
         db.session.remove()
-
-
-def now() -> datetime:
-    return utcnow()
