@@ -1,40 +1,32 @@
 """Issue 9, points 2 and 4: internal notes beside public replies, and the SLA clock:
 first_response_at (the first public reply), resolved_at / closed_at (the last move into 2 / 3,
-cleared on reopening) and an optional due_at, with the overdue filter."""
+cleared on reopening), an optional due_at, and the overdue filter."""
 
 from datetime import timedelta
 
 import pytest
 from desk_helpers import (
     TICKETS,
-    TIMESTAMP,
     as_utc,
     call,
     desk_state,
+    get,
     ids,
     list_tickets,
     now,
+    reply,
+    set_status,
     stamp,
     ticket_url,
 )
 
 from tickets_service.models import Ticket, TicketReply
 
-from conftest import assert_error, assert_success, scope_of
+from conftest import assert_error, assert_success
 
 
-def reply(client, account, ticket_id: int, message="We are on it.", **extra):
-    body = {**scope_of(account), "message": message, **extra}
-    return call(client, account, "POST", ticket_url(ticket_id, "/reply"), body)
-
-
-def set_status(client, account, ticket_id: int, status: int):
-    body = {**scope_of(account), "status": status}
-    return call(client, account, "PUT", ticket_url(ticket_id, "/status"), body)
-
-
-def fetched(client, account, ticket_id: int) -> dict:
-    return assert_success(client.get(ticket_url(ticket_id), headers=account.headers), 200)["data"]
+def shown(client, account, ticket_id: int) -> dict:
+    return assert_success(get(client, account, ticket_url(ticket_id)), 200)["data"]
 
 
 # --- Internal notes ---------------------------------------------------------------------------
@@ -43,7 +35,7 @@ def fetched(client, account, ticket_id: int) -> dict:
 @pytest.mark.parametrize(
     ("extra", "internal"), [({}, False), ({"internal": False}, False), ({"internal": True}, True)]
 )
-def test_reply_stores_and_shows_its_internal_flag(
+def test_a_reply_stores_and_shows_its_internal_flag(
     client, staff, make_ticket, rows, extra, internal
 ):
     ticket_id = make_ticket(staff)
@@ -51,9 +43,8 @@ def test_reply_stores_and_shows_its_internal_flag(
     assert_success(reply(client, staff, ticket_id, **extra), 201, "Reply added successfully")
 
     [stored] = rows(TicketReply)
-    assert stored["internal"] is internal
-    [shown] = fetched(client, staff, ticket_id)["replies"]
-    assert (shown["id"], shown["internal"]) == (stored["id"], internal)
+    [seen] = shown(client, staff, ticket_id)["replies"]
+    assert (stored["internal"], seen["id"], seen["internal"]) == (internal, stored["id"], internal)
 
 
 @pytest.mark.parametrize("value", ["true", "false", 1, 0, None, [], {}, "yes"])
@@ -66,71 +57,36 @@ def test_internal_that_is_not_a_json_boolean_is_422(client, staff, make_ticket, 
     assert desk_state(rows) == before
 
 
-def test_notes_and_replies_are_shown_together_oldest_first(client, staff, make_ticket):
-    ticket_id = make_ticket(staff)
-    for message, internal in (("first", False), ("second", True), ("third", False)):
-        assert_success(reply(client, staff, ticket_id, message, internal=internal), 201)
-
-    replies = fetched(client, staff, ticket_id)["replies"]
-
-    assert [(r["message"], r["internal"]) for r in replies] == [
-        ("first", False),
-        ("second", True),
-        ("third", False),
-    ]
-
-
 # --- first_response_at ------------------------------------------------------------------------
 
 
-def test_new_ticket_has_no_sla_times(client, staff, make_ticket, fetch):
-    ticket_id = make_ticket(staff)
-
-    ticket = fetched(client, staff, ticket_id)
-
-    row = fetch(Ticket, ticket_id)
-    for name in ("first_response_at", "resolved_at", "closed_at", "due_at"):
-        assert ticket[name] is None
-        assert row[name] is None
-
-
-def test_internal_note_is_never_a_first_response(client, staff, make_ticket, fetch):
+def test_an_internal_note_is_never_a_first_response(client, staff, make_ticket, fetch):
     ticket_id = make_ticket(staff)
 
     assert_success(reply(client, staff, ticket_id, internal=True), 201)
 
     assert fetch(Ticket, ticket_id)["first_response_at"] is None
-    assert fetched(client, staff, ticket_id)["first_response_at"] is None
+    assert shown(client, staff, ticket_id)["first_response_at"] is None
 
 
-def test_first_public_reply_after_notes_sets_first_response_at(
+def test_first_response_at_is_the_first_public_reply_after_any_notes(
     client, staff, make_ticket, fetch, rows
 ):
     ticket_id = make_ticket(staff)
-    assert_success(reply(client, staff, ticket_id, "note", internal=True), 201)
+    for message, internal in (("note", True), ("first", False), ("second", False)):
+        assert_success(reply(client, staff, ticket_id, message, internal=internal), 201)
 
-    assert_success(reply(client, staff, ticket_id, "public"), 201)
-
-    public = next(r for r in rows(TicketReply) if not r["internal"])
-    first = fetch(Ticket, ticket_id)["first_response_at"]
-    assert as_utc(first) == as_utc(public["created_at"])
-    assert fetched(client, staff, ticket_id)["first_response_at"] == stamp(first)
-
-
-def test_later_replies_do_not_move_first_response_at(client, staff, make_ticket, fetch):
-    ticket_id = make_ticket(staff)
-    assert_success(reply(client, staff, ticket_id, "first"), 201)
-    first = fetch(Ticket, ticket_id)["first_response_at"]
-
-    assert_success(reply(client, staff, ticket_id, "second"), 201)
-
-    assert fetch(Ticket, ticket_id)["first_response_at"] == first
+    first = next(r for r in rows(TicketReply) if r["message"] == "first")
+    stored = fetch(Ticket, ticket_id)["first_response_at"]
+    assert as_utc(stored) == as_utc(first["created_at"])
+    assert shown(client, staff, ticket_id)["first_response_at"] == stamp(stored)
 
 
 # --- resolved_at and closed_at ----------------------------------------------------------------
 
-# Moves from Open, and which of (resolved_at, closed_at) are set afterwards.
+# Moves from Open, and whether (resolved_at, closed_at) are set afterwards.
 STATUS_MOVES = [
+    ([], (False, False)),
     ([1], (False, False)),
     ([2], (True, False)),
     ([3], (False, True)),
@@ -151,16 +107,14 @@ def test_resolved_and_closed_at_follow_the_status(
     for status in moves:
         assert_success(set_status(client, staff, ticket_id, status), 200)
 
-    row = fetch(Ticket, ticket_id)
+    row, seen = fetch(Ticket, ticket_id), shown(client, staff, ticket_id)
     assert (row["resolved_at"] is not None, row["closed_at"] is not None) == expected
-    ticket = fetched(client, staff, ticket_id)
-    assert (ticket["resolved_at"] is not None, ticket["closed_at"] is not None) == expected
     for name in ("resolved_at", "closed_at"):
-        assert ticket[name] is None or TIMESTAMP.match(ticket[name])
+        assert seen[name] == (row[name] and stamp(row[name]))
 
 
 @pytest.mark.parametrize(("status", "column"), [(2, "resolved_at"), (3, "closed_at")])
-def test_sla_time_is_the_last_move_into_the_status(
+def test_the_sla_time_is_the_last_move_into_the_status(
     client, staff, make_ticket, fetch, status, column
 ):
     ticket_id = make_ticket(staff)
@@ -187,14 +141,12 @@ def test_setting_the_same_status_again_keeps_resolved_at(client, staff, make_tic
 
 
 def test_create_stores_due_at_and_shows_it_as_given(client, staff, fetch):
-    body = {**scope_of(staff), "title": "T", "description": "D", "priority": 2}
-    body["due_at"] = "2031-05-06 07:08:09"
+    body = {"title": "T", "description": "D", "priority": 2, "due_at": "2031-05-06 07:08:09"}
 
-    created = assert_success(call(client, staff, "POST", TICKETS, body), 201)
+    ticket_id = assert_success(call(client, staff, "POST", TICKETS, body), 201)["data"]["id"]
 
-    ticket_id = created["data"]["id"]
     assert stamp(fetch(Ticket, ticket_id)["due_at"]) == "2031-05-06 07:08:09"
-    assert fetched(client, staff, ticket_id)["due_at"] == "2031-05-06 07:08:09"
+    assert shown(client, staff, ticket_id)["due_at"] == "2031-05-06 07:08:09"
 
 
 @pytest.mark.parametrize("due_at", ["2031-05-06 07:08:09", None])
@@ -204,30 +156,16 @@ def test_update_sets_or_clears_due_at(client, staff, make_ticket, fetch, due_at)
     assert_success(call(client, staff, "PUT", ticket_url(ticket_id), {"due_at": due_at}), 200)
 
     stored = fetch(Ticket, ticket_id)["due_at"]
-    assert (stamp(stored) if stored else None) == due_at
-    [item] = assert_success(list_tickets(client, staff), 200)["data"]
-    assert item["due_at"] == due_at
+    assert (stored and stamp(stored)) == due_at
+    assert assert_success(list_tickets(client, staff), 200)["data"][0]["due_at"] == due_at
 
 
+SHORT_DIGITS_BUG = "BUG: due_at accepts 2024-1-1 1:0:0, not YYYY-MM-DD HH:MM:SS (strptime)"
 BAD_DUE_AT = [
-    "2024-01-01T10:00:00",
-    "2024-01-01",
-    "2024-01-01 10:00",
-    "2024-02-30 10:00:00",
-    "2024-01-01 24:00:00",
-    "2024-01-01 10:00:00Z",
-    "2024-01-01 10:00:00+02:00",
-    " 2024-01-01 10:00:00",
-    "",
-    1704103200,
-    True,
-    ["2024-01-01 10:00:00"],
-    pytest.param(
-        "2024-1-1 1:0:0",
-        marks=pytest.mark.xfail(
-            strict=True, reason="BUG: due_at accepts digits short of YYYY-MM-DD HH:MM:SS"
-        ),
-    ),
+    *("2024-01-01T10:00:00", "2024-01-01", "2024-01-01 10:00", "2024-02-30 10:00:00"),
+    *("2024-01-01 24:00:00", "2024-01-01 10:00:00Z", "2024-01-01 10:00:00+02:00"),
+    *(" 2024-01-01 10:00:00", "", 1704103200, True, ["2024-01-01 10:00:00"]),
+    pytest.param("2024-1-1 1:0:0", marks=pytest.mark.xfail(strict=True, reason=SHORT_DIGITS_BUG)),
 ]
 
 
@@ -262,22 +200,17 @@ def due_tickets(staff, make_ticket) -> dict:
 
 
 OVERDUE = ["open, past due", "in progress, past due"]
+OVERDUE_FALSE_BUG = "BUG: overdue=false drops open tickets without due_at (NOT of a NULL test)"
 
 
-def test_overdue_true_lists_open_tickets_past_their_due_time(client, staff, due_tickets):
-    body = assert_success(list_tickets(client, staff, overdue="true"), 200)
-
-    assert sorted(ids(body)) == sorted(due_tickets[name] for name in OVERDUE)
-    assert body["meta"]["total"] == 2
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: overdue=false drops open tickets without due_at (NOT over a NULL comparison)",
+@pytest.mark.parametrize(
+    "value",
+    ["true", pytest.param("false", marks=pytest.mark.xfail(strict=True, reason=OVERDUE_FALSE_BUG))],
 )
-def test_overdue_false_lists_every_ticket_that_is_not_overdue(client, staff, due_tickets):
-    body = assert_success(list_tickets(client, staff, overdue="false"), 200)
+def test_overdue_splits_open_tickets_past_their_due_time_from_the_rest(
+    client, staff, due_tickets, value
+):
+    body = assert_success(list_tickets(client, staff, overdue=value), 200)
 
-    expected = [ticket_id for name, ticket_id in due_tickets.items() if name not in OVERDUE]
-    assert sorted(ids(body)) == sorted(expected)
-    assert body["meta"]["total"] == 4
+    wanted = [t for name, t in due_tickets.items() if (name in OVERDUE) == (value == "true")]
+    assert (sorted(ids(body)), body["meta"]["total"]) == (sorted(wanted), len(wanted))
