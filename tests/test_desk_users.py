@@ -1,0 +1,249 @@
+"""Issue 9, point 10: who can be assigned (staff see their branch's staff and the ISP's admins,
+admins the whole ISP), and admins managing their ISP's users. An admin cannot deactivate or
+demote themselves; no answer ever carries a password or its hash."""
+
+import pytest
+from desk_helpers import USERS, call, desk_state, get, ids
+
+from tickets_service.models import User
+
+from conftest import PASSWORD, assert_error, assert_success
+
+USER_KEYS = ["id", "name", "email", "role", "isp_id", "branch_id", "is_active"]
+NEW = {"name": "Nina New", "email": "Nina@Example.test", "role": "staff", "password": "8 chars!"}
+
+
+def user_url(user_id) -> str:
+    return f"{USERS}/{user_id}"
+
+
+def log_in(client, email, password):
+    return client.post("/api/v1/auth/login", json={"email": email, "password": password})
+
+
+def assert_no_password(response) -> None:
+    text = response.get_data(as_text=True).lower()
+    assert "password" not in text
+    assert "scrypt" not in text
+
+
+# --- Reading ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def team(make_user, admin, staff, staff_branch2, other_admin, other_staff) -> dict:
+    return {
+        "admin": admin.id,
+        "admin 2": make_user(isp_id=1, branch_id=2, role="admin", name="Bea").id,
+        "staff": staff.id,
+        "inactive": make_user(isp_id=1, branch_id=1, name="Zed", active=False).id,
+        "staff 2": staff_branch2.id,
+        "other isp": other_admin.id,
+        "other isp staff": other_staff.id,
+    }
+
+
+LISTS = [
+    ("admin", {}, ["admin", "admin 2", "staff", "inactive", "staff 2"]),
+    ("admin", {"branch_id": 2}, ["admin", "admin 2", "staff 2"]),
+    ("admin", {"role": "admin"}, ["admin", "admin 2"]),
+    ("admin", {"role": "staff", "branch_id": 1}, ["staff", "inactive"]),
+    ("staff", {}, ["admin", "admin 2", "staff", "inactive"]),
+    ("staff", {"role": "staff"}, ["staff", "inactive"]),
+    ("staff_branch2", {}, ["admin", "admin 2", "staff 2"]),
+    ("other_admin", {}, ["other isp", "other isp staff"]),
+]
+
+
+@pytest.mark.parametrize(("caller", "query", "expected"), LISTS)
+def test_the_users_list_shows_whom_the_caller_may_see(
+    request, client, team, caller, query, expected
+):
+    response = get(client, request.getfixturevalue(caller), USERS, **query)
+
+    body = assert_success(response, 200)
+    assert sorted(ids(body)) == sorted(team[name] for name in expected)
+    assert body["meta"]["total"] == len(expected)
+    assert {tuple(user) for user in body["data"]} == {tuple(USER_KEYS)}
+    assert_no_password(response)
+
+
+def test_a_user_is_shown_as_the_me_user_plus_is_active(client, staff, admin):
+    me = assert_success(get(client, staff, "/api/v1/auth/me"), 200)["data"]
+
+    response = get(client, admin, user_url(staff.id))
+
+    assert assert_success(response, 200)["data"] == {**me, "is_active": True}
+    assert list(response.get_json()["data"]) == USER_KEYS
+    assert_no_password(response)
+
+
+def test_the_users_list_is_by_name_a_page_at_a_time(client, admin, team):
+    pages = [assert_success(get(client, admin, USERS, per_page=2, page=p), 200) for p in (1, 2, 3)]
+
+    shown = [item["name"] for page in pages for item in page["data"]]
+    assert (shown, len(shown)) == (sorted(shown), 5)
+    assert {page["meta"]["pages"] for page in pages} == {3}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("role", "root"), ("role", ""), ("is_active", "true"), ("per_page", "0"), ("branch_id", "2x")],
+)
+def test_a_bad_users_query_is_422_on_that_parameter(client, admin, name, value):
+    assert_error(get(client, admin, USERS, **{name: value}), 422, name)
+
+
+# --- Creating (admins) ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("branch", [{}, {"branch_id": 2}])
+def test_an_admin_creates_a_user_who_can_log_in(client, admin, fetch, branch):
+    response = call(client, admin, "POST", USERS, {**NEW, **branch})
+
+    user_id = assert_success(response, 201, "User created successfully")["data"]["id"]
+    assert_no_password(response)
+    row = fetch(User, user_id)
+    assert (row["isp_id"], row["branch_id"], row["role"]) == (
+        1,
+        branch.get("branch_id", 1),
+        "staff",
+    )
+    assert (row["name"], row["email"], row["is_active"]) == ("Nina New", "nina@example.test", True)
+    assert NEW["password"] not in row["password_hash"]
+    assert_success(log_in(client, "nina@example.test", NEW["password"]), 200)
+
+
+@pytest.mark.parametrize("spelling", [str.lower, str.upper])
+def test_creating_a_user_with_a_taken_email_is_409(client, admin, staff, rows, spelling):
+    before = desk_state(rows)
+
+    response = call(client, admin, "POST", USERS, {**NEW, "email": spelling(staff.email)})
+
+    assert_error(response, 409)
+    assert desk_state(rows) == before
+
+
+BAD_NEW_USER = [
+    ({"name": None}, "name"),
+    ({"name": "Two\nLines"}, "name"),
+    ({"email": "not an email"}, "email"),
+    ({"role": "root"}, "role"),
+    ({"role": "Admin"}, "role"),
+    ({"password": "seven77"}, "password"),
+    ({"password": "long enough\x00"}, "password"),
+    ({"password": 12345678}, "password"),
+    ({"is_active": False}, "is_active"),
+    ({"password_hash": "scrypt:x"}, "password_hash"),
+    ({"branch_id": 0}, "branch_id"),
+]
+
+
+@pytest.mark.parametrize(("change", "field"), BAD_NEW_USER)
+def test_a_bad_new_user_is_422_and_creates_nothing(client, admin, rows, change, field):
+    body = {k: v for k, v in {**NEW, **change}.items() if v is not None}
+    before = desk_state(rows)
+
+    assert_error(call(client, admin, "POST", USERS, body), 422, field)
+
+    assert desk_state(rows) == before
+
+
+# --- Updating (admins) ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "Renamed"},
+        {"role": "admin"},
+        {"branch_id": 2},
+        {"is_active": False},
+        {"name": "Both", "is_active": False},
+    ],
+)
+def test_an_admin_updates_a_user(client, admin, staff, fetch, body):
+    before = fetch(User, staff.id)
+
+    response = call(client, admin, "PUT", user_url(staff.id), body)
+
+    assert_success(response, 200, "User updated successfully")
+    assert fetch(User, staff.id) | {"updated_at": 0} == before | body | {"updated_at": 0}
+
+
+def test_an_admin_sets_a_new_password(client, admin, staff):
+    body = {"password": "a brand new secret"}
+
+    assert_success(call(client, admin, "PUT", user_url(staff.id), body), 200)
+
+    assert_error(log_in(client, staff.email, PASSWORD), 401)
+    assert_success(log_in(client, staff.email, "a brand new secret"), 200)
+
+
+@pytest.mark.parametrize("body", [{"is_active": False}, {"branch_id": 2}, {"role": "admin"}])
+def test_a_changed_users_old_token_stops_working(client, admin, staff, body):
+    assert_success(call(client, admin, "PUT", user_url(staff.id), body), 200)
+
+    assert_error(get(client, staff, USERS), 401)
+
+
+@pytest.mark.parametrize(
+    ("target", "body", "status"),
+    [
+        ("self", {"is_active": False}, 409),
+        ("self", {"role": "staff"}, 409),
+        ("self", {"role": "staff", "name": "Me"}, 409),
+        ("self", {"name": "Chief", "role": "admin", "is_active": True}, 200),
+        ("other admin", {"is_active": False}, 200),
+        ("other admin", {"role": "staff"}, 200),
+    ],
+)
+def test_an_admin_cannot_deactivate_or_demote_themselves_but_may_another_admin(
+    client, admin, make_user, fetch, rows, target, body, status
+):
+    other = make_user(isp_id=1, branch_id=2, role="admin")  # never the last admin: it is personal
+    user_id = admin.id if target == "self" else other.id
+    before = desk_state(rows)
+
+    response = call(client, admin, "PUT", user_url(user_id), body)
+
+    if status == 409:
+        assert_error(response, 409)
+        assert desk_state(rows) == before
+    else:
+        assert_success(response, 200)
+        assert {k: v for k, v in fetch(User, user_id).items() if k in body} == body
+
+
+BAD_UPDATE = [
+    ({}, "_schema"),
+    ({"is_active": "false"}, "is_active"),
+    ({"is_active": 0}, "is_active"),
+    ({"role": "root"}, "role"),
+    ({"password": "short"}, "password"),
+    ({"name": ""}, "name"),
+    ({"email": "new@example.test"}, "email"),
+    ({"isp_id": "1"}, "isp_id"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), BAD_UPDATE)
+def test_a_bad_user_update_is_422_and_changes_nothing(client, admin, staff, rows, body, field):
+    before = desk_state(rows)
+
+    assert_error(call(client, admin, "PUT", user_url(staff.id), body), 422, field)
+
+    assert desk_state(rows) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "body"),
+    [("POST", None, NEW), ("PUT", "admin", {"name": "Hacked"}), ("PUT", "self", {"role": "admin"})],
+)
+def test_staff_managing_users_is_403(client, staff, admin, rows, method, target, body):
+    url = USERS if target is None else user_url(admin.id if target == "admin" else staff.id)
+    before = desk_state(rows)
+
+    assert_error(call(client, staff, method, url, body), 403)
+
+    assert desk_state(rows) == before
