@@ -6,7 +6,6 @@ import os
 import re
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import select, update
 
 from tickets_service.extensions import db
@@ -19,10 +18,6 @@ TICKETS, STATS = "/api/v1/tickets", "/api/v1/tickets/stats"
 SUBSCRIBERS, USERS = "/api/v1/subscribers", "/api/v1/users"
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 ON_SQLITE = not os.environ.get("TEST_DATABASE_URL", "").startswith("postgres")
-# A bug of one database only: a strict xfail there, a plain test on the other.
-SQLITE_CASE_BUG = pytest.mark.xfail(
-    ON_SQLITE, strict=True, reason="BUG: on SQLite, q is case-insensitive for ASCII letters only"
-)
 # What the desk adds to a ticket, in this order, after the spec's fields.
 DESK_FIELDS = ["assignee_id", "assignee_name", "due_at", "first_response_at", "resolved_at"]
 DESK_FIELDS += ["closed_at"]

@@ -112,6 +112,7 @@ def test_an_admin_restores_a_deleted_ticket_as_it_was(
     assert fetch(Ticket, ticket_id) | {"updated_at": 0} == deleted | {
         "deleted_at": None,
         "updated_at": 0,
+        "version": deleted["version"] + 1,
     }
     assert ids(assert_success(list_tickets(client, staff), 200)) == [ticket_id]
     assert ids(assert_success(list_tickets(client, admin, deleted="only"), 200)) == []

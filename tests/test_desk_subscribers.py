@@ -3,7 +3,6 @@ platform syncs them by an external id unique per ISP. Deleting is not offered.""
 
 import pytest
 from desk_helpers import (
-    SQLITE_CASE_BUG,
     SUBSCRIBERS,
     TIMESTAMP,
     call,
@@ -82,7 +81,6 @@ SEARCHES = [
     pytest.param(
         "école",
         ["school"],
-        marks=SQLITE_CASE_BUG,
     ),
 ]
 

@@ -43,13 +43,15 @@ def team(make_user, admin, staff, staff_branch2, other_admin, other_staff) -> di
     }
 
 
+# Admins see everyone of their ISP; a branch's assignables (staff's list, or branch_id) are
+# active users only: an inactive user cannot be assigned.
 LISTS = [
     ("admin", {}, ["admin", "admin 2", "staff", "inactive", "staff 2"]),
     ("admin", {"branch_id": 2}, ["admin", "admin 2", "staff 2"]),
     ("admin", {"role": "admin"}, ["admin", "admin 2"]),
-    ("admin", {"role": "staff", "branch_id": 1}, ["staff", "inactive"]),
-    ("staff", {}, ["admin", "admin 2", "staff", "inactive"]),
-    ("staff", {"role": "staff"}, ["staff", "inactive"]),
+    ("admin", {"role": "staff", "branch_id": 1}, ["staff"]),
+    ("staff", {}, ["admin", "admin 2", "staff"]),
+    ("staff", {"role": "staff"}, ["staff"]),
     ("staff_branch2", {}, ["admin", "admin 2", "staff 2"]),
     ("other_admin", {}, ["other isp", "other isp staff"]),
 ]
@@ -168,7 +170,10 @@ def test_an_admin_updates_a_user(client, admin, staff, fetch, body):
     response = call(client, admin, "PUT", user_url(staff.id), body)
 
     assert_success(response, 200, "User updated successfully")
-    assert fetch(User, staff.id) | {"updated_at": 0} == before | body | {"updated_at": 0}
+    # A rename leaves the user's tokens alone; anything else ends its sessions.
+    ends_sessions = body.keys() != {"name"}
+    expected = before | body | {"token_version": before["token_version"] + ends_sessions}
+    assert fetch(User, staff.id) | {"updated_at": 0} == expected | {"updated_at": 0}
 
 
 def test_an_admin_sets_a_new_password(client, admin, staff):

@@ -68,6 +68,13 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
         dbapi_connection.isolation_level = None
+        # SQLite's lower() knows ASCII only; search and filters compare Unicode text.
+        dbapi_connection.create_function(
+            "lower",
+            1,
+            lambda text: text.lower() if isinstance(text, str) else text,
+            deterministic=True,
+        )
 
 
 @event.listens_for(Engine, "begin")

@@ -1,10 +1,9 @@
 """Read queries of the desk: each selects only the columns its answer shows, as plain rows,
 within the caller's scope (scope.py)."""
 
-from datetime import datetime
-
+import re
 from flask_jwt_extended import current_user
-from sqlalchemy import ColumnElement, Select, and_, func, literal_column, not_, select
+from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, select
 from sqlalchemy.orm import aliased
 
 from .extensions import db
@@ -105,33 +104,50 @@ def _filters(args: dict) -> list[ColumnElement[bool]]:
         else:
             found.append(Ticket.assignee_id == (current_user.id if assignee == "me" else assignee))
     if "created_from" in args:
-        found.append(Ticket.created_at >= args["created_from"][0])
+        found.append(Ticket.created_at >= args["created_from"])
     if "created_to" in args:
-        bound, inclusive = args["created_to"]
-        found.append(Ticket.created_at <= bound if inclusive else Ticket.created_at < bound)
+        found.append(Ticket.created_at < args["created_to"])  # just past the bound given
     if "updated_since" in args:
-        found.append(Ticket.updated_at >= args["updated_since"][0])
+        found.append(Ticket.updated_at >= args["updated_since"])
     if "overdue" in args:
-        found.append(overdue() if args["overdue"] else not_(overdue()))
+        found.append(overdue() if args["overdue"] else not_overdue())
     if "q" in args:
         found.append(matches(search_words(args["q"])))
     return found
 
 
-def overdue(now: datetime | None = None) -> ColumnElement[bool]:
+def overdue() -> ColumnElement[bool]:
     """Open tickets whose due time has passed."""
-    return and_(Ticket.due_at < (now or utcnow()), Ticket.status.in_(OPEN_STATUSES))
+    return and_(Ticket.due_at < utcnow(), Ticket.status.in_(OPEN_STATUSES))
 
 
-def matches(words: list[str]) -> ColumnElement[bool]:
-    """Title or description hold every word, the last one as a prefix, case-insensitively:
-    full-text search on PostgreSQL (its GIN index), LIKE on SQLite."""
+def not_overdue() -> ColumnElement[bool]:
+    """Every other ticket: no due time, a due time to come, or no longer open."""
+    return or_(
+        Ticket.due_at.is_(None), Ticket.due_at >= utcnow(), Ticket.status.not_in(OPEN_STATUSES)
+    )
+
+
+def matches(terms: list[str]) -> ColumnElement[bool]:
+    """Title or description hold every term, the last one as a prefix, case-insensitively.
+
+    PostgreSQL: full-text search on the GIN index, the terms parsed by PostgreSQL's own
+    parser (so an address or a hostname stays one token, as in the index). SQLite: each word
+    of the terms as a substring (its lower() is made Unicode-aware on connect).
+    """
     if db.session.get_bind().dialect.name == "postgresql":
         vector = literal_column(f"to_tsvector('simple', {_qualified(SEARCH_DOCUMENT)})")
-        terms = " & ".join([*(f"'{w}'" for w in words[:-1]), f"'{words[-1]}':*"])
-        return vector.op("@@")(func.to_tsquery(literal_column("'simple'"), terms))
+        last = "'" + terms[-1].replace("\\", "\\\\").replace("'", "''") + "':*"
+        query = func.plainto_tsquery(SIMPLE, " ".join(terms[:-1])).op("&&")(
+            func.to_tsquery(SIMPLE, last)
+        )
+        return vector.op("@@")(query)
     document = func.lower(Ticket.title + " " + Ticket.description)
-    return and_(*(document.like(f"%{escape_like(w)}%", escape="\\") for w in words))
+    words = re.findall(r"\w+", " ".join(terms))
+    return and_(*(document.like(f"%{escape_like(word)}%", escape="\\") for word in words))
+
+
+SIMPLE = literal_column("'simple'")
 
 
 def _qualified(expression: str) -> str:

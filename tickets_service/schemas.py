@@ -20,6 +20,8 @@ MIN_PASSWORD_LENGTH = 8
 CONTROL_CHARACTERS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
 LINE_BREAKS = r"\n\r"
 _DIGITS = re.compile(r"-?[0-9]{1,20}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 
 
 def _refusing(characters: str) -> tuple[re.Pattern, str]:
@@ -47,27 +49,31 @@ class Timestamp(fields.String):
     def _deserialize(self, value, attr, data, **kwargs) -> datetime:
         text = super()._deserialize(value, attr, data, **kwargs)
         try:
+            if not _TIMESTAMP.fullmatch(text):
+                raise ValueError(text)
             return datetime.strptime(text, TIMESTAMP).replace(tzinfo=UTC)
         except ValueError:
             raise ValidationError('Use "YYYY-MM-DD HH:MM:SS" (UTC).') from None
 
 
 class QueryTimestamp(Timestamp):
-    """A query bound: a full timestamp, or a date "YYYY-MM-DD" (the day's start, or with
-    `end_of_day` the start of the next day, for an inclusive upper bound)."""
+    """A query bound: a full timestamp, or a date "YYYY-MM-DD". As a lower bound, the moment
+    itself (a date: its first second); with `upper`, the moment just past it, so that "up to
+    10:30:00" takes 10:30:00.9 and "up to a date" takes that whole day."""
 
-    def __init__(self, *, end_of_day: bool = False, **kwargs):
+    def __init__(self, *, upper: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.end_of_day = end_of_day
+        self.upper = upper
 
-    def _deserialize(self, value, attr, data, **kwargs) -> tuple[datetime, bool]:
-        if isinstance(value, str) and len(value) == 10:
+    def _deserialize(self, value, attr, data, **kwargs) -> datetime:
+        if isinstance(value, str) and _DATE.fullmatch(value):
             try:
                 day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
             except ValueError:
                 raise ValidationError('Use "YYYY-MM-DD" or "YYYY-MM-DD HH:MM:SS" (UTC).') from None
-            return (day + timedelta(days=1), False) if self.end_of_day else (day, True)
-        return super()._deserialize(value, attr, data, **kwargs), True
+            return day + timedelta(days=1) if self.upper else day
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        return moment + timedelta(seconds=1) if self.upper else moment
 
 
 class Text(fields.String):
@@ -240,7 +246,7 @@ class TicketListArgs(PageArgs):
     subscriber_id = QueryId()
     assignee_id = AssigneeFilter()
     created_from = QueryTimestamp()
-    created_to = QueryTimestamp(end_of_day=True)
+    created_to = QueryTimestamp(upper=True)
     updated_since = QueryTimestamp()
     overdue = QueryBoolean()
     q = Text(single_line=True, validate=validate.Length(1, 200))
@@ -260,8 +266,9 @@ class TicketListArgs(PageArgs):
 
 
 def search_words(text: str) -> list[str]:
-    """The words a text search looks for, lower case: runs of letters and digits."""
-    return re.findall(r"\w+", text.lower())[:20]
+    """The terms a text search looks for, lower case: what spaces separate (at most 20),
+    each holding a letter or digit."""
+    return [term for term in text.lower().split() if re.search(r"\w", term)][:20]
 
 
 class TicketIn(ScopeIn):

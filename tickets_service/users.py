@@ -48,11 +48,14 @@ def check_email_free(email: str) -> None:
 @bp.response(200, UserAccountOut(many=True), meta=PageMeta)
 @bp.errors(403)
 def list_users(args):
-    """Admins: every user of the ISP. Staff: who can be assigned their branch's tickets (its
-    staff and the ISP's admins). branch_id narrows the list to one branch's assignables."""
+    """Admins: every user of the ISP, active or not. Staff: who can be assigned their branch's
+    tickets (its active staff and the ISP's active admins). branch_id narrows the list to one
+    branch's assignables."""
     conditions = [user_scope()]
     if "branch_id" in args:
         conditions.append(assignable_to(args["branch_id"]))
+    if "branch_id" in args or not current_user.is_admin:
+        conditions.append(User.is_active)  # who can be assigned: active users only
     if "role" in args:
         conditions.append(User.role == args["role"])
     page, per_page = args["page"], args["per_page"]
