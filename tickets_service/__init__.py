@@ -39,9 +39,10 @@ def configure_database(app: Flask) -> None:
         url = "sqlite:///" + os.path.join(app.instance_path, "tickets.db")
     url = normalize_database_url(url)
     app.config["SQLALCHEMY_DATABASE_URI"] = url
-    # Check connections before use, so a database restart costs a reconnect, not a 500.
-    # Never put bound parameters (password hashes, ticket text) into error messages or logs.
-    options: dict = {"pool_pre_ping": True, "hide_parameters": True}
+    # No ping before each checkout: a request's first statement retries once on a dropped
+    # connection instead (extensions.first_statement). Never put bound parameters (password
+    # hashes, ticket text) into error messages or logs.
+    options: dict = {"hide_parameters": True}
     if url.startswith("postgresql"):
         timeout = app.config["DB_STATEMENT_TIMEOUT_MS"]
         options.update(

@@ -5,21 +5,25 @@ and exit status 1.
 """
 
 import json
+import time
 from datetime import timedelta
 
 import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 from marshmallow import Schema, ValidationError
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 
+from .counts import recount
 from .delivery import webhooks_cli
 from .extensions import db
 from .models import (
+    MAX_ID,
     Role,
     Subscriber,
     Ticket,
     TicketPriority,
+    TicketReply,
     TicketStatus,
     User,
     utcnow,
@@ -34,6 +38,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(subscribers)
     app.cli.add_command(seed_demo)
+    app.cli.add_command(seed_bulk)
     app.cli.add_command(webhooks_cli)
 
 
@@ -287,3 +292,131 @@ def seed_demo():
             f"Log in as {role.value} (branch {branch}): POST /api/v1/auth/login "
             f'{{"email": "{email}", "password": "{password}"}}'
         )
+
+
+# --- Bulk data for benchmarks ---------------------------------------------------------------
+
+BULK_SUBSCRIBERS = 1000
+
+
+@click.command("seed-bulk")
+@click.option("--isp-id", type=click.IntRange(1, MAX_ID), required=True)
+@click.option("--branch-id", type=click.IntRange(1, MAX_ID), required=True)
+@click.option("--tickets", type=click.IntRange(1, 50_000_000), required=True)
+@click.option("--replies", type=click.IntRange(0, 1_000_000), default=0, show_default=True)
+@with_appcontext
+def seed_bulk(isp_id, branch_id, tickets, replies):
+    """Load TICKETS tickets into a branch, one second apart going back from now, spread over
+    its subscribers, statuses and priorities, and REPLIES replies on the newest; the counts
+    stay right. For benchmarks: no history is written for the bulk tickets."""
+    author = db.session.scalar(
+        select(User.id).where(User.isp_id == isp_id).order_by(User.role, User.id).limit(1)
+    )
+    if author is None:
+        fail(f"ISP {isp_id} has no user to author the tickets; create one first")
+    subscribers = _bulk_subscribers(isp_id, branch_id)
+    started = time.perf_counter()
+    newest = _copy_tickets(isp_id, branch_id, author, subscribers, tickets)
+    recount(isp_id, branch_id)
+    if replies:
+        _bulk_replies(newest, author, replies)
+    db.session.commit()
+    seconds = time.perf_counter() - started
+    click.echo(f"Loaded {tickets} tickets into ISP {isp_id} branch {branch_id} in {seconds:.1f} s")
+    click.echo(json.dumps({"newest_ticket_id": newest, "replies": replies}))
+
+
+def _bulk_subscribers(isp_id: int, branch_id: int) -> list[int]:
+    """The branch's subscribers; a thousand are made when it has none."""
+    existing = db.session.scalars(
+        select(Subscriber.id).where(Subscriber.isp_id == isp_id, Subscriber.branch_id == branch_id)
+    ).all()
+    if existing:
+        return list(existing)
+    now = utcnow()
+    rows = [
+        {
+            "isp_id": isp_id,
+            "branch_id": branch_id,
+            "name": f"Subscriber {n}",
+            "created_at": now,
+            "updated_at": now,
+        }
+        for n in range(1, BULK_SUBSCRIBERS + 1)
+    ]
+    db.session.execute(insert(Subscriber), rows)
+    return list(
+        db.session.scalars(
+            select(Subscriber.id).where(
+                Subscriber.isp_id == isp_id, Subscriber.branch_id == branch_id
+            )
+        )
+    )
+
+
+_BULK_COLUMNS = (
+    "isp_id, branch_id, subscriber_id, created_by_id, title, description, priority, status, "
+    "reply_count, version, created_at, updated_at"
+)
+
+
+def _copy_tickets(isp_id, branch_id, author, subscribers, count) -> int:
+    """COPY on PostgreSQL, executemany on SQLite; returns the newest ticket's id."""
+    now = utcnow().replace(microsecond=0)
+
+    def rows():
+        for n in range(count):
+            created = now - timedelta(seconds=n)
+            yield (
+                isp_id,
+                branch_id,
+                subscribers[n % len(subscribers)],
+                author,
+                f"Ticket {n + 1}",
+                f"Cannot connect to internet, case {n + 1}",
+                1 + n % 3,
+                n % 4,
+                0,
+                1,
+                created,
+                created,
+            )
+
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")  # a long load, on purpose
+        cursor = connection.connection.cursor()
+        with cursor.copy(f"COPY tickets ({_BULK_COLUMNS}) FROM STDIN") as copy:
+            for row in rows():
+                copy.write_row(row)
+    else:
+        marks = ", ".join("?" * len(_BULK_COLUMNS.split(",")))
+        connection.exec_driver_sql(
+            f"INSERT INTO tickets ({_BULK_COLUMNS}) VALUES ({marks})", list(rows())
+        )
+    return db.session.scalar(
+        select(Ticket.id)
+        .where(Ticket.isp_id == isp_id, Ticket.branch_id == branch_id)
+        .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        .limit(1)
+    )
+
+
+def _bulk_replies(ticket_id: int, author: int, count: int) -> None:
+    now = utcnow()
+    rows = [
+        {
+            "ticket_id": ticket_id,
+            "user_id": author,
+            "message": f"Reply {n + 1}",
+            "internal": False,
+            "created_at": now + timedelta(seconds=n),
+        }
+        for n in range(count)
+    ]
+    db.session.execute(insert(TicketReply), rows)
+    db.session.execute(
+        update(Ticket)
+        .where(Ticket.id == ticket_id)
+        .values(reply_count=Ticket.reply_count + count, version=Ticket.version + 1)
+    )

@@ -4,7 +4,7 @@ from flask import abort
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .extensions import db
+from .extensions import db, first_statement
 from .openapi import Blueprint
 from .schemas import HealthOut, ReadinessOut
 
@@ -24,7 +24,7 @@ def healthz():
 def readyz():
     """Readiness: the database answers a trivial query."""
     try:
-        db.session.execute(text("SELECT 1"))
+        first_statement(lambda: db.session.execute(text("SELECT 1")))
     except SQLAlchemyError:
         db.session.rollback()
         abort(503, "Database unreachable.")

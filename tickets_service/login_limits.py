@@ -15,7 +15,7 @@ from sqlalchemy import delete, update
 from werkzeug.exceptions import TooManyRequests
 
 from .config import parse_limit
-from .extensions import db, insert
+from .extensions import db, first_statement, insert
 from .models import LoginAttempt
 
 TOO_MANY_ATTEMPTS = "Too many failed login attempts; retry after the Retry-After delay."
@@ -60,7 +60,9 @@ def count_attempt(email: str) -> list[dict]:
     is now over its limit. Returns the rows counted, for give_back."""
     now = time.time()
     rows = _rows(email, now)
-    db.session.execute(delete(LoginAttempt).where(LoginAttempt.window_end < int(now)))
+    first_statement(
+        lambda: db.session.execute(delete(LoginAttempt).where(LoginAttempt.window_end < int(now)))
+    )
     windows = [{name: row[name] for name in ("key", "window_start", "window_end")} for row in rows]
     statement = insert(LoginAttempt).values(windows)
     statement = statement.on_conflict_do_update(

@@ -19,7 +19,15 @@ from swagger_ui_bundle import swagger_ui_path
 
 from .models import MAX_ID
 from .parsing import StrictParser
-from .responses import ErrorResponse, Page, ValidationErrorResponse, envelope_schema, success
+from .responses import (
+    ErrorResponse,
+    Page,
+    ValidationErrorResponse,
+    answer,
+    dumper,
+    envelope_schema,
+    success,
+)
 from .transport import IdConverter
 
 BEARER = "bearerAuth"
@@ -103,6 +111,7 @@ class Blueprint(flask_smorest.Blueprint):
             envelope = envelope_schema(
                 name, data, many=many, message=message is not None, meta=meta
             )
+            dump = dumper(data, many) if data is not None else None
 
             @wraps(view)
             def enveloped(*args, **kwargs):
@@ -110,11 +119,17 @@ class Blueprint(flask_smorest.Blueprint):
                 if isinstance(result, Response):
                     return result
                 body, *rest = result if type(result) is tuple else (result,)
+                status, headers = status_code, None
+                for part in rest:
+                    if isinstance(part, int):
+                        status = part
+                    else:
+                        headers = part
                 if isinstance(body, Page):
-                    body = success(body.items, message, body.meta)
+                    body = success(dump(body.items), message, body.meta)
                 else:
-                    body = success(body, message)
-                return (body, *rest) if rest else body
+                    body = success(dump(body) if dump is not None else None, message)
+                return answer(body, status, headers)
 
             declared = super(Blueprint, self).response(status_code, envelope, **kwargs)(enveloped)
             for code in also:

@@ -2,6 +2,7 @@
 within the caller's scope (scope.py)."""
 
 import re
+
 from flask_jwt_extended import current_user
 from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, select
 from sqlalchemy.orm import aliased

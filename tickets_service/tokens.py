@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from flask import current_app, g
 from flask_jwt_extended import create_access_token, jwt_required
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
-from .extensions import db, jwt
+from .extensions import db, first_statement, jwt
 from .models import MAX_ID, RevokedToken, Role, User
 from .responses import error
 
@@ -35,7 +35,8 @@ class Caller:
         return self.role == Role.ADMIN
 
 
-_CALLER = select(
+# The one query that authenticates: the caller's columns and whether the token was revoked.
+_AUTHENTICATE = select(
     User.id,
     User.isp_id,
     User.branch_id,
@@ -43,7 +44,8 @@ _CALLER = select(
     User.name,
     User.email,
     User.token_version,
-)
+    select(RevokedToken.jti).where(RevokedToken.jti == bindparam("jti")).exists().label("revoked"),
+).where(User.id == bindparam("user_id"), User.is_active)
 
 
 def token_required(view):
@@ -82,10 +84,8 @@ def is_revoked(_header: dict, claims: dict) -> bool:
         return False
     if not isinstance(jti, str) or len(jti) > 64:
         return False  # no usable jti: has_required_claims refuses the token
-    revoked = select(RevokedToken.jti).where(RevokedToken.jti == jti).exists()
-    row = db.session.execute(
-        _CALLER.add_columns(revoked.label("revoked")).where(User.id == int(subject), User.is_active)
-    ).first()
+    params = {"user_id": int(subject), "jti": jti}
+    row = first_statement(lambda: db.session.connection().execute(_AUTHENTICATE, params).first())
     if row is None:
         return False
     g.token_caller = Caller(*row[:-1])
