@@ -7,13 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import create_engine, inspect
 
 from tickets_service import create_app
 from tickets_service.config import ConfigError, normalize_database_url
 from tickets_service.extensions import db
-from tickets_service.models import Ticket, TicketReply
 
 from conftest import JWT_SECRET
 
@@ -193,28 +191,6 @@ def test_flask_db_upgrade_builds_the_schema_on_an_empty_database(tmp_path):
     finally:
         engine.dispose()
     assert tables >= {"users", "subscribers", "tickets", "ticket_replies", "alembic_version"}
-
-
-def test_sqlite_connections_enforce_foreign_keys(app):
-    with app.app_context():
-        if db.engine.dialect.name != "sqlite":
-            db.session.remove()
-            pytest.skip("PRAGMA foreign_keys is SQLite's")
-        enabled = db.session.execute(text("PRAGMA foreign_keys")).scalar()
-        db.session.remove()
-    assert enabled == 1
-
-
-def test_a_row_pointing_at_a_missing_ticket_is_refused(app, admin, rows, snapshot):
-    assert rows(Ticket) == []  # so no ticket id can match
-    before = snapshot()
-    with app.app_context():
-        db.session.add(TicketReply(ticket_id=1, user_id=admin.id, message="orphan"))
-        with pytest.raises(IntegrityError):
-            db.session.commit()
-        db.session.rollback()
-        db.session.remove()
-    assert snapshot() == before
 
 
 # --- Point 1: JSON keys keep their order -----------------------------------------------------

@@ -23,10 +23,3 @@ def test_readyz_is_503_in_the_envelope_when_database_is_unreachable(make_app):
     assert response.status_code == 503
     assert response.is_json
     assert response.json == {"success": False, "message": "Database unreachable."}
-
-
-def test_api_answers_503_when_database_is_unreachable(make_app, admin):
-    client = make_app(SQLALCHEMY_DATABASE_URI=UNREACHABLE_DATABASE).test_client()
-    response = client.get("/api/v1/tickets/1", headers=admin.headers)
-    assert response.status_code == 503
-    assert response.json["success"] is False
