@@ -1,11 +1,13 @@
-"""Fixtures: the app on a migrated database (SQLite, or PostgreSQL via TEST_DATABASE_URL),
-a clean database for every test, users of two ISPs with their auth headers, and helpers
-that read the database back so tests can assert what a request changed."""
+"""Fixtures: the app on a migrated database (SQLite, or PostgreSQL via TEST_DATABASE_URL), a clean
+database for every test, users of two ISPs with their tokens, helpers that read the database
+back, and the endpoint catalogue that the input, validation and tenancy matrices run over."""
 
+import json
 import os
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import flask_migrate
 import pytest
@@ -14,11 +16,12 @@ from werkzeug.security import generate_password_hash
 
 from tickets_service import create_app
 from tickets_service.extensions import db
-from tickets_service.models import Subscriber, Ticket, TicketReply, User, utcnow
-from tickets_service.tokens import issue_token
+from tickets_service.models import RevokedToken, Subscriber, Ticket, TicketReply, User, utcnow
+from tickets_service.tokens import issue_token  # the only import of it: tokens come from here
 
 PASSWORD = "correct horse battery staple"
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256!"
+SCOPE = ("isp_id", "branch_id", "user_id")
 
 
 def database_url(tmp_path_factory) -> str:
@@ -100,7 +103,7 @@ def make_app(db_url):
             db.engine.dispose()
 
 
-# --- Users and auth -------------------------------------------------------------------------
+# --- Users and their tokens -----------------------------------------------------------------
 
 
 @dataclass
@@ -304,6 +307,15 @@ def make_reply(app):
     return factory
 
 
+def as_utc(value: datetime) -> datetime:
+    """A database timestamp as aware UTC (SQLite hands back naive UTC values)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def without(row: dict, *keys: str) -> dict:
+    return {key: value for key, value in row.items() if key not in keys}
+
+
 def _row(obj) -> dict:
     return {column.key: getattr(obj, column.key) for column in inspect(obj).mapper.column_attrs}
 
@@ -337,19 +349,49 @@ def rows(app):
 
 
 @pytest.fixture
-def snapshot(rows):
-    """snapshot() -> the content of every table; compare two to prove nothing changed."""
+def snapshot(app):
+    """snapshot() -> the content of every table; compare two to prove nothing changed.
 
-    def take():
-        models = (User, Subscriber, Ticket, TicketReply)
-        return {model.__tablename__: rows(model) for model in models}
+    Login attempts are left out: a refused login is counted, which is the limit's purpose."""
+
+    def take() -> dict:
+        with app.app_context(), db.engine.connect() as connection:
+            return {
+                table.name: [
+                    dict(row._mapping)
+                    for row in connection.execute(
+                        select(table).order_by(*table.primary_key.columns)
+                    )
+                ]
+                for table in db.metadata.sorted_tables
+                if table.name != "login_attempts"
+            }
 
     return take
 
 
 @pytest.fixture
+def assert_refused(snapshot):
+    """assert_refused(request, status, field=None): calling `request()` gets the error envelope
+    with this status (its `errors` naming only `field`, when given) and leaves every table as it
+    was; returns the response."""
+
+    def check(request: Callable, status: int, field: str | None = None):
+        before = snapshot()
+        response = request()
+        body = assert_error(response, status, field)
+        if field is not None:
+            assert set(body["errors"]) == {field}
+        assert snapshot() == before
+        return response
+
+    return check
+
+
+@pytest.fixture
 def count_queries(app):
-    """with count_queries() as counter: ...; counter.count is the SQL statements executed."""
+    """with count_queries() as counter: ...; counter.count is the SQL statements executed
+    (transaction control aside: SQLite's explicit BEGIN, which psycopg sends implicitly)."""
 
     @contextmanager
     def counting():
@@ -361,6 +403,8 @@ def count_queries(app):
         counter.statements = []
 
         def before_execute(_conn, _cursor, statement, *_args):
+            if statement.startswith("BEGIN"):
+                return
             counter.count += 1
             counter.statements.append(statement)
 
@@ -373,3 +417,356 @@ def count_queries(app):
             event.remove(engine, "before_cursor_execute", before_execute)
 
     return counting
+
+
+# --- The endpoint catalogue -------------------------------------------------------------------
+# Every operation of the API, once. The input, validation, authentication and tenancy matrices
+# are generated from it: a new endpoint is one more entry in ENDPOINTS.
+
+
+@dataclass(frozen=True)
+class World:
+    """Who calls, the live ticket a per-ticket path names, and a subscriber a body may link."""
+
+    caller: Account
+    ticket_id: int
+    subscriber_id: int | None = None
+    scope: dict | None = None  # the isp/branch/user the request claims; the caller's by default
+
+    @property
+    def claimed(self) -> dict:
+        return scope_of(self.caller) if self.scope is None else self.scope
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an accepted request left: the body's data and the database to read back."""
+
+    world: World
+    sent: dict
+    data: object
+    fetch: Callable
+    rows: Callable
+
+
+@dataclass(frozen=True, eq=False)
+class Endpoint:
+    """One operation of the API: how a client calls it in a World (path, method, body, query),
+    what a success answers and does (`effect`), and the rules its fields and parameters follow.
+    Every attribute left at its default simply adds no case to the matrices."""
+
+    name: str
+    method: str
+    path: str  # "{id}" is a ticket id
+    effect: Callable[[Outcome], None]  # asserts what a success did
+    body: Callable[[World], dict] | None = None  # a body it accepts
+    query: Callable[[World], dict] | None = None  # the query string a client sends
+    status: int = 200
+    message: str | None = None
+    integer_fields: tuple[str, ...] = ()
+    string_fields: tuple[str, ...] = ()
+    nullable_fields: tuple[str, ...] = ()
+    required_fields: tuple[str, ...] = ()
+    secret_fields: tuple[str, ...] = ()  # taken as typed: not trimmed, never stored
+    codes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # body or query code tables
+    max_lengths: Mapping[str, int] = field(default_factory=dict)
+    # Fields a client may not send: unknown names and columns the server owns.
+    refused_fields: Mapping[str, object] = field(default_factory=dict)
+    query_integers: tuple[str, ...] = ()  # integer query parameters it validates
+    authenticated: bool = True
+    admin_only: bool = False
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def per_ticket(self) -> bool:
+        return "{id}" in self.path
+
+    @property
+    def scoped(self) -> bool:
+        """It takes isp_id / branch_id / user_id, which must agree with the token."""
+        return "isp_id" in self.integer_fields + self.query_integers
+
+
+def assert_stored(row: dict, sent: dict) -> None:
+    """Every value sent that the row has a column for is stored as sent."""
+    shared = sent.keys() & row.keys()
+    assert shared
+    assert {name: row[name] for name in shared} == {name: sent[name] for name in shared}
+
+
+def _listed(o: Outcome) -> None:
+    assert [item["id"] for item in o.data] == [o.world.ticket_id]
+
+
+def _fetched(o: Outcome) -> None:
+    assert o.data["id"] == o.world.ticket_id
+
+
+def _created(o: Outcome) -> None:
+    row = o.fetch(Ticket, o.data["id"])
+    assert_stored(row, o.sent)
+    assert (row["created_by_id"], row["status"], row["deleted_at"]) == (o.world.caller.id, 0, None)
+
+
+def _changed(o: Outcome) -> None:
+    assert_stored(o.fetch(Ticket, o.world.ticket_id), o.sent)
+
+
+def _deleted(o: Outcome) -> None:
+    assert o.fetch(Ticket, o.world.ticket_id)["deleted_at"] is not None
+
+
+def _replied(o: Outcome) -> None:
+    [reply] = o.rows(TicketReply)
+    assert_stored(reply, o.sent)
+    assert (reply["ticket_id"], reply["user_id"]) == (o.world.ticket_id, o.world.caller.id)
+
+
+def _logged_in(o: Outcome) -> None:
+    assert o.data["access_token"]
+    assert o.data["user"]["id"] == o.world.caller.id
+
+
+def _me(o: Outcome) -> None:
+    assert o.data["id"] == o.world.caller.id
+
+
+def _logged_out(o: Outcome) -> None:
+    [revoked] = o.rows(RevokedToken)
+    assert revoked["user_id"] == o.world.caller.id
+
+
+PRIORITIES = (1, 2, 3)
+STATUSES = (0, 1, 2, 3)
+TICKET_FIELDS = {
+    "integer_fields": (*SCOPE, "subscriber_id", "priority"),
+    "string_fields": ("title", "description"),
+    "nullable_fields": ("subscriber_id",),
+    "codes": {"priority": PRIORITIES},
+    "max_lengths": {"title": 255, "description": 10_000},
+    "query_integers": SCOPE,
+}
+
+LIST = Endpoint(
+    "list",
+    "GET",
+    "/api/v1/tickets",
+    _listed,
+    query=lambda w: w.claimed,
+    codes={"status": STATUSES, "priority": PRIORITIES},
+    query_integers=(*SCOPE, "status", "priority", "page", "per_page"),
+)
+FETCH = Endpoint(
+    "fetch",
+    "GET",
+    "/api/v1/tickets/{id}",
+    _fetched,
+    query=lambda w: w.claimed,
+    query_integers=SCOPE,
+)
+CREATE = Endpoint(
+    "create",
+    "POST",
+    "/api/v1/tickets",
+    _created,
+    body=lambda w: {
+        **w.claimed,
+        "subscriber_id": w.subscriber_id,
+        "title": "Connection Issue",
+        "description": "Cannot connect to internet",
+        "priority": 2,
+    },
+    status=201,
+    message="Ticket created successfully",
+    required_fields=("title", "description", "priority"),
+    refused_fields={
+        "id": 999,
+        "status": 3,
+        "created_by_id": 1,
+        "created_by": 1,
+        "created_at": "2000-01-01 00:00:00",
+        "deleted_at": "2000-01-01 00:00:00",
+        "subscriber_name": "Someone",
+        "replies": [],
+        "__proto__": {"admin": True},
+        "": 1,
+        "Title": "case variant",
+    },
+    **TICKET_FIELDS,
+)
+UPDATE = Endpoint(
+    "update",
+    "PUT",
+    "/api/v1/tickets/{id}",
+    _changed,
+    body=lambda w: {
+        **w.claimed,
+        "subscriber_id": w.subscriber_id,
+        "title": "Updated Title",
+        "description": "Still cannot connect",
+        "priority": 3,
+    },
+    message="Ticket updated successfully",
+    refused_fields={
+        "id": 999,
+        "status": 3,
+        "created_by_id": 1,
+        "updated_at": "2000-01-01 00:00:00",
+        "deleted_at": "2000-01-01 00:00:00",
+    },
+    **TICKET_FIELDS,
+)
+DELETE = Endpoint(
+    "delete",
+    "DELETE",
+    "/api/v1/tickets/{id}",
+    _deleted,
+    query=lambda w: w.claimed,
+    message="Ticket deleted successfully",
+    query_integers=SCOPE,
+    admin_only=True,
+)
+REPLY = Endpoint(
+    "reply",
+    "POST",
+    "/api/v1/tickets/{id}/reply",
+    _replied,
+    body=lambda w: {**w.claimed, "message": "We are looking into this issue."},
+    status=201,
+    message="Reply added successfully",
+    integer_fields=SCOPE,
+    string_fields=("message",),
+    required_fields=("message",),
+    max_lengths={"message": 10_000},
+    refused_fields={
+        "user_name": "Someone else",
+        "ticket_id": 1,
+        "created_at": "2000-01-01 00:00:00",
+    },
+    query_integers=SCOPE,
+)
+STATUS = Endpoint(
+    "status",
+    "PUT",
+    "/api/v1/tickets/{id}/status",
+    _changed,
+    body=lambda w: {**w.claimed, "status": 2},
+    message="Ticket status updated successfully",
+    integer_fields=(*SCOPE, "status"),
+    required_fields=("status",),
+    codes={"status": STATUSES},
+    refused_fields={"priority": 3, "title": "x", "deleted_at": None},
+    query_integers=SCOPE,
+)
+LOGIN = Endpoint(
+    "login",
+    "POST",
+    "/api/v1/auth/login",
+    _logged_in,
+    body=lambda w: {"email": w.caller.email, "password": PASSWORD},
+    string_fields=("email", "password"),
+    required_fields=("email", "password"),
+    secret_fields=("password",),
+    max_lengths={"email": 255, "password": 1024},
+    refused_fields={"role": "admin", "isp_id": 2, "remember": True},
+    authenticated=False,
+)
+ME = Endpoint("me", "GET", "/api/v1/auth/me", _me)
+LOGOUT = Endpoint(
+    "logout", "POST", "/api/v1/auth/logout", _logged_out, message="Logged out successfully"
+)
+
+ENDPOINTS = (LIST, FETCH, CREATE, UPDATE, DELETE, REPLY, STATUS, LOGIN, ME, LOGOUT)
+WITH_BODY = tuple(endpoint for endpoint in ENDPOINTS if endpoint.body)
+PER_TICKET = tuple(endpoint for endpoint in ENDPOINTS if endpoint.per_ticket)
+SCOPED = tuple(endpoint for endpoint in ENDPOINTS if endpoint.scoped)
+
+
+def encode(body: dict) -> bytes:
+    """The body as UTF-8 JSON text, as most clients send it."""
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+@pytest.fixture
+def make_world(make_subscriber, make_ticket):
+    """make_world(caller, branch_id=None, author=None, scope=None) -> a World whose ticket,
+    created by `author` (the caller by default), is linked to a subscriber of its branch."""
+
+    def build(caller: Account, branch_id=None, author=None, scope=None) -> World:
+        branch_id = branch_id or caller.branch_id
+        subscriber_id = make_subscriber(isp_id=caller.isp_id, branch_id=branch_id)
+        ticket_id = make_ticket(author or caller, branch_id=branch_id, subscriber_id=subscriber_id)
+        return World(caller, ticket_id, subscriber_id, scope)
+
+    return build
+
+
+@pytest.fixture
+def world(admin, make_world) -> World:
+    """ISP 1's admin, a subscriber of branch 1 and a live ticket linked to it."""
+    return make_world(admin)
+
+
+@pytest.fixture
+def send(client):
+    """send(endpoint, world, data=None, **options): the request a client of `endpoint` makes.
+
+    `data` replaces the valid body (a dict is sent as JSON, bytes as they are), `ticket_id` the
+    world's ticket, `query_string` the endpoint's query; `anonymous=True` sends no token and
+    `to` uses another test client; other options go to the test client."""
+
+    def request(endpoint: Endpoint, world: World, data=None, **options):
+        to = options.pop("to", client)
+        ticket_id = options.pop("ticket_id", world.ticket_id)
+        headers = {"Accept": "application/json"}
+        if endpoint.authenticated and not options.pop("anonymous", False):
+            headers.update(world.caller.headers)
+        headers.update(options.pop("headers", {}))
+        streamed = "input_stream" in options
+        if data is None and endpoint.body and not streamed:
+            data = endpoint.body(world)
+        if isinstance(data, dict):
+            data = encode(data)
+        if data is not None or streamed:
+            options.setdefault("content_type", "application/json")
+        if endpoint.query and "query_string" not in options:
+            options["query_string"] = endpoint.query(world)
+        path = endpoint.path.format(id=ticket_id)
+        return to.open(path, method=endpoint.method, data=data, headers=headers, **options)
+
+    return request
+
+
+@pytest.fixture
+def assert_took_effect(fetch, rows):
+    """assert_took_effect(endpoint, world, response, sent=None): the success envelope, and the
+    effect the endpoint promises (read back from the database); returns the body."""
+
+    def check(endpoint: Endpoint, world: World, response, sent: dict | None = None) -> dict:
+        body = assert_success(response, endpoint.status, endpoint.message)
+        if sent is None:
+            sent = endpoint.body(world) if endpoint.body else {}
+        endpoint.effect(Outcome(world, sent, body.get("data"), fetch, rows))
+        return body
+
+    return check
+
+
+def cases(table: dict) -> list:
+    """pytest.param rows from {label: value}, with ids from the labels."""
+    return [pytest.param(value, id=label) for label, value in table.items()]
+
+
+def matrix(attribute: str, values, endpoints=WITH_BODY, skip=lambda *_: False) -> list:
+    """pytest.param(endpoint, name, value) rows: every endpoint, every name in its `attribute`
+    (names, or a mapping keyed by them), every value of the {label: value} table `values` (or
+    of values(endpoint, name)), except where skip(endpoint, name, value)."""
+    return [
+        pytest.param(endpoint, name, value, id=f"{endpoint}-{name}-{label}")
+        for endpoint in endpoints
+        for name in getattr(endpoint, attribute)
+        for label, value in (values(endpoint, name) if callable(values) else values).items()
+        if not skip(endpoint, name, value)
+    ]

@@ -1,15 +1,14 @@
-"""Issue 2, point 13: the operator commands print what they created as one JSON object, refuse
-bad input with a clear one-line message and exit status 1, and seed-demo can run twice."""
+"""The operator commands print what they created as one JSON object, refuse bad input with a
+clear one-line message and exit status 1, and seed-demo can run twice."""
 
 import json
 import re
 
 import pytest
-from werkzeug.security import check_password_hash
 
 from tickets_service.models import Subscriber, Ticket, TicketReply, User
 
-from conftest import PASSWORD
+from conftest import LOGIN, PASSWORD
 
 NEW_PASSWORD = "a new and long enough password"
 USER_OPTIONS = {
@@ -26,7 +25,6 @@ SUBSCRIBER_OPTIONS = {
     "--phone": "+15550100",
     "--email": "john@example.test",
 }
-MODELS = (User, Subscriber, Ticket, TicketReply)
 
 
 def arguments(options: dict, **changes) -> list[str]:
@@ -40,8 +38,15 @@ def create_user(runner, password=NEW_PASSWORD, **changes):
     return runner.invoke(args=["users", "create", *arguments(USER_OPTIONS, **changes), *extra])
 
 
+def logs_in(client, email, password) -> bool:
+    response = client.post(LOGIN.path, json={"email": email, "password": password})
+    assert response.status_code in {200, 401}
+    return response.status_code == 200
+
+
 def printed_object(result) -> dict:
-    """stdout holds exactly one JSON object, on one line."""
+    """Exit status 0, and stdout holds exactly one JSON object, on one line."""
+    assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert len(lines) == 1
     record = json.loads(lines[0])
@@ -59,76 +64,48 @@ def assert_refused(result, mention: str) -> None:
     assert re.search(mention, message, re.IGNORECASE)
 
 
-def table_sizes(rows) -> dict:
-    return {model.__tablename__: len(rows(model)) for model in MODELS}
-
-
 # --- users create ----------------------------------------------------------------------------
 
+USER_COLUMNS = ("name", "email", "role", "isp_id", "branch_id")
 
-def test_users_create_prints_the_created_user(runner, fetch):
-    result = create_user(runner)
-    assert result.exit_code == 0
-    record = printed_object(result)
+
+def test_users_create_prints_the_user_it_stored(runner, fetch):
+    record = printed_object(create_user(runner))
     row = fetch(User, record["id"])
-    assert row is not None
-    assert {name: record[name] for name in ("name", "email", "role", "isp_id", "branch_id")} == {
+    expected = {
         "name": "Ada Lovelace",
         "email": "ada@example.test",
         "role": "admin",
         "isp_id": 3,
         "branch_id": 2,
     }
-    assert {name: row[name] for name in ("name", "email", "role", "isp_id", "branch_id")} == {
-        name: record[name] for name in ("name", "email", "role", "isp_id", "branch_id")
-    }
+    assert {name: record[name] for name in USER_COLUMNS} == expected
+    assert {name: row[name] for name in USER_COLUMNS} == expected
     assert row["is_active"] is True
 
 
-def test_users_create_prints_no_password_or_hash(runner, rows):
+def test_users_create_stores_only_a_hash_and_prints_neither(runner, rows):
     result = create_user(runner)
-    assert result.exit_code == 0
-    (user,) = rows(User)
+    [user] = rows(User)
+    assert user["password_hash"] != NEW_PASSWORD
     output = result.stdout + result.stderr
     assert NEW_PASSWORD not in output
     assert user["password_hash"] not in output
     assert not [key for key in printed_object(result) if "password" in key.lower()]
 
 
-def test_users_create_stores_a_hash_of_the_password(runner, rows):
-    assert create_user(runner).exit_code == 0
-    (user,) = rows(User)
-    assert user["password_hash"] != NEW_PASSWORD
-    assert check_password_hash(user["password_hash"], NEW_PASSWORD)
-
-
-def test_created_user_can_log_in(runner, client):
-    record = printed_object(create_user(runner))
-    response = client.post(
-        "/api/v1/auth/login", json={"email": "ada@example.test", "password": NEW_PASSWORD}
-    )
-    assert response.status_code == 200
-    assert response.get_json()["data"]["user"]["id"] == record["id"]
-
-
-def test_users_create_prompts_for_the_password_when_not_given(runner, rows):
-    result = runner.invoke(
-        args=["users", "create", *arguments(USER_OPTIONS)],
-        input=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n",
-    )
-    assert result.exit_code == 0
-    (user,) = rows(User)
-    assert check_password_hash(user["password_hash"], NEW_PASSWORD)
-
-
-def test_users_create_keeps_stdout_to_the_json_object_when_prompting(runner):
-    """The prompt must not break `... | jq`: only the record goes to stdout."""
-    result = runner.invoke(
-        args=["users", "create", *arguments(USER_OPTIONS)],
-        input=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n",
-    )
-    assert result.exit_code == 0
+@pytest.mark.parametrize("prompted", [False, True], ids=["--password", "prompted"])
+def test_a_created_user_logs_in_with_the_password_given(runner, client, prompted):
+    """Prompted on stderr, so stdout stays the one JSON object a script parses."""
+    if prompted:
+        result = runner.invoke(
+            args=["users", "create", *arguments(USER_OPTIONS)],
+            input=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n",
+        )
+    else:
+        result = create_user(runner)
     assert printed_object(result)["email"] == "ada@example.test"
+    assert logs_in(client, "ada@example.test", NEW_PASSWORD)
 
 
 BAD_USER_INPUT = [
@@ -151,79 +128,85 @@ BAD_USER_INPUT = [
 @pytest.mark.parametrize(("changes", "password", "mention"), BAD_USER_INPUT)
 def test_users_create_refuses_bad_input(runner, snapshot, changes, password, mention):
     before = snapshot()
-    result = create_user(runner, password, **changes)
-    assert_refused(result, mention)
+    assert_refused(create_user(runner, password, **changes), mention)
     assert snapshot() == before
 
 
 @pytest.mark.parametrize("spelling", [str, str.upper], ids=["same-case", "other-case"])
 def test_users_create_refuses_a_duplicate_email(runner, staff, snapshot, spelling):
     before = snapshot()
-    result = create_user(runner, email=spelling(staff.email))
-    assert_refused(result, re.escape(staff.email))
+    assert_refused(create_user(runner, email=spelling(staff.email)), re.escape(staff.email))
     assert snapshot() == before
 
 
-# --- users deactivate ------------------------------------------------------------------------
+# --- users deactivate and set-password -------------------------------------------------------
+# What a deactivated user's token and login get: see test_auth.
 
 
-def test_users_deactivate_marks_the_user_inactive(runner, staff, fetch):
-    result = runner.invoke(args=["users", "deactivate", "--email", staff.email])
-    assert result.exit_code == 0
+def test_users_deactivate_deactivates_that_user_only(runner, staff, admin, fetch):
+    record = printed_object(runner.invoke(args=["users", "deactivate", "--email", staff.email]))
+    assert record["id"] == staff.id
     assert fetch(User, staff.id)["is_active"] is False
-
-
-def test_users_deactivate_leaves_other_users_active(runner, staff, admin, fetch):
-    runner.invoke(args=["users", "deactivate", "--email", staff.email])
     assert fetch(User, admin.id)["is_active"] is True
 
 
-def test_deactivated_user_cannot_log_in(runner, client, staff):
-    assert runner.invoke(args=["users", "deactivate", "--email", staff.email]).exit_code == 0
-    response = client.post("/api/v1/auth/login", json={"email": staff.email, "password": PASSWORD})
-    assert response.status_code == 401
+@pytest.mark.parametrize("prompted", [False, True], ids=["--password", "prompted"])
+def test_users_set_password_replaces_the_password(runner, client, staff, prompted):
+    args = ["users", "set-password", "--email", staff.email]
+    if prompted:
+        result = runner.invoke(args=args, input=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n")
+    else:
+        result = runner.invoke(args=[*args, "--password", NEW_PASSWORD])
+    assert printed_object(result)["id"] == staff.id
+    assert logs_in(client, staff.email, NEW_PASSWORD)
+    assert not logs_in(client, staff.email, PASSWORD)
 
 
-def test_deactivated_users_token_stops_working(runner, client, staff):
-    assert runner.invoke(args=["users", "deactivate", "--email", staff.email]).exit_code == 0
-    response = client.get("/api/v1/auth/me", headers=staff.headers)
-    assert response.status_code == 401
-
-
-def test_users_deactivate_refuses_an_unknown_email(runner, staff, snapshot):
+@pytest.mark.parametrize(
+    ("command", "options", "mention"),
+    [
+        ("deactivate", ["--email", "nobody@example.test"], "nobody@example.test"),
+        (
+            "set-password",
+            ["--email", "nobody@example.test", "--password", "long enough!"],
+            "no user",
+        ),
+        ("set-password", ["--email", "{email}", "--password", "short"], "at least 8"),
+    ],
+    ids=["deactivate-unknown-email", "set-password-unknown-email", "set-password-too-short"],
+)
+def test_users_commands_refuse_bad_input(
+    runner, client, staff, snapshot, command, options, mention
+):
     before = snapshot()
-    result = runner.invoke(args=["users", "deactivate", "--email", "nobody@example.test"])
-    assert_refused(result, "nobody@example.test")
+    args = [option.format(email=staff.email) for option in options]
+    assert_refused(runner.invoke(args=["users", command, *args]), mention)
     assert snapshot() == before
+    assert logs_in(client, staff.email, PASSWORD)
 
 
 # --- subscribers create ----------------------------------------------------------------------
 
+SUBSCRIBER = {
+    "isp_id": 3,
+    "branch_id": 2,
+    "name": "John Doe",
+    "phone": "+15550100",
+    "email": "john@example.test",
+}
 
-def test_subscribers_create_prints_the_created_subscriber(runner, fetch):
-    result = runner.invoke(args=["subscribers", "create", *arguments(SUBSCRIBER_OPTIONS)])
-    assert result.exit_code == 0
+
+@pytest.mark.parametrize("contact", [True, False], ids=["with-contact", "without-phone-or-email"])
+def test_subscribers_create_prints_the_subscriber_it_stored(runner, fetch, contact):
+    changes = {} if contact else {"phone": None, "email": None}
+    result = runner.invoke(
+        args=["subscribers", "create", *arguments(SUBSCRIBER_OPTIONS, **changes)]
+    )
     record = printed_object(result)
-    expected = {
-        "isp_id": 3,
-        "branch_id": 2,
-        "name": "John Doe",
-        "phone": "+15550100",
-        "email": "john@example.test",
-    }
+    expected = {**SUBSCRIBER, **changes}
     assert {name: record[name] for name in expected} == expected
     row = fetch(Subscriber, record["id"])
     assert {name: row[name] for name in expected} == expected
-
-
-def test_subscribers_create_without_phone_or_email(runner, fetch):
-    options = arguments(SUBSCRIBER_OPTIONS, phone=None, email=None)
-    result = runner.invoke(args=["subscribers", "create", *options])
-    assert result.exit_code == 0
-    record = printed_object(result)
-    row = fetch(Subscriber, record["id"])
-    assert (record["phone"], record["email"]) == (None, None)
-    assert (row["phone"], row["email"]) == (None, None)
 
 
 BAD_SUBSCRIBER_INPUT = [
@@ -239,10 +222,8 @@ BAD_SUBSCRIBER_INPUT = [
 @pytest.mark.parametrize(("changes", "mention"), BAD_SUBSCRIBER_INPUT)
 def test_subscribers_create_refuses_bad_input(runner, snapshot, changes, mention):
     before = snapshot()
-    result = runner.invoke(
-        args=["subscribers", "create", *arguments(SUBSCRIBER_OPTIONS, **changes)]
-    )
-    assert_refused(result, mention)
+    options = arguments(SUBSCRIBER_OPTIONS, **changes)
+    assert_refused(runner.invoke(args=["subscribers", "create", *options]), mention)
     assert snapshot() == before
 
 
@@ -265,14 +246,6 @@ def test_seed_demo_creates_a_demo_isp(runner, rows):
     assert replied <= {ticket["id"] for ticket in tickets}
 
 
-def test_seed_demo_twice_duplicates_nothing(runner, rows):
-    first = runner.invoke(args=["seed-demo"])
-    after_first = table_sizes(rows)
-    second = runner.invoke(args=["seed-demo"])
-    assert (first.exit_code, second.exit_code) == (0, 0)
-    assert table_sizes(rows) == after_first
-
-
 def printed_logins(output: str) -> list[dict]:
     """The {"email": ..., "password": ...} objects seed-demo prints for the reader."""
     found = []
@@ -286,13 +259,13 @@ def printed_logins(output: str) -> list[dict]:
     return found
 
 
-@pytest.mark.parametrize("runs", [1, 2])
-def test_seed_demo_prints_logins_that_work(runner, client, runs):
-    for _ in range(runs):
+def test_seed_demo_prints_logins_that_work_and_twice_duplicates_nothing(runner, client, snapshot):
+    for run in (1, 2):
         result = runner.invoke(args=["seed-demo"])
-    assert result.exit_code == 0
-    logins = printed_logins(result.stdout)
-    assert logins
-    for credentials in logins:
-        response = client.post("/api/v1/auth/login", json=credentials)
-        assert response.status_code == 200
+        assert result.exit_code == 0
+        if run == 1:
+            after_first = snapshot()
+        logins = printed_logins(result.stdout)
+        assert logins
+        assert all(logs_in(client, login["email"], login["password"]) for login in logins)
+    assert snapshot() == after_first

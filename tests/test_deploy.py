@@ -1,10 +1,187 @@
-"""Issue 2 point 16 and issue 3 point 7: the files a PaaS reads."""
+"""Running it: the factory and its settings from the environment, the files a PaaS reads, health
+probes, response headers and CORS, the request log, and two real gunicorn instances sharing one
+database."""
 
+import io
+import json
+import logging
 import multiprocessing
+import os
+import re
 import runpy
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from tickets_service import create_app
+from tickets_service.config import ConfigError, from_environment, normalize_database_url
+from tickets_service.extensions import db
+
+from conftest import CREATE, FETCH, JWT_SECRET, LOGIN, ME, PASSWORD, REPLY, STATUS, World
+
 ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = ("JWT_SECRET_KEY", "FLASK_DEBUG", "DATABASE_URL", "JWT_ACCESS_TOKEN_EXPIRES")
+MEMORY = {"SQLALCHEMY_DATABASE_URI": "sqlite://"}
+UNREACHABLE_DATABASE = "postgresql://postgres@127.0.0.1:9/unreachable"
+PANEL = "https://panel.isp.example"
+
+
+@pytest.fixture
+def environ(monkeypatch):
+    """A process environment without any of the service's settings; set what a test needs."""
+    for name in SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def run(tmp_path, *args, **settings) -> subprocess.CompletedProcess:
+    """Run python with `args` from the repository root, with only `settings` configured."""
+    env = {name: value for name, value in os.environ.items() if name not in SETTINGS}
+    env.update(settings)
+    env.setdefault("DATABASE_URL", f"sqlite:///{tmp_path / 'wsgi.db'}")
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def assert_one_line_config_error(refused, variable: str) -> None:
+    message = str(refused.value)
+    assert variable in message
+    assert "\n" not in message.strip()
+
+
+# --- The factory: no JWT key, no start -------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [None, ""], ids=["unset", "empty"])
+@pytest.mark.parametrize(
+    "debug", [None, "0", "false"], ids=["debug-unset", "debug-0", "debug-false"]
+)
+def test_without_a_jwt_key_the_app_refuses_to_start_in_one_line(environ, key, debug):
+    if key is not None:
+        environ.setenv("JWT_SECRET_KEY", key)
+    if debug is not None:
+        environ.setenv("FLASK_DEBUG", debug)
+    with pytest.raises(ConfigError) as refused:
+        create_app(MEMORY)
+    assert_one_line_config_error(refused, "JWT_SECRET_KEY")
+
+
+def test_the_jwt_key_comes_from_the_environment(environ):
+    environ.setenv("JWT_SECRET_KEY", JWT_SECRET)
+    app = create_app(MEMORY)
+    assert app.config["JWT_SECRET_KEY"] == JWT_SECRET
+    assert not app.testing
+
+
+@pytest.mark.parametrize(
+    ("config", "debug"),
+    [pytest.param({"TESTING": True}, None, id="testing"), pytest.param({}, "1", id="flask-debug")],
+)
+def test_testing_and_debug_start_without_a_jwt_key(environ, config, debug):
+    if debug is not None:
+        environ.setenv("FLASK_DEBUG", debug)
+    assert create_app({**MEMORY, **config}).config["JWT_SECRET_KEY"]
+
+
+def test_wsgi_without_a_jwt_key_exits_non_zero_with_one_line(tmp_path):
+    result = run(tmp_path, "-c", "import wsgi")
+    assert result.returncode != 0
+    message = result.stderr.strip()
+    assert "JWT_SECRET_KEY" in message
+    assert len(message.splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_wsgi_with_a_jwt_key_builds_the_app(tmp_path):
+    result = run(tmp_path, "-c", "import wsgi; print(wsgi.app.name)", JWT_SECRET_KEY=JWT_SECRET)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "tickets_service"
+
+
+# --- Settings from the environment ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("JWT_ACCESS_TOKEN_EXPIRES", None, 3600),
+        ("JWT_ACCESS_TOKEN_EXPIRES", "120", 120),
+        ("MAX_CONTENT_LENGTH", None, 1024 * 1024),
+        ("MAX_CONTENT_LENGTH", "2048", 2048),
+    ],
+)
+def test_a_setting_comes_from_the_environment(environ, variable, value, expected):
+    environ.delenv(variable, raising=False)
+    if value is not None:
+        environ.setenv(variable, value)
+    assert create_app({"TESTING": True, **MEMORY}).config[variable] == expected
+
+
+@pytest.mark.parametrize("value", ["soon", "-5"])
+def test_a_malformed_setting_refuses_to_start_in_one_line(environ, value):
+    environ.setenv("JWT_ACCESS_TOKEN_EXPIRES", value)
+    with pytest.raises(ConfigError) as refused:
+        create_app({"TESTING": True, **MEMORY})
+    assert_one_line_config_error(refused, "JWT_ACCESS_TOKEN_EXPIRES")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://u:p@db.example:5432/t", "postgresql+psycopg://u:p@db.example:5432/t"),
+        ("postgresql://u:p@db.example/t", "postgresql+psycopg://u:p@db.example/t"),
+        (
+            "postgresql://db.example/t?sslmode=require",
+            "postgresql+psycopg://db.example/t?sslmode=require",
+        ),
+        ("postgresql+psycopg://u@db.example/t", "postgresql+psycopg://u@db.example/t"),
+        ("sqlite:///instance/tickets.db", "sqlite:///instance/tickets.db"),
+        ("sqlite://", "sqlite://"),
+    ],
+)
+def test_every_postgresql_url_spelling_uses_psycopg_3(given, expected):
+    assert normalize_database_url(given) == expected
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
+def test_database_url_from_the_environment_reaches_the_engine(environ, scheme):
+    environ.setenv("DATABASE_URL", f"{scheme}://u:p@db.example:5432/tickets")
+    with create_app({"TESTING": True, "JWT_SECRET_KEY": JWT_SECRET}).app_context():
+        url = db.engine.url
+    assert url.drivername == "postgresql+psycopg"
+    assert (url.host, url.port, url.database) == ("db.example", 5432, "tickets")
+
+
+@pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])
+def test_without_database_url_the_app_uses_sqlite_in_the_instance_folder(environ, value):
+    if value is not None:
+        environ.setenv("DATABASE_URL", value)
+    app = create_app({"TESTING": True, "JWT_SECRET_KEY": JWT_SECRET})
+    with app.app_context():
+        url = db.engine.url
+    assert url.get_backend_name() == "sqlite"
+    assert Path(url.database).parent == Path(app.instance_path)
+
+
+def test_cors_origins_are_a_comma_separated_list():
+    config = from_environment({"CORS_ORIGINS": f"{PANEL}, https://ops.isp.example ,"})
+    assert config["CORS_ORIGINS"] == [PANEL, "https://ops.isp.example"]
+    assert from_environment({})["CORS_ORIGINS"] == []
+
+
+def test_error_envelope_keys_keep_their_order(client):
+    assert list(client.get("/api/v1/no-such-route").get_json())[:2] == ["success", "message"]
+
+
+# --- The files a PaaS reads ------------------------------------------------------------------
 
 
 def gunicorn_settings(monkeypatch, **environ) -> dict:
@@ -15,21 +192,18 @@ def gunicorn_settings(monkeypatch, **environ) -> dict:
     return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
 
 
-def test_gunicorn_binds_to_port_on_every_interface(monkeypatch):
-    assert gunicorn_settings(monkeypatch, PORT="5123")["bind"] == "0.0.0.0:5123"
-
-
-def test_gunicorn_stays_on_loopback_without_port(monkeypatch):
-    assert gunicorn_settings(monkeypatch)["bind"] == "127.0.0.1:8000"
-
-
-def test_gunicorn_workers_come_from_web_concurrency(monkeypatch):
-    assert gunicorn_settings(monkeypatch, WEB_CONCURRENCY="3")["workers"] == 3
-
-
-def test_gunicorn_workers_default_to_twice_the_cores_plus_one(monkeypatch):
-    expected = multiprocessing.cpu_count() * 2 + 1
-    assert gunicorn_settings(monkeypatch)["workers"] == expected
+@pytest.mark.parametrize(
+    ("environ", "setting", "expected"),
+    [
+        ({"PORT": "5123"}, "bind", "0.0.0.0:5123"),
+        ({}, "bind", "127.0.0.1:8000"),
+        ({"WEB_CONCURRENCY": "3"}, "workers", 3),
+        ({}, "workers", multiprocessing.cpu_count() * 2 + 1),
+    ],
+    ids=["port-on-every-interface", "loopback-without-port", "web-concurrency", "default-workers"],
+)
+def test_gunicorn_reads_the_paas_environment(monkeypatch, environ, setting, expected):
+    assert gunicorn_settings(monkeypatch, **environ)[setting] == expected
 
 
 def test_gunicorn_has_sane_timeouts_and_no_control_socket(monkeypatch):
@@ -39,7 +213,7 @@ def test_gunicorn_has_sane_timeouts_and_no_control_socket(monkeypatch):
     assert settings["control_socket_disable"] is True
 
 
-def test_procfile_migrates_on_release_and_serves_with_gunicorn():
+def test_the_procfile_migrates_on_release_and_serves_with_gunicorn():
     lines = dict(
         line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line
     )
@@ -48,9 +222,298 @@ def test_procfile_migrates_on_release_and_serves_with_gunicorn():
     assert lines["web"].strip().endswith("wsgi:app")
 
 
-def test_python_version_is_pinned_for_paas_builders():
+def test_python_is_pinned_and_requirements_install_the_package_itself():
     assert (ROOT / ".python-version").read_text().strip() == "3.11"
-
-
-def test_requirements_install_the_package_itself():
     assert (ROOT / "requirements.txt").read_text().split() == ["."]
+
+
+def test_flask_db_upgrade_builds_the_schema_on_an_empty_database(tmp_path):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    args = ("-m", "flask", "--app", "wsgi", "db", "upgrade")
+    result = run(tmp_path, *args, DATABASE_URL=url, JWT_SECRET_KEY=JWT_SECRET)
+    assert result.returncode == 0, result.stderr
+    engine = create_engine(url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert tables >= {*db.metadata.tables, "alembic_version"}
+
+
+# --- Health probes: no token needed ----------------------------------------------------------
+
+
+def test_healthz_answers_without_token_or_database(make_app):
+    client = make_app(SQLALCHEMY_DATABASE_URI=UNREACHABLE_DATABASE).test_client()
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json == {"success": True, "data": {"status": "ok"}}
+
+
+def test_readyz_answers_after_a_query_without_token(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json == {"success": True, "data": {"status": "ready", "database": "ok"}}
+
+
+def test_readyz_is_503_in_the_envelope_when_the_database_is_unreachable(make_app):
+    response = make_app(SQLALCHEMY_DATABASE_URI=UNREACHABLE_DATABASE).test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.is_json
+    assert response.json == {"success": False, "message": "Database unreachable."}
+
+
+# --- Headers and CORS ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("GET", "/api/v1/auth/me", 200),
+        ("GET", "/api/v1/tickets/999", 404),
+        ("GET", "/api/v1/tickets?isp_id=1&branch_id=1", 422),
+        ("DELETE", "/api/v1/tickets", 405),
+        ("POST", "/api/v1/auth/login", 200),
+    ],
+)
+def test_responses_are_neither_sniffed_nor_cached(client, admin, method, path, expected):
+    credentials = {"email": admin.email, "password": PASSWORD}
+    response = client.open(path, method=method, headers=admin.headers, json=credentials)
+    assert response.status_code == expected
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def preflight(client):
+    return client.options(
+        "/api/v1/tickets",
+        headers={
+            "Origin": PANEL,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Authorization, Content-Type",
+        },
+    )
+
+
+def test_cors_is_off_by_default(client, admin):
+    response = client.get(ME.path, headers={**admin.headers, "Origin": PANEL})
+    assert response.status_code == 200
+    assert "Access-Control-Allow-Origin" not in response.headers
+    assert "Access-Control-Allow-Origin" not in preflight(client).headers
+
+
+@pytest.fixture
+def cors_client(make_app):
+    return make_app(CORS_ORIGINS=[PANEL]).test_client()
+
+
+def test_cors_allows_the_listed_origins(cors_client, admin):
+    response = cors_client.get(ME.path, headers={**admin.headers, "Origin": PANEL})
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == PANEL
+    assert "X-Request-ID" in response.headers["Access-Control-Expose-Headers"]
+    response = preflight(cors_client)
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == PANEL
+    allowed = response.headers["Access-Control-Allow-Headers"].lower()
+    assert "authorization" in allowed
+    assert "content-type" in allowed
+
+
+def test_cors_refuses_other_origins(cors_client, admin):
+    headers = {**admin.headers, "Origin": "https://evil.example"}
+    assert "Access-Control-Allow-Origin" not in cors_client.get(ME.path, headers=headers).headers
+
+
+# --- The request log: one JSON line per request on stdout ------------------------------------
+
+
+@pytest.fixture
+def request_log(app):
+    """request_log() -> the JSON lines the app wrote to stdout during the test, parsed.
+
+    Read from the app's own log handler (pointed at a buffer for the test), so the test sees
+    exactly the text that reaches stdout, whatever formatter writes it."""
+    [handler] = logging.getLogger("tickets_service").handlers
+    buffer = io.StringIO()
+    stdout = handler.setStream(buffer)
+    yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines()]
+    handler.setStream(stdout)
+
+
+def test_one_json_line_per_request_with_its_fields(client, admin, request_log):
+    client.get("/api/v1/tickets/1?isp_id=1", headers=admin.headers)
+    client.get("/healthz")
+    first, second = request_log()
+    assert (first["method"], first["path"], first["status"]) == ("GET", "/api/v1/tickets/1", 404)
+    assert first["user_id"] == admin.id
+    assert isinstance(first["duration_ms"], float | int)
+    assert re.fullmatch(r"[0-9a-f]{32}", first["request_id"])
+    assert (second["path"], second["user_id"]) == ("/healthz", None)
+
+
+def test_a_clients_request_id_is_logged_and_echoed(client, request_log):
+    response = client.get("/no/such/route", headers={"X-Request-ID": "panel-42.retry-1"})
+    assert response.status_code == 404
+    assert response.headers["X-Request-ID"] == "panel-42.retry-1"
+    [entry] = request_log()
+    assert entry["request_id"] == "panel-42.retry-1"
+
+
+@pytest.mark.parametrize("given", ["", "has space", "x" * 129, 'quote"d', "<script>"])
+def test_an_unsafe_request_id_is_replaced_by_a_generated_one(client, request_log, given):
+    response = client.get("/healthz", headers={"X-Request-ID": given})
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
+    assert [entry["request_id"] for entry in request_log()] == [response.headers["X-Request-ID"]]
+
+
+def test_no_token_password_or_hash_reaches_the_log(send, world, request_log):
+    token = send(LOGIN, world).json["data"]["access_token"]
+    send(ME, world, headers={"Authorization": f"Bearer {token}"})
+    send(LOGIN, world, {"email": world.caller.email, "password": "wrong-" + PASSWORD})
+    send(FETCH, world)
+    lines = request_log()
+    assert len(lines) == 4
+    text = json.dumps(lines)
+    for secret in (token, world.caller.token, PASSWORD, "scrypt:", "Bearer", "isp_id="):
+        assert secret not in text
+
+
+# --- Two gunicorn instances on one database --------------------------------------------------
+# Real processes on loopback ports, started once for the section; every wait is bounded.
+
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def call(base, method, path, body=None, token=None):
+    """One HTTP request; returns (status, parsed JSON body)."""
+    headers = {"Accept": "application/json"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def wait_until_up(base: str, process: subprocess.Popen, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"gunicorn at {base} did not answer within {seconds}s")
+
+
+@pytest.fixture(scope="module")
+def instances(app, db_url, tmp_path_factory):
+    """Two gunicorn instances (one worker each) on the test database; yields their base URLs."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "JWT_SECRET_KEY": JWT_SECRET,
+        "WEB_CONCURRENCY": "1",
+        "FLASK_DEBUG": "",
+        "PORT": "",
+    }
+    logs = tmp_path_factory.mktemp("gunicorn")
+    processes, bases = [], []
+    try:
+        for n in range(2):
+            port = free_port()
+            log = open(logs / f"gunicorn-{n}.log", "wb")  # noqa: SIM115 - closed below
+            command = [str(GUNICORN), "--config", "gunicorn.conf.py"]
+            command += ["--bind", f"127.0.0.1:{port}", "wsgi:app"]
+            process = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+            processes.append((process, log))
+            bases.append(f"http://127.0.0.1:{port}")
+        for (process, _log), base in zip(processes, bases, strict=True):
+            wait_until_up(base, process)
+        yield bases
+    finally:
+        for process, log in processes:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+            log.close()
+
+
+@pytest.mark.slow
+def test_token_and_tickets_work_across_instances(instances, admin, make_subscriber):
+    first, second = instances
+    subscriber_id = make_subscriber(name="John Doe")
+    credentials = {"email": admin.email, "password": PASSWORD}
+    status, body = call(first, "POST", LOGIN.path, credentials)
+    assert status == 200
+    token = body["data"]["access_token"]
+
+    status, body = call(second, "GET", ME.path, token=token)
+    assert (status, body["data"]["id"]) == (200, admin.id)
+
+    sent = {"title": "Connection Issue", "description": "Cannot connect", "priority": 2}
+    status, body = call(first, "POST", CREATE.path, {**sent, "subscriber_id": subscriber_id}, token)
+    assert status == 201
+    ticket = World(admin, body["data"]["id"])
+
+    status, body = call(second, "GET", FETCH.path.format(id=ticket.ticket_id), token=token)
+    assert (status, body["data"]["subscriber_name"]) == (200, "John Doe")
+
+    status, body = call(
+        second, "POST", REPLY.path.format(id=ticket.ticket_id), {"message": "On it."}, token
+    )
+    assert (status, body["message"]) == (201, "Reply added successfully")
+
+    status, body = call(
+        second, "PUT", STATUS.path.format(id=ticket.ticket_id), {"status": 1}, token
+    )
+    assert (status, body["message"]) == (200, "Ticket status updated successfully")
+
+    status, body = call(first, "GET", FETCH.path.format(id=ticket.ticket_id), token=token)
+    assert status == 200
+    assert body["data"]["status"] == 1
+    assert [reply["message"] for reply in body["data"]["replies"]] == ["On it."]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("authenticated", [False, True])
+def test_an_oversized_body_gets_the_413_envelope_over_real_http(instances, admin, authenticated):
+    """The body is read before any early answer, so the client sees our 413, not a reset."""
+    headers = {"Content-Type": "application/json", **(admin.headers if authenticated else {})}
+    request = urllib.request.Request(
+        instances[0] + CREATE.path, data=b"x" * (10 * 1024 * 1024), headers=headers
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    assert caught.value.code == 413
+    assert json.loads(caught.value.read()) == {
+        "success": False,
+        "message": "Request body too large.",
+    }
+
+
+@pytest.mark.slow
+def test_a_small_body_with_an_early_401_is_answered_cleanly(instances):
+    status, body = call(instances[1], "POST", CREATE.path, {"title": "x" * 500_000})
+    assert status == 401
+    assert body["success"] is False

@@ -79,6 +79,8 @@ def _read_body() -> None:
         request.environ["wsgi.input"] = io.BytesIO(body)
         request.environ["CONTENT_LENGTH"] = str(len(body))
         request.environ.pop("wsgi.input_terminated")
+        # Now a body of known length: werkzeug ignores the length while this says chunked.
+        request.environ.pop("HTTP_TRANSFER_ENCODING", None)
     request.get_data(cache=True)
 
 

@@ -1,0 +1,188 @@
+"""The database: the schema exists only through migrations that never drift from the models,
+the list's indexes, integrity, faults (killed connections, an unreachable server), PostgreSQL
+settings, and the exact SQL statements behind the hot endpoints."""
+
+import flask_migrate
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from tickets_service.config import normalize_database_url
+from tickets_service.extensions import db
+from tickets_service.models import Ticket, TicketReply, compared_by_autogenerate
+
+from conftest import FETCH, LIST, World, assert_error, assert_success
+
+# Every list page and Fetch Ticket costs these statements, whatever it returns.
+LIST_PAGE_STATEMENTS = 3  # the caller with its token's revocation, the page, the total
+FETCH_TICKET_STATEMENTS = 3  # the caller with its token's revocation, the ticket, replies
+
+UNREACHABLE_DATABASE = "postgresql://postgres@127.0.0.1:9/unreachable"
+
+
+# --- Migrations and schema -------------------------------------------------------------------
+
+
+def schema_differences(app) -> list:
+    with app.app_context(), db.engine.connect() as connection:
+        opts = {"compare_type": True, "include_object": compared_by_autogenerate}
+        context = MigrationContext.configure(connection, opts=opts)
+        return compare_metadata(context, db.metadata)
+
+
+def test_the_migrated_schema_matches_the_models(app):
+    assert schema_differences(app) == []
+
+
+def test_downgrade_to_base_then_upgrade_rebuilds_the_schema(app):
+    with app.app_context():
+        db.session.remove()
+        flask_migrate.downgrade(revision="base")
+        with db.engine.connect() as connection:
+            left = set(inspect(connection).get_table_names()) - {"alembic_version"}
+        flask_migrate.upgrade()
+        with db.engine.connect() as connection:
+            rebuilt = set(inspect(connection).get_table_names())
+    assert left == set()
+    assert set(db.metadata.tables) <= rebuilt
+    assert schema_differences(app) == []
+
+
+def test_constraints_follow_the_naming_convention(app):
+    with app.app_context(), db.engine.connect() as connection:
+        inspector = inspect(connection)
+        foreign_keys = inspector.get_foreign_keys("tickets")
+        unique = inspector.get_unique_constraints("users")
+    assert {fk["name"] for fk in foreign_keys} == {
+        "fk_tickets_subscriber_id_subscribers",
+        "fk_tickets_created_by_id_users",
+        "fk_tickets_assignee_id_users",
+    }
+    assert [u["name"] for u in unique] == ["uq_users_email"]
+
+
+def test_list_filters_and_order_are_indexed_over_live_tickets(app):
+    with app.app_context(), db.engine.connect() as connection:
+        indexes = {i["name"]: i for i in inspect(connection).get_indexes("tickets")}
+    expected = {
+        "ix_tickets_live_scope_created": ["isp_id", "branch_id", "created_at", "id"],
+        "ix_tickets_live_scope_status": ["isp_id", "branch_id", "status", "created_at", "id"],
+        "ix_tickets_live_scope_priority": ["isp_id", "branch_id", "priority", "created_at", "id"],
+    }
+    for name, columns in expected.items():
+        assert indexes[name]["column_names"] == columns
+        where = indexes[name].get("dialect_options", {})
+        assert any("deleted_at IS NULL" in str(v) for v in where.values()), where
+
+
+def test_sqlite_connections_enforce_foreign_keys(app):
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            db.session.remove()
+            pytest.skip("PRAGMA foreign_keys is SQLite's")
+        enabled = db.session.execute(text("PRAGMA foreign_keys")).scalar()
+        db.session.remove()
+    assert enabled == 1
+
+
+def test_a_reply_to_a_missing_ticket_is_refused_by_the_database(app, admin, rows, snapshot):
+    assert rows(Ticket) == []  # so no ticket id can match
+    before = snapshot()
+    with app.app_context():
+        db.session.add(TicketReply(ticket_id=1, user_id=admin.id, message="orphan"))
+        with pytest.raises(IntegrityError):
+            db.session.commit()
+        db.session.rollback()
+        db.session.remove()
+    assert snapshot() == before
+
+
+# --- Faults and PostgreSQL settings ----------------------------------------------------------
+
+
+def test_the_api_answers_503_when_the_database_is_unreachable(make_app, admin):
+    client = make_app(SQLALCHEMY_DATABASE_URI=UNREACHABLE_DATABASE).test_client()
+    assert_error(client.get("/api/v1/tickets/1", headers=admin.headers), 503)
+
+
+@pytest.fixture
+def postgres_url(db_url):
+    if not db_url.startswith("postgres"):
+        pytest.skip("needs TEST_DATABASE_URL pointing at PostgreSQL")
+    return normalize_database_url(db_url)
+
+
+def terminate_other_connections(url: str) -> int:
+    """Kill every other session on the database, as a server restart or failover would."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            killed = connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return killed
+
+
+@pytest.mark.postgres
+def test_requests_survive_killed_connections(postgres_url, send, world):
+    assert_success(send(FETCH, world), 200)
+
+    assert terminate_other_connections(postgres_url) >= 1
+
+    assert assert_success(send(FETCH, world), 200)["data"]["id"] == world.ticket_id
+
+
+@pytest.mark.postgres
+def test_the_statement_timeout_comes_from_the_config(postgres_url, make_app):
+    with make_app(DB_STATEMENT_TIMEOUT_MS=1234).app_context():
+        assert db.session.execute(text("SHOW statement_timeout")).scalar_one() == "1234ms"
+        db.session.remove()
+
+
+@pytest.mark.postgres
+def test_the_pool_size_comes_from_the_config(postgres_url, make_app):
+    with make_app(DB_POOL_SIZE=3).app_context():
+        assert db.engine.pool.size() == 3
+
+
+# --- SQL statements per request: exact, and no N+1 -------------------------------------------
+
+
+@pytest.mark.parametrize("tickets", [1, 30])
+def test_a_list_page_costs_a_fixed_number_of_statements(
+    send, admin, make_user, make_subscriber, make_ticket, count_queries, tickets
+):
+    """Each ticket has its own subscriber and creator, so a lazy load per row would show."""
+    for n in range(tickets):
+        author = make_user(isp_id=1, branch_id=1)
+        make_ticket(author, subscriber_id=make_subscriber(name=f"Subscriber {n}"))
+
+    with count_queries() as counter:
+        response = send(LIST, World(admin, 0))
+
+    body = assert_success(response, 200)
+    assert len({item["subscriber_name"] for item in body["data"]}) == tickets
+    assert counter.count == LIST_PAGE_STATEMENTS, counter.statements
+
+
+@pytest.mark.parametrize("replies", [0, 1, 20])
+def test_fetch_ticket_costs_a_fixed_number_of_statements(
+    send, world, make_user, make_reply, count_queries, replies
+):
+    """Each reply has its own author, so a lazy load of user_name per reply would show."""
+    for n in range(replies):
+        make_reply(world.ticket_id, make_user(isp_id=1, branch_id=1, name=f"Author {n}"))
+
+    with count_queries() as counter:
+        response = send(FETCH, world)
+
+    body = assert_success(response, 200)
+    assert len({reply["user_name"] for reply in body["data"]["replies"]}) == replies
+    assert counter.count == FETCH_TICKET_STATEMENTS, counter.statements
