@@ -2,14 +2,21 @@
 to fire requests at the same instant from threads, read-backs of every table a write touches,
 and direct column writes that stand in for the passing of time."""
 
+import hashlib
+import hmac
+import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TypeVar
 
 from sqlalchemy import inspect, select, update
 
+from tickets_service.delivery import run as run_worker
 from tickets_service.extensions import db
 from tickets_service.models import (
     IdempotencyKey,
@@ -116,3 +123,110 @@ def set_columns(app, model, where, **values) -> None:
 def history_of(app, ticket_id: int) -> list[dict]:
     """A ticket's history rows, in the order they were written."""
     return [row for row in read_rows(app, TicketHistory) if row["ticket_id"] == ticket_id]
+
+
+# --- Webhooks: a receiver, the documented signature check, the worker ---------------------------
+
+
+def verify_signature(secret: str, headers, body: bytes) -> bool:
+    """What a receiver does with a delivery: HMAC-SHA256 of "<timestamp>.<body>" with the
+    endpoint's secret, compared in constant time with X-Tickets-Signature ("sha256=<hex>")."""
+    timestamp = headers["X-Tickets-Timestamp"]
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return hmac.compare_digest("sha256=" + mac.hexdigest(), headers["X-Tickets-Signature"])
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    headers: dict
+    body: bytes
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+    @property
+    def delivery_id(self) -> str:
+        return self.headers["X-Tickets-Delivery"]
+
+
+class Slow:
+    """A planned answer: sleep this long (past the worker's timeout), then 200."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+
+class Redirect:
+    """A planned answer: 302 to another path of the receiver."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1, in threads: records every request it gets and answers
+    with the next planned answer (a status code, Slow or Redirect), 200 once the plan is done."""
+
+    def __init__(self):
+        self.received: list[Received] = []
+        self.plan: list = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep the test output clean
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                with receiver._lock:
+                    receiver.received.append(
+                        Received(self.command, self.path, dict(self.headers.items()), body)
+                    )
+                    answer = receiver.plan.pop(0) if receiver.plan else 200
+                if isinstance(answer, Slow):
+                    time.sleep(answer.seconds)
+                    answer = 200
+                if isinstance(answer, Redirect):
+                    self.send_response(302)
+                    self.send_header("Location", receiver.url(answer.path))
+                else:
+                    self.send_response(answer)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_PUT = do_POST
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def url(self, path: str = "/hook") -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}{path}"
+
+    def at(self, path: str) -> list[Received]:
+        with self._lock:
+            return [request for request in self.received if request.path == path]
+
+    def start(self) -> "Receiver":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def work(app) -> int:
+    """One worker pass (`webhooks work --once`): dispatch and deliver until nothing is due;
+    the number of delivery attempts made."""
+    with app.app_context():
+        try:
+            return run_worker(once=True)
+        finally:
+            db.session.remove()
