@@ -21,7 +21,9 @@ from reliability_helpers import (
     set_columns,
     ticket_url,
 )
+from sqlalchemy.exc import OperationalError
 
+from tickets_service import idempotency
 from tickets_service.delivery import new_delivery
 from tickets_service.extensions import db
 from tickets_service.models import (
@@ -323,3 +325,42 @@ def test_a_failed_first_request_leaves_no_key_behind(
     fixed = send(client, admin, TICKETS, TICKET_BODY, key="first-try")
     assert_success(fixed, 201)
     assert "Idempotent-Replayed" not in fixed.headers
+
+
+# --- A first request that dies after its change committed ---------------------------------------
+
+
+class Killed(BaseException):
+    """The worker process dies (a deploy, a gunicorn timeout): nothing after this line runs."""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: the answer is stored in a second transaction after the change commits; a "
+    "request that dies in between leaves its key 'in progress' for a day, so every retry is "
+    "409 and never learns the ticket it created",
+)
+@pytest.mark.parametrize("death", ["process killed", "database dropped"])
+def test_a_retry_after_the_first_request_died_past_its_commit_gets_the_first_answer(
+    app, client, admin, monkeypatch, death
+):
+    def dies(*_args):
+        if death == "process killed":
+            raise Killed
+        raise OperationalError("UPDATE idempotency_keys", {}, Exception("connection lost"))
+
+    store = idempotency._store
+    monkeypatch.setattr(idempotency, "_store", dies)
+    monkeypatch.setattr(idempotency, "_PATIENCE_SECONDS", 0.2)  # a dead request never finishes
+    if death == "process killed":
+        with pytest.raises(Killed):
+            send(client, admin, TICKETS, TICKET_BODY, key="k")
+    else:
+        assert_error(send(client, admin, TICKETS, TICKET_BODY, key="k"), 503)
+    monkeypatch.setattr(idempotency, "_store", store)
+    (ticket,) = read_rows(app, Ticket)  # the change itself had committed
+
+    retry = send(client, admin, TICKETS, TICKET_BODY, key="k")
+
+    assert assert_success(retry, 201)["data"]["id"] == ticket["id"]
+    assert len(read_rows(app, Ticket)) == 1

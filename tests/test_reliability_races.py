@@ -106,6 +106,19 @@ def test_concurrent_creates_of_one_email_make_one_user_and_409s(app, admin):
     assert [row["email"] for row in read_rows(app, User)].count("ann@isp.example") == 1
 
 
+def test_concurrent_creates_in_a_new_branch_are_all_kept_and_counted(app, client, admin):
+    """The first tickets of a branch race to create its count rows (an upsert, not a 409)."""
+    body = {"branch_id": 7, "title": "Outage", "description": "Street down", "priority": 3}
+
+    responses = fire(app, [(admin, "POST", TICKETS, body)] * 12)
+
+    check_envelopes(responses, {201: "Ticket created successfully"})
+    assert len({r.get_json()["data"]["id"] for r in responses}) == 12
+    assert len(read_rows(app, Ticket)) == 12
+    stats = call(client, admin, "GET", f"{TICKETS}/stats", query={"branch_id": 7})
+    assert assert_success(stats, 200)["data"]["by_status"]["0"] == 12
+
+
 # --- Logout: idempotent -------------------------------------------------------------------------
 
 
