@@ -159,6 +159,14 @@ class Slow:
         self.seconds = seconds
 
 
+class Trickle:
+    """A planned answer: 200, its header lines sent one every `interval` seconds (each read is
+    quick, the whole answer is not)."""
+
+    def __init__(self, lines: int, interval: float):
+        self.lines, self.interval = lines, interval
+
+
 class Redirect:
     """A planned answer: 302 to another path of the receiver."""
 
@@ -168,7 +176,7 @@ class Redirect:
 
 class Receiver:
     """A webhook receiver on 127.0.0.1, in threads: records every request it gets and answers
-    with the next planned answer (a status code, Slow or Redirect), 200 once the plan is done."""
+    with the next planned answer (a status code, Slow, Trickle or Redirect), then 200."""
 
     def __init__(self):
         self.received: list[Received] = []
@@ -188,6 +196,16 @@ class Receiver:
                         Received(self.command, self.path, dict(self.headers.items()), body)
                     )
                     answer = receiver.plan.pop(0) if receiver.plan else 200
+                if isinstance(answer, Trickle):
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                    for _ in range(answer.lines):
+                        self.wfile.flush()
+                        time.sleep(answer.interval)
+                        self.wfile.write(b"X-Still-Answering: 1\r\n")
+                    self.wfile.write(b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 if isinstance(answer, Slow):
                     time.sleep(answer.seconds)
                     answer = 200
