@@ -1,0 +1,279 @@
+"""Issue 8, point 1: no 5xx from races, and no corrupted work. Requests are fired at the same
+instant from threads (each with its own app context and database session): on PostgreSQL they
+really run at once (row locks, unique keys); on SQLite writers queue on BEGIN IMMEDIATE."""
+
+from datetime import UTC
+from itertools import pairwise
+
+import pytest
+from reliability_helpers import (
+    LOGOUT,
+    SUBSCRIBERS,
+    TICKETS,
+    USERS,
+    call,
+    create_ticket,
+    history_of,
+    in_parallel,
+    read_rows,
+    ticket_url,
+)
+
+from tickets_service.models import (
+    HistoryAction,
+    RevokedToken,
+    Subscriber,
+    Ticket,
+    TicketReply,
+    User,
+)
+
+from conftest import assert_error, assert_success
+
+
+def fire(app, requests: list[tuple]) -> list:
+    """Send (account, method, url[, body[, headers]]) requests all at once; their answers."""
+
+    def sender(account, method, url, body=None, headers=None):
+        return lambda: call(app.test_client(), account, method, url, body, headers)
+
+    return in_parallel([sender(*request) for request in requests])
+
+
+def statuses(responses) -> list[int]:
+    return sorted(response.status_code for response in responses)
+
+
+def check_envelopes(responses, expected: dict[int, str | None]) -> None:
+    """Every answer has one of the expected statuses, each in its envelope."""
+    for response in responses:
+        assert response.status_code in expected, statuses(responses)
+        if response.status_code < 400:
+            assert_success(response, response.status_code, expected[response.status_code])
+        else:
+            assert_error(response, response.status_code)
+
+
+def utc(moment):
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# --- Unique keys: 409, never 500 ----------------------------------------------------------------
+
+
+def test_concurrent_creates_of_one_external_id_make_one_subscriber_and_409s(app, admin):
+    body = {"name": "Jane Roe", "external_id": "crm-77"}
+
+    responses = fire(app, [(admin, "POST", SUBSCRIBERS, body)] * 8)
+
+    check_envelopes(responses, {201: "Subscriber created successfully", 409: None})
+    assert statuses(responses) == [201] + [409] * 7
+    assert [row["external_id"] for row in read_rows(app, Subscriber)] == ["crm-77"]
+
+
+def test_concurrent_syncs_of_one_external_id_make_one_subscriber(app, admin):
+    url = f"{SUBSCRIBERS}/by-external-id/crm-78"
+
+    responses = fire(app, [(admin, "PUT", url, {"name": f"Jane {n}"}) for n in range(8)])
+
+    check_envelopes(responses, {200: None, 201: None, 409: None})
+    assert statuses(responses).count(201) == 1
+    (subscriber,) = read_rows(app, Subscriber)
+    assert subscriber["external_id"] == "crm-78"
+
+
+def test_concurrent_updates_to_one_external_id_give_it_to_one_subscriber(
+    app, admin, make_subscriber
+):
+    subscribers = [make_subscriber(name=f"Subscriber {n}") for n in range(6)]
+    body = {"external_id": "crm-79"}
+
+    responses = fire(app, [(admin, "PUT", f"{SUBSCRIBERS}/{s}", body) for s in subscribers])
+
+    check_envelopes(responses, {200: "Subscriber updated successfully", 409: None})
+    assert statuses(responses) == [200] + [409] * 5
+    holders = [row for row in read_rows(app, Subscriber) if row["external_id"] == "crm-79"]
+    assert len(holders) == 1
+
+
+def test_concurrent_creates_of_one_email_make_one_user_and_409s(app, admin):
+    body = {"name": "Ann", "email": "ann@isp.example", "role": "staff", "password": "long enough!"}
+
+    responses = fire(app, [(admin, "POST", USERS, body)] * 8)
+
+    check_envelopes(responses, {201: "User created successfully", 409: None})
+    assert statuses(responses) == [201] + [409] * 7
+    assert [row["email"] for row in read_rows(app, User)].count("ann@isp.example") == 1
+
+
+def test_concurrent_creates_in_a_new_branch_are_all_kept_and_counted(app, client, admin):
+    """The first tickets of a branch race to create its count rows (an upsert, not a 409)."""
+    body = {"branch_id": 7, "title": "Outage", "description": "Street down", "priority": 3}
+
+    responses = fire(app, [(admin, "POST", TICKETS, body)] * 12)
+
+    check_envelopes(responses, {201: "Ticket created successfully"})
+    assert len({r.get_json()["data"]["id"] for r in responses}) == 12
+    assert len(read_rows(app, Ticket)) == 12
+    stats = call(client, admin, "GET", f"{TICKETS}/stats", query={"branch_id": 7})
+    assert assert_success(stats, 200)["data"]["by_status"]["0"] == 12
+
+
+# --- Logout: idempotent -------------------------------------------------------------------------
+
+
+def test_sixteen_simultaneous_logouts_with_one_token_answer_200_or_401_and_store_it_once(
+    app, client, staff
+):
+    responses = fire(app, [(staff, "POST", LOGOUT)] * 16)
+
+    check_envelopes(responses, {200: "Logged out successfully", 401: None})
+    assert 200 in statuses(responses)
+    revoked = read_rows(app, RevokedToken)
+    assert [row["user_id"] for row in revoked] == [staff.id]
+    assert_error(client.get("/api/v1/auth/me", headers=staff.headers), 401)
+
+
+# --- Writes racing a delete ---------------------------------------------------------------------
+
+RACING_WRITES = {
+    "reply": ("POST", "/reply", lambda n: {"message": f"Reply {n}"}, 201, HistoryAction.REPLIED),
+    "note": (
+        "POST",
+        "/reply",
+        lambda n: {"message": f"Note {n}", "internal": True},
+        201,
+        HistoryAction.NOTED,
+    ),
+    "update": ("PUT", "", lambda n: {"title": f"Title {n}"}, 200, HistoryAction.UPDATED),
+}
+
+
+@pytest.mark.parametrize("write", sorted(RACING_WRITES))
+def test_a_write_racing_a_delete_lands_before_it_or_is_404(app, client, admin, staff, write):
+    method, suffix, body, success, action = RACING_WRITES[write]
+    for _round in range(3):
+        ticket_id = create_ticket(client, admin)
+        writes = [(staff, method, ticket_url(ticket_id, suffix), body(n)) for n in range(8)]
+
+        responses = fire(app, [(admin, "DELETE", ticket_url(ticket_id)), *writes])
+
+        assert_success(responses[0], 200, "Ticket deleted successfully")
+        check_envelopes(responses[1:], {success: None, 404: None})
+        landed = statuses(responses[1:]).count(success)
+        history = [entry["action"] for entry in history_of(app, ticket_id)]
+        # Every acknowledged write is recorded, and all of them before the delete.
+        assert history.count(action) == landed
+        assert history[-1] == HistoryAction.DELETED
+        assert history.count(HistoryAction.DELETED) == 1
+        (ticket,) = [row for row in read_rows(app, Ticket) if row["id"] == ticket_id]
+        replies = [row for row in read_rows(app, TicketReply) if row["ticket_id"] == ticket_id]
+        assert ticket["reply_count"] == len(replies)
+        assert all(utc(reply["created_at"]) <= utc(ticket["deleted_at"]) for reply in replies)
+        if write in {"reply", "note"}:
+            assert len(replies) == landed
+
+
+def test_concurrent_deletes_of_one_ticket_delete_it_once(app, client, admin):
+    ticket_id = create_ticket(client, admin)
+
+    responses = fire(app, [(admin, "DELETE", ticket_url(ticket_id))] * 8)
+
+    check_envelopes(responses, {200: "Ticket deleted successfully", 404: None})
+    assert statuses(responses) == [200] + [404] * 7
+    actions = [entry["action"] for entry in history_of(app, ticket_id)]
+    assert actions == [HistoryAction.CREATED, HistoryAction.DELETED]
+
+
+def test_concurrent_restores_of_one_ticket_restore_it_once(app, client, admin):
+    ticket_id = create_ticket(client, admin)
+    assert_success(call(client, admin, "DELETE", ticket_url(ticket_id)), 200)
+
+    responses = fire(app, [(admin, "POST", ticket_url(ticket_id, "/restore"))] * 8)
+
+    check_envelopes(responses, {200: "Ticket restored successfully", 409: None})
+    assert statuses(responses) == [200] + [409] * 7
+    actions = [entry["action"] for entry in history_of(app, ticket_id)]
+    assert actions == [HistoryAction.CREATED, HistoryAction.DELETED, HistoryAction.RESTORED]
+
+
+# --- Concurrent changes to one ticket -----------------------------------------------------------
+
+
+def test_concurrent_status_changes_leave_an_unbroken_history_chain(app, client, admin, staff):
+    for _round in range(3):
+        ticket_id = create_ticket(client, admin)
+        url = ticket_url(ticket_id, "/status")
+        changes = [
+            (account, "PUT", url, {"status": n % 4}) for n, account in enumerate([admin, staff] * 6)
+        ]
+
+        responses = fire(app, changes)
+
+        check_envelopes(responses, {200: "Ticket status updated successfully"})
+        chain = [
+            (entry["old"], entry["new"])
+            for entry in history_of(app, ticket_id)
+            if entry["action"] == HistoryAction.STATUS_CHANGED
+        ]
+        assert chain, "no status change was recorded"
+        assert chain[0][0] == 0
+        for (_old, new), (old, _new) in pairwise(chain):
+            assert old == new, chain
+        assert all(old != new for old, new in chain)
+        (ticket,) = [row for row in read_rows(app, Ticket) if row["id"] == ticket_id]
+        assert ticket["status"] == chain[-1][1]
+
+
+def test_branch_stats_stay_true_after_concurrent_status_changes(app, client, admin, staff):
+    tickets = [create_ticket(client, admin) for _ in range(3)]
+    changes = [
+        (account, "PUT", ticket_url(ticket_id, "/status"), {"status": (n + k) % 4})
+        for k, ticket_id in enumerate(tickets)
+        for n, account in enumerate([admin, staff] * 3)
+    ]
+
+    check_envelopes(fire(app, changes), {200: "Ticket status updated successfully"})
+
+    stats = assert_success(client.get(f"{TICKETS}/stats", headers=admin.headers), 200)["data"]
+    actual = [row["status"] for row in read_rows(app, Ticket)]
+    assert {int(code): n for code, n in stats["by_status"].items()} == {
+        code: actual.count(code) for code in range(4)
+    }
+
+
+def test_concurrent_replies_are_all_kept_each_with_its_own_etag(app, client, admin, staff):
+    ticket_id = create_ticket(client, admin)
+    url = ticket_url(ticket_id, "/reply")
+
+    responses = fire(app, [(staff, "POST", url, {"message": f"Reply {n}"}) for n in range(10)])
+
+    check_envelopes(responses, {201: "Reply added successfully"})
+    assert len({response.headers["ETag"] for response in responses}) == 10
+    detail = assert_success(client.get(ticket_url(ticket_id), headers=admin.headers), 200)["data"]
+    assert detail["replies_total"] == 10
+    assert sorted(reply["message"] for reply in detail["replies"]) == sorted(
+        f"Reply {n}" for n in range(10)
+    )
+
+
+def test_of_concurrent_writes_with_one_if_match_exactly_one_applies(app, client, admin):
+    ticket_id = create_ticket(client, admin)
+    tag = client.get(ticket_url(ticket_id), headers=admin.headers).headers["ETag"]
+    writes = [
+        (admin, "PUT", ticket_url(ticket_id), {"title": f"Edit {n}"}, {"If-Match": tag})
+        for n in range(8)
+    ]
+
+    responses = fire(app, writes)
+
+    check_envelopes(responses, {200: "Ticket updated successfully", 412: None})
+    assert statuses(responses) == [200] + [412] * 7
+    (winner,) = [response for response in responses if response.status_code == 200]
+    assert {r.headers["ETag"] for r in responses if r.status_code == 412} == {
+        winner.headers["ETag"]
+    }
+    updates = [e for e in history_of(app, ticket_id) if e["action"] == HistoryAction.UPDATED]
+    assert len(updates) == 1
+    (ticket,) = read_rows(app, Ticket)
+    assert ticket["title"] == updates[0]["new"]
