@@ -160,8 +160,8 @@ class Slow:
 
 
 class Trickle:
-    """A planned answer: 200, its header lines sent one every `interval` seconds (each read is
-    quick, the whole answer is not)."""
+    """A planned answer: 200, its status line sent a byte every `interval` seconds (each read
+    is quick, the whole answer is not)."""
 
     def __init__(self, lines: int, interval: float):
         self.lines, self.interval = lines, interval
@@ -197,11 +197,12 @@ class Receiver:
                     )
                     answer = receiver.plan.pop(0) if receiver.plan else 200
                 if isinstance(answer, Trickle):
-                    self.wfile.write(b"HTTP/1.1 200 OK\r\n")
-                    for _ in range(answer.lines):
+                    status = b"HTTP/1.1 200 OK\r\n"
+                    for n in range(answer.lines):
+                        self.wfile.write(status[n : n + 1])
                         self.wfile.flush()
                         time.sleep(answer.interval)
-                        self.wfile.write(b"X-Still-Answering: 1\r\n")
+                    self.wfile.write(status[answer.lines :])
                     self.wfile.write(b"Content-Length: 0\r\nConnection: close\r\n\r\n")
                     self.wfile.flush()
                     self.close_connection = True

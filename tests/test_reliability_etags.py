@@ -377,11 +377,6 @@ def test_if_match_on_another_isps_ticket_is_404_without_an_etag(
 # --- What Fetch shows beyond the ticket's own row -----------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the ETag is the ticket row's version only; Fetch also shows the subscriber's "
-    "and the assignee's names, so after a rename If-None-Match answers 304 for a changed body",
-)
 @pytest.mark.parametrize("renamed", ["subscriber", "assignee"])
 def test_a_strong_etag_changes_when_what_fetch_shows_changes(
     client, admin, staff, make_subscriber, renamed
@@ -396,4 +391,18 @@ def test_a_strong_etag_changes_when_what_fetch_shows_changes(
 
     body = assert_success(response, 200)
     assert body["data"][f"{renamed}_name"] == "Renamed Person"
+    assert response.headers["ETag"] != held
+
+
+def test_a_strong_etag_changes_when_a_reply_author_is_renamed(client, admin, staff):
+    ticket_id = create_ticket(client, admin)
+    assert_success(
+        call(client, staff, "POST", ticket_url(ticket_id, "/reply"), {"message": "hi"}), 201
+    )
+    held = fetch_etag(client, admin, ticket_id)
+    assert_success(call(client, admin, "PUT", f"{USERS}/{staff.id}", {"name": "Renamed"}), 200)
+
+    response = client.get(ticket_url(ticket_id), headers={**admin.headers, "If-None-Match": held})
+
+    assert assert_success(response, 200)["data"]["replies"][0]["user_name"] == "Renamed"
     assert response.headers["ETag"] != held

@@ -341,11 +341,6 @@ def test_a_redirect_is_not_followed_and_counts_as_a_failure(app, hooks, client, 
     assert (stored["status"], stored["attempts"]) == (DeliveryStatus.PENDING, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: WEBHOOK_TIMEOUT bounds each socket read, not the attempt: a receiver that "
-    "trickles its answer holds a worker (and the delivery's row lock) as long as it likes",
-)
 def test_an_answer_that_takes_longer_than_the_timeout_in_total_is_a_timeout(
     app, hooks, client, admin, receiver
 ):
@@ -532,12 +527,6 @@ def run_workers(hooks, count: int, deadline_seconds: float = 30) -> list[BaseExc
     return errors
 
 
-@pytest.mark.xfail(
-    not ON_POSTGRES,
-    strict=True,
-    reason="BUG (SQLite): the worker begins deferred transactions, so two workers read the same "
-    "outbox rows and the second to write dies with 'database is locked' (dispatch's insert)",
-)
 def test_two_workers_side_by_side_deliver_every_event_exactly_once(
     app, hooks, client, admin, staff, receiver
 ):

@@ -190,11 +190,9 @@ NEVER = [
 INVALID = [
     pytest.param(
         "https://example.com:99999/hook",
-        marks=pytest.mark.xfail(strict=True, reason="BUG: a URL with an impossible port is 201"),
     ),
     pytest.param(
         "https://exa mple.com/hook",
-        marks=pytest.mark.xfail(strict=True, reason="BUG: a host with a space is 201"),
     ),
 ]
 
@@ -221,11 +219,6 @@ def test_a_private_loopback_or_link_local_host_is_422_by_default(app, client, ad
         *PRIVATE,
         pytest.param(
             "http://[::1]:8080/hook",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: IPv6 loopback is refused even with WEBHOOK_ALLOW_PRIVATE "
-                "(::1 is_reserved in Python's ipaddress, checked before loopback)",
-            ),
         ),
     ],
 )
@@ -247,11 +240,6 @@ def test_other_urls_are_422_whatever_the_setting(request, app, client, admin, ur
     assert database_state(app) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: 100.64.0.0/10 (carrier-grade NAT, inside an ISP's own network) is not "
-    "is_private in Python, so it passes as a public host without WEBHOOK_ALLOW_PRIVATE",
-)
 @pytest.mark.parametrize("url", ["https://100.64.0.1/hook", "https://100.127.255.254/hook"])
 def test_an_isps_shared_address_space_is_422_by_default(app, client, admin, url):
     before = database_state(app)

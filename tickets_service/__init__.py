@@ -80,13 +80,14 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
 
 @event.listens_for(Engine, "begin")
 def _begin_sqlite(connection) -> None:
-    """A request that writes takes SQLite's write lock when its transaction begins, so it waits
-    its turn (busy timeout) instead of failing when it would upgrade a read snapshot that a
-    concurrent writer has overtaken. Reads and the CLI begin as usual."""
+    """A transaction that may write takes SQLite's write lock when it begins, so it waits its
+    turn (busy timeout) instead of failing when it would upgrade a read snapshot that a
+    concurrent writer has overtaken: every request but GET and HEAD, and the CLI (the
+    webhook workers, the loaders)."""
     if connection.dialect.name != "sqlite":
         return
-    writes = has_request_context() and request.method in {"POST", "PUT", "PATCH", "DELETE"}
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+    reads = has_request_context() and request.method in {"GET", "HEAD", "OPTIONS"}
+    connection.exec_driver_sql("BEGIN" if reads else "BEGIN IMMEDIATE")
 
 
 def register_extensions(app: Flask) -> None:

@@ -12,14 +12,16 @@ import hmac
 import ipaddress
 import json
 import random
+import re
 import socket
+import ssl
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, timedelta
 from urllib.parse import urlsplit
 
 import click
-import requests
 from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
@@ -58,14 +60,29 @@ webhooks_cli = AppGroup("webhooks", help="Deliver ticket events to the ISPs' web
 
 # --- Where events may go --------------------------------------------------------------------
 
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
+)
+
 
 class UnsafeDestination(ValueError):
-    """A webhook URL the service must not call."""
+    """A webhook URL the service must not (or cannot) call."""
 
 
-def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+@dataclass(frozen=True)
+class Destination:
+    """Where a webhook URL points: scheme, host, port, path, and the address checked."""
+
+    scheme: str
+    host: str
+    port: int
+    target: str
+    address: str | None  # None when the host did not resolve at registration
+
+
+def _resolve(host: str) -> list:
     try:
-        return [ipaddress.ip_address(host.strip("[]"))]
+        return [ipaddress.ip_address(host)]
     except ValueError:
         pass
     try:
@@ -75,24 +92,56 @@ def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]
     return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
 
 
-def check_destination(url: str, allow_private: bool) -> None:
-    """https to a public host; http, or a private, loopback or link-local host, only when
-    allow_private (tests, on-premises). Anything else raises UnsafeDestination."""
+def _internal(address) -> bool:
+    """Private, loopback, link-local or otherwise not on the public internet (100.64/10 too)."""
+    return (
+        address.is_loopback or address.is_private or address.is_link_local or not address.is_global
+    )
+
+
+def check_destination(url: str, allow_private: bool) -> Destination:
+    """https to a public host; http, or an internal host (private, loopback, link-local,
+    carrier-grade NAT...), only when allow_private (tests, on-premises). Anything else, or a
+    URL that cannot be called, raises UnsafeDestination. Returns the address to connect to,
+    so the check and the connection see the same host (no DNS rebinding in between)."""
     parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise UnsafeDestination("The port must be a number from 1 to 65535.") from None
     if parts.scheme not in {"https", "http"} or not parts.hostname:
         raise UnsafeDestination("Use an https:// URL with a host.")
     if parts.username or parts.password:
         raise UnsafeDestination("Put no credentials in the URL; verify the signature instead.")
-    addresses = _addresses(parts.hostname)
-    private = [a for a in addresses if a.is_private or a.is_loopback or a.is_link_local]
-    if any(a.is_multicast or a.is_unspecified or a.is_reserved for a in addresses):
+    host = parts.hostname
+    literal = host.startswith("[") or _is_address(host)
+    if not literal and not _HOSTNAME.fullmatch(host):
+        raise UnsafeDestination("The host is not a valid host name.")
+    if any(c in parts.path + parts.query for c in " \t\r\n"):
+        raise UnsafeDestination("Encode spaces and control characters in the URL.")
+    addresses = _resolve(host)
+    if any(a.is_multicast or a.is_unspecified for a in addresses):
         raise UnsafeDestination("This address cannot receive webhooks.")
-    if private and not allow_private:
+    internal = [a for a in addresses if _internal(a)]
+    if internal and not allow_private:
         raise UnsafeDestination("Private, loopback and link-local hosts are not allowed.")
     if parts.scheme == "http" and not (
-        allow_private and private and len(private) == len(addresses)
+        allow_private and internal and len(internal) == len(addresses)
     ):
         raise UnsafeDestination("Use https:// (http only to a private host on-premises).")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    default = 443 if parts.scheme == "https" else 80
+    return Destination(
+        parts.scheme, host, port or default, target, str(addresses[0]) if addresses else None
+    )
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 # --- Fan-out: history entries become deliveries ---------------------------------------------
@@ -208,33 +257,67 @@ def deliver_one() -> bool:
 
 
 def post(endpoint: WebhookEndpoint, delivery: WebhookDelivery, body: bytes) -> int | None:
-    """POST the event; the receiver's status code, or None (no answer, or not allowed)."""
+    """POST the event; the receiver's status code, or None (no answer in time, or a host it
+    must not call). WEBHOOK_TIMEOUT bounds the whole attempt, and only the status line is
+    read: a redirect is an answer like any other, never followed."""
     config = current_app.config
     try:
-        check_destination(endpoint.url, config["WEBHOOK_ALLOW_PRIVATE"])
+        destination = check_destination(endpoint.url, config["WEBHOOK_ALLOW_PRIVATE"])
     except UnsafeDestination:
         return None  # the host now resolves somewhere it must not: never call it
+    if destination.address is None:
+        return None  # the host does not resolve
     timestamp = str(int(time.time()))
     headers = {
+        "Host": destination.host
+        if destination.port in (80, 443)
+        else f"{destination.host}:{destination.port}",
         "Content-Type": "application/json",
+        "Content-Length": str(len(body)),
         "User-Agent": "tickets-service-webhooks",
+        "Connection": "close",
         "X-Tickets-Event": delivery.event,
         "X-Tickets-Delivery": delivery.delivery_id,
         "X-Tickets-Timestamp": timestamp,
         "X-Tickets-Signature": sign(endpoint.secret, timestamp, body),
     }
+    head = f"POST {destination.target} HTTP/1.1\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
     try:
-        response = requests.post(
-            endpoint.url,
-            data=body,
-            headers=headers,
-            timeout=config["WEBHOOK_TIMEOUT"],
-            allow_redirects=False,  # a redirect could point anywhere: it is not followed
-        )
-    except requests.RequestException:
+        return _exchange(destination, head.encode("latin-1") + body, config["WEBHOOK_TIMEOUT"])
+    except (OSError, ValueError):
         return None
-    response.close()
-    return response.status_code
+
+
+def _exchange(destination: Destination, request: bytes, timeout: float) -> int | None:
+    """Send the request to the checked address and read the status line, within `timeout`
+    seconds in all (a receiver that trickles its answer does not hold the worker longer)."""
+    deadline = time.monotonic() + timeout
+
+    def remaining() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("webhook attempt timed out")
+        return left
+
+    with socket.create_connection(
+        (destination.address, destination.port), timeout=remaining()
+    ) as raw:
+        sock = raw
+        if destination.scheme == "https":
+            context = ssl.create_default_context()
+            sock = context.wrap_socket(raw, server_hostname=destination.host)
+        sock.settimeout(remaining())
+        sock.sendall(request)
+        received = b""
+        while b"\r\n" not in received and len(received) < 1024:
+            sock.settimeout(remaining())
+            chunk = sock.recv(1024)
+            if not chunk:
+                break
+            received += chunk
+    match = re.match(rb"HTTP/1\.[01] ([1-5][0-9]{2}) ", received)
+    return int(match[1]) if match else None
 
 
 def record_attempt(delivery: WebhookDelivery, status_code: int | None) -> None:

@@ -1,7 +1,9 @@
 """Extensions, created unbound and bound to the app in create_app, and the database session's
 two habits: reads need no transaction, and a dropped connection costs a retry, not a 500."""
 
-from flask import has_request_context, request
+from contextlib import contextmanager
+
+from flask import g, has_request_context, request
 from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -40,6 +42,25 @@ class RequestSession(Session):
         ):
             return _autocommit(engine)
         return engine
+
+    def commit(self) -> None:
+        """Commit, unless the request's commit is held back (see hold_commit): then flush, and
+        the holder commits the same transaction with what it adds."""
+        if has_request_context() and g.get("commit_held"):
+            self.flush()
+            return
+        super().commit()
+
+
+@contextmanager
+def hold_commit():
+    """Within this block the views' commits only flush; the caller commits at its end, so what
+    it writes after the view (an idempotent request's stored answer) commits with the change."""
+    g.commit_held = True
+    try:
+        yield
+    finally:
+        g.commit_held = False
 
 
 _AUTOCOMMIT_ENGINES: dict = {}

@@ -1,10 +1,9 @@
 """Idempotency-Key: a POST retried with the same key, by the same user, with the same request,
 within a day, is answered with the first response instead of being done twice.
 
-The key is claimed by a row inserted in the request's own transaction, so it commits with the
-change it guards or not at all; a concurrent duplicate waits on that row's unique key, then
-replays the stored answer (or, if the first is still finishing, gets 409). The answer is stored
-right after the first request commits.
+The key is claimed by a row inserted in the request's own transaction, and the answer is stored
+in that row before the transaction commits: the change, the key and its answer commit together
+or not at all. A concurrent duplicate waits on the row's unique key, then replays the answer.
 """
 
 import hashlib
@@ -18,13 +17,14 @@ from flask_jwt_extended import current_user
 from marshmallow import ValidationError
 from sqlalchemy import delete, select, update
 
-from .extensions import db, insert
+from .extensions import db, hold_commit, insert
 from .models import IdempotencyKey, utcnow
 
 HEADER = "Idempotency-Key"
 LIFETIME = timedelta(hours=24)
 _PRINTABLE = re.compile(r"[\x20-\x7e]{1,255}")
-# How long a duplicate waits for the first request's answer to be stored before giving up.
+# A duplicate finds the first request's answer committed with it; should it ever find the key
+# without one, it looks again briefly before answering 409.
 _PATIENCE_SECONDS = 2.0
 
 
@@ -41,7 +41,8 @@ def idempotent(view):
         fingerprint = _fingerprint()
         if not _claim(key, fingerprint):
             return _replay(key, fingerprint)
-        response = view(*args, **kwargs)
+        with hold_commit():
+            response = view(*args, **kwargs)
         if isinstance(response, Response) and response.status_code < 500:
             _store(key, response)
         return response
@@ -112,8 +113,7 @@ def _replay(key: str, fingerprint: str) -> Response:
 
 
 def _store(key: str, response: Response) -> None:
-    """Keep the answer for replays (a second, short transaction after the first committed)."""
-    db.session.rollback()  # nothing of the request's own is pending: it has committed
+    """Keep the answer for replays, and commit it with the change it answers."""
     db.session.execute(
         update(IdempotencyKey)
         .where(IdempotencyKey.user_id == current_user.id, IdempotencyKey.key == key)

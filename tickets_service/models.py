@@ -19,6 +19,8 @@ from sqlalchemy import (
     event,
     false,
     inspect,
+    or_,
+    select,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -316,6 +318,26 @@ def as_json_value(value):
 def _same(old, new) -> bool:
     """Equal as the API shows them."""
     return as_json_value(old) == as_json_value(new)
+
+
+@event.listens_for(Subscriber, "after_update")
+def _subscriber_renamed(_mapper, connection, subscriber: Subscriber) -> None:
+    """Fetch Ticket shows the subscriber's name: a rename is a new version of its tickets."""
+    if inspect(subscriber).attrs.name.history.has_changes():
+        _new_versions(connection, Ticket.subscriber_id == subscriber.id)
+
+
+@event.listens_for(User, "after_update")
+def _user_renamed(_mapper, connection, user: User) -> None:
+    """Fetch Ticket shows the assignee's and the reply authors' names: likewise."""
+    if inspect(user).attrs.name.history.has_changes():
+        replied = select(TicketReply.ticket_id).where(TicketReply.user_id == user.id)
+        _new_versions(connection, or_(Ticket.assignee_id == user.id, Ticket.id.in_(replied)))
+
+
+def _new_versions(connection, condition) -> None:
+    tickets = Ticket.__table__
+    connection.execute(tickets.update().where(condition).values(version=tickets.c.version + 1))
 
 
 class TicketReply(db.Model):
