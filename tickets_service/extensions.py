@@ -1,6 +1,8 @@
 """Extensions, created unbound and bound to the app in create_app, and the database session's
 two habits: reads need no transaction, and a dropped connection costs a retry, not a 500."""
 
+import time
+from collections import OrderedDict
 from contextlib import contextmanager
 
 from flask import g, has_request_context, request
@@ -97,4 +99,34 @@ def insert(model, connection=None):
 
 
 migrate = Migrate(render_as_batch=True, compare_type=True)
-jwt = JWTManager()
+class VerifiedTokens(JWTManager):
+    """flask-jwt-extended, verifying each distinct token once per process.
+
+    A client sends the same token with every request, and decoding it costs flask-jwt-extended
+    four passes of PyJWT. A token whose signature and claims checked out is remembered (a
+    bounded map from its exact text to its claims); later requests re-check only its time
+    limits, which are all that can change. Revocation and the user's state are still read on
+    every request.
+    """
+
+    CAPACITY = 4096
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._verified: OrderedDict[str, dict] = OrderedDict()
+
+    def _decode_jwt_from_config(self, encoded_token, csrf_value=None, allow_expired=False):
+        claims = self._verified.get(encoded_token)
+        if claims is not None and not allow_expired and csrf_value is None:
+            now = time.time()
+            if claims["exp"] > now and claims.get("nbf", 0) <= now:
+                return dict(claims)
+        claims = super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
+        if not allow_expired and "exp" in claims:
+            self._verified[encoded_token] = dict(claims)
+            if len(self._verified) > self.CAPACITY:
+                self._verified.popitem(last=False)
+        return claims
+
+
+jwt = VerifiedTokens()

@@ -2,9 +2,10 @@
 within the caller's scope (scope.py)."""
 
 import re
+from functools import cache
 
 from flask_jwt_extended import current_user
-from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, literal_column, or_, select
 from sqlalchemy.orm import aliased
 
 from .extensions import db
@@ -23,7 +24,7 @@ from .models import (
 )
 from .responses import Page
 from .schemas import search_words
-from .scope import ticket_scope
+from .scope import scope_params, ticket_scope
 
 # Fetch Ticket shows the first replies; the rest are a page away (GET .../replies).
 REPLIES_SHOWN = 100
@@ -80,12 +81,13 @@ def ticket_page(args: dict) -> Page:
     conditions = [ticket_scope(deleted=deleted), Ticket.branch_id == args["branch_id"]]
     conditions += _filters(args)
     page, per_page = args["page"], args["per_page"]
-    rows = db.session.execute(
+    rows = read(
         _named(select(*SUMMARY))
         .where(*conditions)
         .order_by(*_order(args["sort"]))
         .limit(per_page)
-        .offset((page - 1) * per_page)
+        .offset((page - 1) * per_page),
+        scope_params(),
     ).mappings()
     items = rows.all()
     return Page(items, page_meta(page, per_page, _total(args, conditions, deleted)))
@@ -180,13 +182,14 @@ def _total(args: dict, conditions: list, deleted: bool) -> int:
     counted = {"status", "priority"}
     optional = set(args) - {"isp_id", "branch_id", "user_id", "page", "per_page", "sort"}
     if deleted or not optional <= counted:
-        return db.session.scalar(select(func.count()).select_from(Ticket).where(*conditions))
+        counting = select(func.count()).select_from(Ticket).where(*conditions)
+        return read(counting, scope_params()).scalar_one()
     query = select(func.coalesce(func.sum(TicketCount.tickets), 0)).where(
         TicketCount.isp_id == current_user.isp_id, TicketCount.branch_id == args["branch_id"]
     )
     for name in counted & set(args):
         query = query.where(getattr(TicketCount, name).in_(args[name]))
-    return db.session.scalar(query)
+    return read(query).scalar_one()
 
 
 # --- One ticket -----------------------------------------------------------------------------
@@ -194,37 +197,44 @@ def _total(args: dict, conditions: list, deleted: bool) -> int:
 
 def ticket_detail(ticket_id: int) -> dict | None:
     """A live ticket within reach, with its first replies, or None."""
-    row = (
-        db.session.execute(_named(select(*DETAIL)).where(ticket_scope(), Ticket.id == ticket_id))
-        .mappings()
-        .first()
-    )
+    row = read(_detail(current_user.is_admin), {**scope_params(), "ticket_id": ticket_id}).first()
     if row is None:
         return None
-    return {**row, "replies": reply_rows(ticket_id, limit=REPLIES_SHOWN)}
+    return {**row._mapping, "replies": reply_rows(ticket_id, limit=REPLIES_SHOWN)}
+
+
+@cache
+def _detail(_admin: bool) -> Select:
+    """Fetch Ticket's query, built once per role (the scope differs)."""
+    return _named(select(*DETAIL)).where(ticket_scope(), Ticket.id == bindparam("ticket_id"))
+
+
+_REPLIES = (
+    select(
+        TicketReply.id,
+        TicketReply.message,
+        User.name.label("user_name"),
+        TicketReply.created_at,
+        TicketReply.user_id,
+        TicketReply.internal,
+    )
+    .join(User, User.id == TicketReply.user_id)
+    .where(TicketReply.ticket_id == bindparam("ticket_id"))
+    .order_by(TicketReply.created_at, TicketReply.id)
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset"))
+)
 
 
 def reply_rows(ticket_id: int, *, limit: int, offset: int = 0) -> list:
     """A ticket's replies and notes, oldest first, with their authors' names."""
-    return (
-        db.session.execute(
-            select(
-                TicketReply.id,
-                TicketReply.message,
-                User.name.label("user_name"),
-                TicketReply.created_at,
-                TicketReply.user_id,
-                TicketReply.internal,
-            )
-            .join(User, User.id == TicketReply.user_id)
-            .where(TicketReply.ticket_id == ticket_id)
-            .order_by(TicketReply.created_at, TicketReply.id)
-            .limit(limit)
-            .offset(offset)
-        )
-        .mappings()
-        .all()
-    )
+    params = {"ticket_id": ticket_id, "limit": limit, "offset": offset}
+    return read(_REPLIES, params).mappings().all()
+
+
+def read(statement, params: dict | None = None):
+    """Run a read on the session's connection (Core: no ORM layer for plain rows)."""
+    return db.session.connection().execute(statement, params)
 
 
 def history_rows(ticket_id: int, *, limit: int, offset: int) -> tuple[list, int]:
@@ -275,11 +285,12 @@ def branch_stats(isp_id: int, branch_id: int) -> dict:
         by_priority[str(priority)] += tickets
         if status in OPEN_STATUSES and not assigned:
             unassigned_open += tickets
-    late = db.session.scalar(
+    late = read(
         select(func.count())
         .select_from(Ticket)
-        .where(ticket_scope(), Ticket.branch_id == branch_id, overdue())
-    )
+        .where(ticket_scope(), Ticket.branch_id == branch_id, overdue()),
+        scope_params(),
+    ).scalar_one()
     return {
         "by_status": by_status,
         "by_priority": by_priority,

@@ -2,7 +2,7 @@
 
 from flask import abort
 from flask_jwt_extended import current_user
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select
 
 from .models import Role, Subscriber, Ticket, User
 
@@ -34,15 +34,24 @@ def check_scope(scope: dict) -> None:
 def ticket_scope(*, deleted: bool | None = False) -> ColumnElement[bool]:
     """The tickets the caller may see: its ISP, for staff only its branch, and live ones
     (with `deleted` the deleted ones, with None both). Every ticket query, ORM or Core,
-    filters on it."""
-    user = current_user
-    clause = Ticket.isp_id == user.isp_id
+    filters on it.
+
+    The caller's ISP and branch are bound parameters, given by scope_params() when the
+    statement runs: a statement built on this clause serves every caller of the same role, so
+    the hot queries are built once (queries.py).
+    """
+    clause = Ticket.isp_id == bindparam("scope_isp_id")
     if deleted is not None:
         state = Ticket.deleted_at.is_not(None) if deleted else Ticket.deleted_at.is_(None)
         clause = and_(clause, state)
-    if not user.is_admin:
-        clause = and_(clause, Ticket.branch_id == user.branch_id)
+    if not current_user.is_admin:
+        clause = and_(clause, Ticket.branch_id == bindparam("scope_branch_id"))
     return clause
+
+
+def scope_params() -> dict:
+    """The values of ticket_scope's parameters for the caller."""
+    return {"scope_isp_id": current_user.isp_id, "scope_branch_id": current_user.branch_id}
 
 
 def without_scope(data: dict) -> dict:
@@ -51,7 +60,7 @@ def without_scope(data: dict) -> dict:
 
 
 def scoped_tickets(*, deleted: bool | None = False) -> Select:
-    """The ticket rows within the caller's reach (see ticket_scope)."""
+    """The ticket rows within the caller's reach (run it with scope_params())."""
     return select(Ticket).where(ticket_scope(deleted=deleted))
 
 

@@ -30,7 +30,14 @@ from .schemas import (
     ticket_status_in,
     ticket_update_in,
 )
-from .scope import assignable_to, require_admin, scoped_tickets, ticket_scope, without_scope
+from .scope import (
+    assignable_to,
+    require_admin,
+    scope_params,
+    scoped_tickets,
+    ticket_scope,
+    without_scope,
+)
 from .tokens import token_required
 from .transport import reject_impossible_ids
 
@@ -65,7 +72,7 @@ def get_ticket_or_404(ticket_id: int, *, deleted: bool | None = False) -> Ticket
     Another ISP's or branch's ticket is 404, not 403: its existence is not the caller's to know.
     """
     query = scoped_tickets(deleted=deleted).where(Ticket.id == ticket_id).with_for_update()
-    ticket = db.session.scalar(query)
+    ticket = db.session.scalar(query, scope_params())
     if ticket is None:
         abort(404, "Ticket not found.")
     if request.if_match and not request.if_match.contains(etag(ticket.version)):
@@ -83,7 +90,8 @@ def commit(ticket: Ticket) -> dict:
 
 def visible_ticket_or_404(ticket_id: int, column=Ticket.id):
     """One column of a live ticket within the caller's reach (404 as above), unlocked."""
-    value = db.session.scalar(select(column).where(ticket_scope(), Ticket.id == ticket_id))
+    query = select(column).where(ticket_scope(), Ticket.id == ticket_id)
+    value = db.session.scalar(query, scope_params())
     if value is None:
         abort(404, "Ticket not found.")
     return value
