@@ -279,6 +279,17 @@ def assert_429(response) -> None:
     assert int(response.headers["Retry-After"]) > 0
 
 
+def test_an_attacker_throttled_at_one_address_does_not_use_up_the_owners_hourly_ceiling(
+    client, staff, rows
+):
+    """Refused attempts are not counted, and one refused for its address never reaches the
+    email's ceiling (100 an hour)."""
+    statuses = [attempt(client, staff.email).status_code for _ in range(120)]
+    assert statuses == [401] * 10 + [429] * 110
+    assert [row["attempts"] for row in rows(LoginAttempt)] == [10, 10, 10]
+    assert attempt(client, staff.email, PASSWORD, address="10.9.9.9").status_code == 200
+
+
 def test_ten_failures_from_one_address_throttle_that_address_for_that_email(client, staff):
     for _ in range(10):
         assert attempt(client, staff.email).status_code == 401

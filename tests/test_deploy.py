@@ -284,13 +284,13 @@ def test_responses_are_neither_sniffed_nor_cached(client, admin, method, path, e
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def preflight(client):
+def preflight(client, headers="Authorization, Content-Type"):
     return client.options(
         "/api/v1/tickets",
         headers={
             "Origin": PANEL,
             "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "Authorization, Content-Type",
+            "Access-Control-Request-Headers": headers,
         },
     )
 
@@ -318,6 +318,17 @@ def test_cors_allows_the_listed_origins(cors_client, admin):
     allowed = response.headers["Access-Control-Allow-Headers"].lower()
     assert "authorization" in allowed
     assert "content-type" in allowed
+
+
+def test_a_browser_may_send_and_read_the_concurrency_headers(cors_client, admin):
+    response = preflight(cors_client, "If-Match, If-None-Match, Idempotency-Key")
+    allowed = response.headers["Access-Control-Allow-Headers"].lower()
+    assert {"if-match", "if-none-match", "idempotency-key"} <= set(
+        allowed.replace(" ", "").split(",")
+    )
+    response = cors_client.get(ME.path, headers={**admin.headers, "Origin": PANEL})
+    exposed = response.headers["Access-Control-Expose-Headers"]
+    assert "ETag" in exposed and "Idempotent-Replayed" in exposed
 
 
 def test_cors_refuses_other_origins(cors_client, admin):

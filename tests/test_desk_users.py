@@ -252,3 +252,11 @@ def test_staff_managing_users_is_403(client, staff, admin, rows, method, target,
     assert_error(call(client, staff, method, url, body), 403)
 
     assert desk_state(rows) == before
+
+
+def test_staff_cannot_read_an_inactive_user_whom_no_ticket_may_be_assigned(
+    client, staff, make_user
+):
+    inactive = make_user(isp_id=1, branch_id=1, name="Gone", active=False)
+
+    assert_error(get(client, staff, f"{USERS}/{inactive.id}"), 404)

@@ -24,9 +24,7 @@ The summary line (requests by status, creates, replays, 412s, 503s, events, deli
 duplicates dropped...) is printed by the fixture (`pytest -s` shows it) and written to
 summary.txt next to the process logs, whose directory every failure names.
 
-Where the application is known to be wrong, the check that sees it ends as an xfail whose
-reason starts with BUG and carries the evidence; any other problem fails. The faults are timing
-dependent, so a run that happens not to trigger a known bug passes.
+Any problem fails its check, with the evidence of this run.
 """
 
 import os
@@ -84,27 +82,6 @@ THINK = (0.0, 0.25)  # seconds between a client's operations
 HOT = 6  # half the picks go to the newest tickets of a branch, so writers collide
 DRAIN_SECONDS = 90.0
 API = "/api/v1"
-
-BUG_IDEMPOTENCY = (
-    "BUG: idempotency.py stores a key's answer in a second transaction, after the change has "
-    "committed (_store); when that UPDATE fails (here: the database restart), the client gets "
-    "503 although the change is committed, and the key keeps status_code NULL, so every retry "
-    "with the same key waits 2 s in _replay and gets 409 'still in progress' (for 24 h): the "
-    "client never learns the outcome"
-)
-BUG_TEARDOWN = (
-    "BUG: a request whose connection dies after its view ran (a read, or a write refused with "
-    "a 4xx such as 412, keeps its transaction open until teardown) fails in Flask-SQLAlchemy's "
-    "teardown (session.remove() -> ROLLBACK on the dead connection); the OperationalError "
-    "escapes the app's error handlers and gunicorn answers its own HTML 500, while the request "
-    "log records the view's status"
-)
-BUG_WORKER = (
-    "BUG: delivery.run() lets an OperationalError out of dispatch()/deliver_one(), so a "
-    "database restart kills every `flask webhooks work` caught inside a transaction (exit 1); "
-    "deliveries stop until something outside restarts the process"
-)
-
 
 # --- Who works at the desk ------------------------------------------------------------------
 
@@ -739,12 +716,9 @@ def report(problems: list, run: Run, limit: int = 12) -> str:
     return f"{len(problems)} problem(s):\n{shown}{more}\n(logs: {run.logs})"
 
 
-def verdict(run: Run, problems: list, known: list = (), bug: str = "") -> None:
-    """Fail on any problem; when the only problems are a known bug's, xfail with its
-    evidence instead."""
-    assert not problems, report([*problems, *known], run)
-    if known:
-        pytest.xfail(f"{bug}. Seen in this run: {report(list(known), run, limit=4)}")
+def verdict(run: Run, problems: list, known: list = ()) -> None:
+    """Fail on any problem, the known kinds included (listed apart to help diagnosis)."""
+    assert not problems and not known, report([*problems, *known], run)
 
 
 def test_every_acknowledged_create_exists_exactly_once(load_run):
@@ -863,7 +837,7 @@ def test_a_write_retried_with_its_key_gets_its_answer(load_run):
         write = writes.get(key)
         seen = f"key {key} left without an answer: {write.answers if write else 'not ours'}"
         (known if write and write.unclear else problems).append(seen)
-    verdict(run, problems, known, BUG_IDEMPOTENCY)
+    verdict(run, problems, known)
 
 
 def test_nothing_is_stored_on_a_deleted_ticket(load_run):
@@ -1022,7 +996,7 @@ def test_no_5xx_but_the_503s_of_the_restart_window(load_run):
         problems += [f"{c}: gunicorn's 500, not explained by the logs" for c in teardown_500s]
         teardown_500s = []
     known = [f"{c.op} {c.request_id} answered gunicorn's HTML 500" for c in teardown_500s]
-    verdict(run, problems, known, BUG_TEARDOWN)
+    verdict(run, problems, known)
 
 
 def test_webhook_workers_survive_the_database_restart(load_run):
@@ -1035,7 +1009,7 @@ def test_webhook_workers_survive_the_database_restart(load_run):
         errors = [line for line in lines if line.startswith("sqlalchemy.exc.OperationalError")]
         seen = f"{exit_['worker']} exited {exit_['returncode']}: {frames[-1:]} {errors[-1:]}"
         (known if frames and errors else problems).append(seen)
-    verdict(load_run, problems, known, BUG_WORKER)
+    verdict(load_run, problems, known)
 
 
 def test_the_load_was_the_load_described(load_run):

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from . import counts, requestlog, transport  # noqa: F401 (counts: its flush hook)
 from .config import FIXED, check_secrets, from_environment, normalize_database_url
-from .extensions import db, jwt, migrate
+from .extensions import db, discard_transaction, jwt, migrate
 
 
 def create_app(config: Mapping | None = None) -> Flask:
@@ -78,6 +78,14 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
         )
 
 
+def _end_session(_error) -> None:
+    """End the request's session before Flask-SQLAlchemy does: a connection that died after the
+    view ran (a restart) is dropped rather than raising at teardown, where no error handler
+    could turn it into our envelope."""
+    discard_transaction()
+    db.session.remove()
+
+
 @event.listens_for(Engine, "begin")
 def _begin_sqlite(connection) -> None:
     """A transaction that may write takes SQLite's write lock when it begins, so it waits its
@@ -92,6 +100,7 @@ def _begin_sqlite(connection) -> None:
 
 def register_extensions(app: Flask) -> None:
     db.init_app(app)
+    app.teardown_request(_end_session)
     migrate.init_app(app, db)
     jwt.init_app(app)
     requestlog.init_app(app)

@@ -25,8 +25,9 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
-from .extensions import db
+from .extensions import db, discard_transaction
 from .models import (
     DeliveryStatus,
     HistoryAction,
@@ -349,8 +350,15 @@ def run(once: bool = False, idle_seconds: float = 1.0, should_stop=lambda: False
     number of delivery attempts made."""
     attempts = 0
     while not should_stop():
-        dispatched = dispatch()
-        delivered = deliver_one()
+        try:
+            dispatched = dispatch()
+            delivered = deliver_one()
+        except OperationalError:
+            # The database restarted or is unreachable: what was claimed is unclaimed with the
+            # dead transaction. Wait, then carry on (a fresh connection next time).
+            discard_transaction()
+            time.sleep(idle_seconds)
+            continue
         attempts += delivered
         if not dispatched and not delivered:
             if once:

@@ -7,7 +7,7 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .extensions import db
+from .extensions import discard_transaction
 from .responses import error
 
 log = logging.getLogger(__name__)
@@ -75,21 +75,21 @@ def _flatten(messages: dict, prefix: str = "") -> dict[str, list[str]]:
 
 def handle_database_unavailable(exc: OperationalError):
     """The database could not be reached or gave up: 503, so clients retry."""
-    db.session.rollback()
+    discard_transaction()
     log.error("database unavailable: %s", exc.__class__.__name__)
     return error("Database unavailable, try again shortly.", 503)
 
 
 def handle_conflict(exc: IntegrityError):
     """A unique key taken by a concurrent write: the client's request conflicts, 409."""
-    db.session.rollback()
+    discard_transaction()
     log.warning("integrity conflict: %s", exc.orig.__class__.__name__)
     return error("The request conflicts with existing data; reload and retry.", 409)
 
 
 def handle_unexpected_error(exc: Exception):
     """A bug: log it with its traceback, show the client nothing of it."""
-    db.session.rollback()
+    discard_transaction()
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error("Internal server error.", 500)
 

@@ -12,7 +12,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session
 from sqlalchemy import MetaData
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase
 
 # One naming convention for every constraint, so migrations name them the same on every
@@ -76,6 +76,15 @@ def _autocommit(engine):
     return twin
 
 
+def discard_transaction() -> None:
+    """Roll the session back; if its connection is gone (a restart), drop it instead, so
+    cleaning up after a database fault never raises a second fault."""
+    try:
+        db.session.rollback()
+    except SQLAlchemyError:
+        db.session.invalidate()
+
+
 def first_statement(run):
     """Run a request's first statement; if the pooled connection turns out to have been
     dropped (a database restart, a failover), run it once more on a fresh one. This replaces
@@ -85,7 +94,7 @@ def first_statement(run):
     except OperationalError as err:
         if not err.connection_invalidated:
             raise
-        db.session.rollback()
+        discard_transaction()
         return run()
 
 
@@ -99,6 +108,8 @@ def insert(model, connection=None):
 
 
 migrate = Migrate(render_as_batch=True, compare_type=True)
+
+
 class VerifiedTokens(JWTManager):
     """flask-jwt-extended, verifying each distinct token once per process.
 

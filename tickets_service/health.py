@@ -4,7 +4,7 @@ from flask import abort
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .extensions import db, first_statement
+from .extensions import db, discard_transaction, first_statement
 from .openapi import Blueprint
 from .schemas import HealthOut, ReadinessOut
 
@@ -26,6 +26,6 @@ def readyz():
     try:
         first_statement(lambda: db.session.execute(text("SELECT 1")))
     except SQLAlchemyError:
-        db.session.rollback()
+        discard_transaction()
         abort(503, "Database unreachable.")
     return {"status": "ready", "database": "ok"}

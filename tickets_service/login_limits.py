@@ -4,6 +4,10 @@ Three counts per fixed window, kept in the database so every worker and instance
 per (email, address), per address, and a slow ceiling per email. An attempt is counted before
 its password is checked, atomically, so N parallel guesses cannot slip past the limit; a
 successful login takes its count back.
+
+The counts are taken in that order, and an attempt refused by one is counted by none after it:
+a guesser throttled for an email at one address uses up neither that address's allowance nor
+the email's hourly ceiling, so the owner elsewhere still logs in.
 """
 
 import hashlib
@@ -39,6 +43,7 @@ def _counts(email: str) -> list[tuple[str, str]]:
 
 
 def _rows(email: str, now: float) -> list[dict]:
+    """The counts an attempt takes, in the order it takes them."""
     rows = []
     for name, setting in _counts(email):
         limit = parse_limit(setting)
@@ -49,31 +54,38 @@ def _rows(email: str, now: float) -> list[dict]:
                 "key": hashlib.sha256(f"{limit.seconds}:{name}".encode()).hexdigest(),
                 "window_start": start,
                 "window_end": start + limit.seconds,
-                "amount": limit.amount,
+                "capacity": limit.amount,
             }
         )
-    return sorted(rows, key=lambda row: row["key"])  # one lock order for every attempt
+    return rows
 
 
 def count_attempt(email: str) -> list[dict]:
-    """Count this attempt in its own committed transaction; 429 (Retry-After) when any count
-    is now over its limit. Returns the rows counted, for give_back."""
+    """Count this attempt, in its own committed transaction, in each count that still has
+    room; 429 (Retry-After) when one has none. Returns the rows counted, for give_back."""
     now = time.time()
-    rows = _rows(email, now)
     first_statement(
         lambda: db.session.execute(delete(LoginAttempt).where(LoginAttempt.window_end < int(now)))
     )
-    windows = [{name: row[name] for name in ("key", "window_start", "window_end")} for row in rows]
-    statement = insert(LoginAttempt).values(windows)
-    statement = statement.on_conflict_do_update(
-        index_elements=["key", "window_start"], set_={"attempts": LoginAttempt.attempts + 1}
-    ).returning(LoginAttempt.key, LoginAttempt.attempts)
-    counted = dict(db.session.execute(statement).all())
+    counted: list[dict] = []
+    for row in _rows(email, now):
+        if not _take(row):
+            db.session.commit()
+            raise TooManyAttempts(math.ceil(row["window_end"] - now))
+        counted.append(row)
     db.session.commit()
-    over = [row for row in rows if counted[row["key"]] > row["amount"]]
-    if over:
-        raise TooManyAttempts(max(math.ceil(row["window_end"] - now) for row in over))
-    return rows
+    return counted
+
+
+def _take(row: dict) -> bool:
+    """Add one attempt to a count if it has room left (atomically); whether it took it."""
+    statement = insert(LoginAttempt).values(row)
+    statement = statement.on_conflict_do_update(
+        index_elements=["key", "window_start"],
+        set_={"attempts": LoginAttempt.attempts + 1},
+        where=LoginAttempt.attempts < LoginAttempt.capacity,
+    ).returning(LoginAttempt.key)
+    return db.session.execute(statement).first() is not None
 
 
 def give_back(rows: list[dict]) -> None:

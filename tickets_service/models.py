@@ -503,6 +503,7 @@ class LoginAttempt(db.Model):
     window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     window_end: Mapped[int] = mapped_column(BigInteger, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
+    capacity: Mapped[int] = mapped_column(Integer)  # the limit: no attempt is counted beyond
 
 
 class RevokedToken(db.Model):

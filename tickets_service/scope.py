@@ -66,11 +66,11 @@ def scoped_tickets(*, deleted: bool | None = False) -> Select:
 
 def user_scope() -> ColumnElement[bool]:
     """The users the caller may see: its whole ISP for admins; for staff, the users who can
-    be assigned its branch's tickets (that branch's staff and the ISP's admins)."""
+    be assigned its branch's tickets (that branch's active staff and the ISP's active admins)."""
     user = current_user
     clause = User.isp_id == user.isp_id
     if not user.is_admin:
-        clause = and_(clause, assignable_to(user.branch_id))
+        clause = and_(clause, assignable_to(user.branch_id), User.is_active)
     return clause
 
 

@@ -50,8 +50,11 @@ def init_app(app: Flask) -> None:
         CORS(
             app,
             resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
-            allow_headers=["Authorization", "Content-Type", "Accept", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            allow_headers=[
+                *("Authorization", "Content-Type", "Accept", "X-Request-ID"),
+                *("If-Match", "If-None-Match", "Idempotency-Key"),
+            ],
+            expose_headers=["X-Request-ID", "Retry-After", "ETag", "Idempotent-Replayed"],
             max_age=600,
         )
     if app.config["TRUSTED_PROXIES"]:

@@ -25,6 +25,7 @@ def upgrade():
         sa.Column("window_start", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("window_end", sa.BigInteger(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("capacity", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("key", "window_start", name=op.f("pk_login_attempts")),
     )
     with op.batch_alter_table("login_attempts", schema=None) as batch_op:
