@@ -123,7 +123,7 @@ def deactivate_user(email):
 @click.option("--email", required=True)
 @click.option("--password", help="Prompted for when not given.")
 def set_password(email, password):
-    """Change a user's password (tokens already issued stay valid until they expire)."""
+    """Change a user's password: every token the user holds stops working at once."""
     user = find_user(email)
     if user is None:
         fail(f"no user with email {email}")
