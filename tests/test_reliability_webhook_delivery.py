@@ -632,11 +632,6 @@ def test_the_procfile_runs_the_worker():
     assert "worker: flask --app wsgi webhooks work" in lines
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the README says nothing of webhooks: no worker command, no "
-    "WEBHOOK_ALLOW_PRIVATE / WEBHOOK_TIMEOUT in the settings table, no signature check",
-)
 def test_the_readme_shows_the_worker_its_settings_and_how_to_verify_a_signature():
     readme = (ROOT / "README.md").read_text()
     python_blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
