@@ -82,7 +82,7 @@ def discard_transaction() -> None:
     try:
         db.session.rollback()
     except SQLAlchemyError:
-        db.session.invalidate()
+        db.session().invalidate()
 
 
 def first_statement(run):
