@@ -8,7 +8,7 @@ from flask import Flask, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from . import counts, requestlog, transport  # noqa: F401 (counts: its flush hook)
+from . import requestlog, transport
 from .config import FIXED, check_secrets, from_environment, normalize_database_url
 from .extensions import db, discard_transaction, jwt, migrate
 

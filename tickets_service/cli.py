@@ -14,7 +14,6 @@ from flask.cli import AppGroup, with_appcontext
 from marshmallow import Schema, ValidationError
 from sqlalchemy import insert, select, update
 
-from .counts import recount
 from .delivery import webhooks_cli
 from .extensions import db
 from .models import (
@@ -307,8 +306,8 @@ BULK_SUBSCRIBERS = 1000
 @with_appcontext
 def seed_bulk(isp_id, branch_id, tickets, replies):
     """Load TICKETS tickets into a branch, one second apart going back from now, spread over
-    its subscribers, statuses and priorities, and REPLIES replies on the newest; the counts
-    stay right. For benchmarks: no history is written for the bulk tickets."""
+    its subscribers, statuses and priorities, and REPLIES replies on the newest. The database
+    counts them and starts their history, as for any ticket."""
     author = db.session.scalar(
         select(User.id).where(User.isp_id == isp_id).order_by(User.role, User.id).limit(1)
     )
@@ -317,7 +316,6 @@ def seed_bulk(isp_id, branch_id, tickets, replies):
     subscribers = _bulk_subscribers(isp_id, branch_id)
     started = time.perf_counter()
     newest = _copy_tickets(isp_id, branch_id, author, subscribers, tickets)
-    recount(isp_id, branch_id)
     if replies:
         _bulk_replies(newest, author, replies)
     db.session.commit()

@@ -98,7 +98,11 @@ def first_statement(run):
         return run()
 
 
-db = SQLAlchemy(model_class=Base, session_options={"class_": RequestSession})
+# expire_on_commit off: a view that committed answers from what it just wrote, without reading
+# every row back (the session ends with the request anyway).
+db = SQLAlchemy(
+    model_class=Base, session_options={"class_": RequestSession, "expire_on_commit": False}
+)
 
 
 def insert(model, connection=None):

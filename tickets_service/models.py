@@ -237,12 +237,10 @@ class Ticket(db.Model):
 
     @classmethod
     def open(cls, by: "User", **values) -> "Ticket":
-        """A new ticket created by `by` (its history starts with `created`)."""
+        """A new ticket created by `by`. The database starts its history (`created`, and
+        `assigned` when it has an assignee) and counts it: see migration 0006."""
         ticket = cls(created_by_id=by.id, status=TicketStatus.OPEN, reply_count=0, **values)
         db.session.add(ticket)
-        ticket.record(HistoryAction.CREATED, by)
-        if ticket.assignee_id is not None:
-            ticket.record(HistoryAction.ASSIGNED, by, "assignee_id", None, ticket.assignee_id)
         return ticket
 
     def edit(self, changes: dict, by: "User") -> None:
@@ -404,8 +402,8 @@ class TicketHistory(db.Model):
 class TicketCount(db.Model):
     """How many live tickets a branch has of each status, priority and assignment.
 
-    Kept in the transaction of every write that moves a ticket between these keys, so list
-    totals and stats never count rows.
+    Kept by the database itself, in the transaction of every write that moves a ticket between
+    these keys (triggers, migration 0006), so list totals and stats never count rows.
     """
 
     __tablename__ = "ticket_counts"
