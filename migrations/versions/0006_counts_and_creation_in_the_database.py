@@ -24,7 +24,7 @@ COUNTED = "isp_id, branch_id, status, priority, assigned"
 UPSERT = f"ON CONFLICT ({COUNTED}) DO UPDATE SET tickets = ticket_counts.tickets + excluded.tickets"
 
 POSTGRESQL = f"""
-CREATE FUNCTION tickets_after_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION tickets_after_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO ticket_counts ({COUNTED}, tickets)
     SELECT isp_id, branch_id, status, priority, assignee_id IS NOT NULL, count(*)
@@ -42,7 +42,7 @@ END $$;
 CREATE TRIGGER tickets_after_insert AFTER INSERT ON tickets
 REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION tickets_after_insert();
 
-CREATE FUNCTION tickets_after_update() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION tickets_after_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO ticket_counts ({COUNTED}, tickets)
     SELECT isp_id, branch_id, status, priority, assigned, sum(delta)
@@ -64,7 +64,7 @@ CREATE TRIGGER tickets_after_update
 AFTER UPDATE OF isp_id, branch_id, status, priority, assignee_id, deleted_at ON tickets
 FOR EACH ROW EXECUTE FUNCTION tickets_after_update();
 
-CREATE FUNCTION tickets_after_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION tickets_after_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO ticket_counts ({COUNTED}, tickets)
     SELECT OLD.isp_id, OLD.branch_id, OLD.status, OLD.priority, OLD.assignee_id IS NOT NULL, -1
