@@ -210,7 +210,7 @@ def test_success_envelopes_wrap_the_data_schemas(document):
         "type": "array",
         "items": {"$ref": "#/components/schemas/TicketSummaryOut"},
     }
-    assert listing["properties"]["meta"] == {"$ref": "#/components/schemas/PageMeta"}
+    assert listing["properties"]["meta"] == {"$ref": "#/components/schemas/TicketPageMeta"}
     assert schemas["GetTicketResponse"]["properties"]["data"] == {
         "$ref": "#/components/schemas/TicketOut"
     }
@@ -327,7 +327,7 @@ def test_list_query_parameters_come_from_ticket_list_args(document):
     assert set(parameters) == {
         *("isp_id", "branch_id", "user_id", "status", "priority", "page", "per_page"),
         *("subscriber_id", "assignee_id", "created_from", "created_to", "updated_since"),
-        *("overdue", "q", "sort", "deleted"),
+        *("overdue", "q", "sort", "deleted", "cursor"),
     }
     assert all(p["in"] == "query" for p in parameters.values())
     for name in ("isp_id", "branch_id", "user_id"):

@@ -8,6 +8,7 @@ from flask_jwt_extended import current_user
 from sqlalchemy import ColumnElement, Select, and_, bindparam, func, literal_column, or_, select
 from sqlalchemy.orm import aliased
 
+from . import cursors
 from .extensions import db
 from .models import (
     OPEN_STATUSES,
@@ -28,6 +29,8 @@ from .scope import scope_params, ticket_scope
 
 # Fetch Ticket shows the first replies; the rest are a page away (GET .../replies).
 REPLIES_SHOWN = 100
+# A filtered list counts at most this many matches (beyond: meta.total_exact is false).
+COUNT_CAP = 10_000
 
 Assignee = aliased(User, name="assignee")
 _DESK = (
@@ -76,21 +79,31 @@ def page_meta(page: int, per_page: int, total: int) -> dict:
 
 
 def ticket_page(args: dict) -> Page:
-    """One page of a branch's tickets, filtered and sorted as the list's arguments say."""
+    """One page of a branch's tickets, filtered and sorted as the list's arguments say: by
+    page number, or after a cursor (keyset: a deep page costs what the first costs)."""
     deleted = args.get("deleted") == "only"
     conditions = [ticket_scope(deleted=deleted), Ticket.branch_id == args["branch_id"]]
     conditions += _filters(args)
-    page, per_page = args["page"], args["per_page"]
-    rows = read(
-        _named(select(*SUMMARY))
-        .where(*conditions)
-        .order_by(*_order(args["sort"]))
-        .limit(per_page)
-        .offset((page - 1) * per_page),
-        scope_params(),
-    ).mappings()
-    items = rows.all()
-    return Page(items, page_meta(page, per_page, _total(args, conditions, deleted)))
+    page, per_page, cursor = args["page"], args["per_page"], args.get("cursor")
+    position = [cursors.after(args, cursor)] if cursor else []
+    rows = (
+        read(
+            _named(select(*SUMMARY))
+            .where(*conditions, *position)
+            .order_by(*_order(args["sort"]))
+            .limit(per_page + 1)  # one more says whether a next page exists
+            .offset(0 if cursor else (page - 1) * per_page),
+            scope_params(),
+        )
+        .mappings()
+        .all()
+    )
+    items = rows[:per_page]
+    total, exact = _total(args, conditions, deleted)
+    meta = page_meta(None if cursor else page, per_page, total)
+    meta["total_exact"] = exact
+    meta["next_cursor"] = cursors.encode(args, items[-1]) if len(rows) > per_page else None
+    return Page(items, meta)
 
 
 def _filters(args: dict) -> list[ColumnElement[bool]]:
@@ -176,20 +189,22 @@ def _order(sort: str) -> list:
     return [first, Ticket.id.desc() if descending else Ticket.id.asc()]
 
 
-def _total(args: dict, conditions: list, deleted: bool) -> int:
-    """Live tickets filtered only by status or priority are summed from the kept counts;
-    anything else is counted."""
+def _total(args: dict, conditions: list, deleted: bool) -> tuple[int, bool]:
+    """The list's total and whether it is exact. Live tickets filtered only by status or
+    priority are summed from the kept counts (exact, whatever the branch's size); any other
+    filter counts its matches up to COUNT_CAP, and beyond that the total is a lower bound."""
     counted = {"status", "priority"}
-    optional = set(args) - {"isp_id", "branch_id", "user_id", "page", "per_page", "sort"}
-    if deleted or not optional <= counted:
-        counting = select(func.count()).select_from(Ticket).where(*conditions)
-        return read(counting, scope_params()).scalar_one()
+    paging = {"isp_id", "branch_id", "user_id", "page", "per_page", "sort", "cursor"}
+    if deleted or not set(args) - paging <= counted:
+        matches = select(Ticket.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
+        found = read(select(func.count()).select_from(matches), scope_params()).scalar_one()
+        return min(found, COUNT_CAP), found <= COUNT_CAP
     query = select(func.coalesce(func.sum(TicketCount.tickets), 0)).where(
         TicketCount.isp_id == current_user.isp_id, TicketCount.branch_id == args["branch_id"]
     )
     for name in counted & set(args):
         query = query.where(getattr(TicketCount, name).in_(args[name]))
-    return read(query).scalar_one()
+    return read(query).scalar_one(), True
 
 
 # --- One ticket -----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from .cursors import Cursor
 from .delivery import EVENT_TYPES
 from .models import MAX_ID, TIMESTAMP, HistoryAction, Role, TicketPriority, TicketStatus
 from .scope import check_scope
@@ -258,11 +259,19 @@ class TicketListArgs(PageArgs):
         validate=validate.OneOf(["only"]),
         metadata={"description": "only: the deleted tickets instead (admins)."},
     )
+    cursor = Cursor(
+        metadata={"description": "meta.next_cursor of the page before (instead of page)."}
+    )
 
     @validates_schema
     def q_has_words(self, data, **kwargs):
         if "q" in data and not search_words(data["q"]):
             raise ValidationError("Give at least one word (letters or digits).", "q")
+
+    @validates_schema(pass_original=True)
+    def page_or_cursor(self, data, original, **kwargs):
+        if "cursor" in data and "page" in original:
+            raise ValidationError("Give page or cursor, not both.", "cursor")
 
 
 def search_words(text: str) -> list[str]:
@@ -613,6 +622,16 @@ class PageMeta(OutSchema):
     per_page = fields.Integer()
     total = fields.Integer()
     pages = fields.Integer()
+
+
+class TicketPageMeta(PageMeta):
+    page = fields.Integer(allow_none=True, metadata={"description": "null when paging by cursor"})
+    total_exact = fields.Boolean(
+        metadata={"description": "false: more than total match (a filtered count stops there)"}
+    )
+    next_cursor = fields.String(
+        allow_none=True, metadata={"description": "the next page's cursor; null on the last"}
+    )
 
 
 class HealthOut(OutSchema):

@@ -20,6 +20,7 @@ from .schemas import (
     ReplyOut,
     StatsOut,
     TicketOut,
+    TicketPageMeta,
     TicketSummaryOut,
     reply_in,
     reply_list_args,
@@ -144,7 +145,7 @@ def check_links(values: dict, isp_id: int, branch_id: int, assignee_id: int | No
 @bp.get("")
 @token_required
 @bp.arguments(ticket_list_args, location="query")
-@bp.response(200, TicketSummaryOut(many=True), meta=PageMeta)
+@bp.response(200, TicketSummaryOut(many=True), meta=TicketPageMeta)
 @bp.errors(403)
 def list_tickets(args):
     """Fetch All Tickets of one branch, filtered, sorted, a page at a time."""
