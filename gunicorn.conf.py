@@ -1,12 +1,35 @@
 """Gunicorn settings, read from the environment the way PaaS hosts set it."""
 
-import multiprocessing
+import math
 import os
+from pathlib import Path
+
+
+def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The CPUs this process may really use: its affinity, capped by a container's CPU quota
+    (cgroup v2 cpu.max, or v1 cfs quota/period), not the host's count."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return cpus
+    if quota not in {"max", "-1"} and int(period) > 0:
+        cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    return cpus
+
 
 # A PaaS hands out PORT and expects us on every interface; locally, stay on loopback.
 _port = os.environ.get("PORT")
 bind = os.environ.get("GUNICORN_BIND") or (f"0.0.0.0:{_port}" if _port else "127.0.0.1:8000")
-workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count() * 2 + 1)
+# Sync workers, one request at a time each (and one database connection: DB_POOL_SIZE).
+workers = int(os.environ.get("WEB_CONCURRENCY") or usable_cpus() * 2 + 1)
 # A request that takes longer than this is stuck, not slow: the worker is replaced.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20

@@ -5,7 +5,6 @@ database."""
 import io
 import json
 import logging
-import multiprocessing
 import os
 import re
 import runpy
@@ -198,7 +197,7 @@ def gunicorn_settings(monkeypatch, **environ) -> dict:
         ({"PORT": "5123"}, "bind", "0.0.0.0:5123"),
         ({}, "bind", "127.0.0.1:8000"),
         ({"WEB_CONCURRENCY": "3"}, "workers", 3),
-        ({}, "workers", multiprocessing.cpu_count() * 2 + 1),
+        ({}, "workers", len(os.sched_getaffinity(0)) * 2 + 1),
     ],
     ids=["port-on-every-interface", "loopback-without-port", "web-concurrency", "default-workers"],
 )
@@ -211,6 +210,29 @@ def test_gunicorn_has_sane_timeouts_and_no_control_socket(monkeypatch):
     assert 10 <= settings["timeout"] <= 120
     assert settings["graceful_timeout"] <= settings["timeout"]
     assert settings["control_socket_disable"] is True
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"cpu.max": "max 100000"}, "all"),
+        ({"cpu.max": "150000 100000"}, 2),
+        ({"cpu.max": "50000 100000"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "100000", "cpu/cpu.cfs_period_us": "100000"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}, "all"),
+        ({}, "all"),
+    ],
+    ids=["v2-unlimited", "v2-one-and-a-half", "v2-half", "v1-one", "v1-unlimited", "none"],
+)
+def test_workers_follow_the_cpus_a_container_may_use(monkeypatch, tmp_path, files, expected):
+    settings = gunicorn_settings(monkeypatch)
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    affinity = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(max(affinity, 4))))
+    allowed = max(affinity, 4)
+    assert settings["usable_cpus"](tmp_path) == (allowed if expected == "all" else expected)
 
 
 def test_the_procfile_migrates_on_release_and_serves_with_gunicorn():

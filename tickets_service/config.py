@@ -85,7 +85,8 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "JWT_SECRET_KEY": environ.get("JWT_SECRET_KEY") or None,
         "JWT_ACCESS_TOKEN_EXPIRES": _int(environ, "JWT_ACCESS_TOKEN_EXPIRES", 3600, minimum=1),
         "MAX_CONTENT_LENGTH": _int(environ, "MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1),
-        "DB_POOL_SIZE": _int(environ, "DB_POOL_SIZE", 5, minimum=1),
+        # A sync worker serves one request at a time, on one connection.
+        "DB_POOL_SIZE": _int(environ, "DB_POOL_SIZE", 1, minimum=1),
         "DB_MAX_OVERFLOW": _int(environ, "DB_MAX_OVERFLOW", 10, minimum=0),
         "DB_CONNECT_TIMEOUT": _int(environ, "DB_CONNECT_TIMEOUT", 5, minimum=1),
         "DB_STATEMENT_TIMEOUT_MS": _int(environ, "DB_STATEMENT_TIMEOUT_MS", 15000, minimum=0),
