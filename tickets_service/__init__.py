@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from flask import Flask, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import requestlog, transport
 from .config import FIXED, check_secrets, from_environment, normalize_database_url
@@ -82,8 +83,11 @@ def _end_session(_error) -> None:
     """End the request's session before Flask-SQLAlchemy does: a connection that died after the
     view ran (a restart) is dropped rather than raising at teardown, where no error handler
     could turn it into our envelope."""
-    discard_transaction()
-    db.session.remove()
+    try:
+        db.session.remove()
+    except SQLAlchemyError:
+        discard_transaction()
+        db.session.remove()
 
 
 @event.listens_for(Engine, "begin")

@@ -10,8 +10,9 @@ from flask import current_app, g
 from flask_jwt_extended import create_access_token, jwt_required
 from sqlalchemy import bindparam, select
 
-from .extensions import db, first_statement, jwt
+from .extensions import first_statement, jwt
 from .models import MAX_ID, RevokedToken, Role, User
+from .queries import fetch_rows
 from .responses import error
 
 # Claims every genuine token carries; a token without one of them is refused.
@@ -85,11 +86,12 @@ def is_revoked(_header: dict, claims: dict) -> bool:
     if not isinstance(jti, str) or len(jti) > 64:
         return False  # no usable jti: has_required_claims refuses the token
     params = {"user_id": int(subject), "jti": jti}
-    row = first_statement(lambda: db.session.connection().execute(_AUTHENTICATE, params).first())
-    if row is None:
+    rows = first_statement(lambda: fetch_rows(_AUTHENTICATE, params))
+    if not rows:
         return False
-    g.token_caller = Caller(*row[:-1])
-    return row.revoked
+    *caller, revoked = rows[0].values()
+    g.token_caller = Caller(*caller)
+    return revoked
 
 
 @jwt.token_verification_loader
