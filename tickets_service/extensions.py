@@ -5,11 +5,13 @@ import time
 from collections import OrderedDict
 from contextlib import contextmanager
 
+import orjson
 from flask import g, has_request_context, request
 from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session
+from psycopg.types.json import set_json_loads
 from sqlalchemy import MetaData
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -28,6 +30,10 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# psycopg parses JSON columns (history values, Fetch Ticket's replies) with orjson.
+set_json_loads(orjson.loads)
 
 
 class RequestSession(Session):

@@ -7,6 +7,7 @@ from functools import cache
 from flask_jwt_extended import current_user
 from psycopg.rows import dict_row
 from sqlalchemy import ColumnElement, Select, and_, bindparam, func, literal_column, or_, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import aliased
 
@@ -213,17 +214,53 @@ def _total(args: dict, conditions: list, deleted: bool) -> tuple[int, bool]:
 
 
 def ticket_detail(ticket_id: int) -> dict | None:
-    """A live ticket within reach, with its first replies, or None."""
-    rows = fetch_rows(_detail(current_user.is_admin), {**scope_params(), "ticket_id": ticket_id})
+    """A live ticket within reach, with its first replies, or None.
+
+    On PostgreSQL one query reads both (the replies aggregated as JSON, their times already
+    in the API's format); elsewhere the replies are a second query."""
+    together = db.session.get_bind().dialect.name == "postgresql"
+    params = {**scope_params(), "ticket_id": ticket_id}
+    rows = fetch_rows(_detail(current_user.is_admin, together), params)
     if not rows:
         return None
+    if together:
+        return rows[0]
     return {**rows[0], "replies": reply_rows(ticket_id, limit=REPLIES_SHOWN)}
 
 
 @cache
-def _detail(_admin: bool) -> Select:
+def _detail(_admin: bool, with_replies: bool) -> Select:
     """Fetch Ticket's query, built once per role (the scope differs)."""
-    return _named(select(*DETAIL)).where(ticket_scope(), Ticket.id == bindparam("ticket_id"))
+    columns = [*DETAIL, _replies_as_json()] if with_replies else DETAIL
+    return _named(select(*columns)).where(ticket_scope(), Ticket.id == bindparam("ticket_id"))
+
+
+def _replies_as_json():
+    """The ticket's first replies as one JSON array (PostgreSQL), oldest first."""
+    shown = (
+        select(
+            TicketReply.id,
+            TicketReply.message,
+            User.name.label("user_name"),
+            TicketReply.created_at,
+            TicketReply.user_id,
+            TicketReply.internal,
+        )
+        .join(User, User.id == TicketReply.user_id)
+        .where(TicketReply.ticket_id == Ticket.id)
+        .order_by(TicketReply.created_at, TicketReply.id)
+        .limit(REPLIES_SHOWN)
+        .correlate(Ticket)  # the outer query's ticket, two levels up
+        .subquery("shown")
+    )
+    written = func.to_char(func.timezone("UTC", shown.c.created_at), "YYYY-MM-DD HH24:MI:SS")
+    reply = func.json_build_object(
+        *("id", shown.c.id, "message", shown.c.message, "user_name", shown.c.user_name),
+        *("created_at", written, "user_id", shown.c.user_id, "internal", shown.c.internal),
+    )
+    replies = func.json_agg(aggregate_order_by(reply, shown.c.created_at, shown.c.id))
+    empty = literal_column("'[]'::json")
+    return select(func.coalesce(replies, empty)).scalar_subquery().label("replies")
 
 
 _REPLIES = (
@@ -265,11 +302,9 @@ def fetch_rows(statement, params: dict) -> list[dict]:
     connection = db.session.connection()
     if connection.dialect.name != "postgresql":
         return [dict(row) for row in connection.execute(statement, params).mappings()]
-    dialect, sql, values = (
-        connection.dialect,
-        _compiled(statement, connection.dialect),
-        dict(params),
-    )
+    dialect = connection.dialect
+    sql, constants = _compiled(statement, dialect)
+    values = {**constants, **params}
     cursor = connection.connection.dbapi_connection.cursor(row_factory=dict_row)
     connection.dispatch.before_cursor_execute(connection, cursor, sql, values, None, False)
     try:
@@ -294,10 +329,13 @@ def fetch_rows(statement, params: dict) -> list[dict]:
 _COMPILED: dict = {}
 
 
-def _compiled(statement, dialect) -> str:
+def _compiled(statement, dialect) -> tuple[str, dict]:
+    """The statement's SQL and the values of its own constants, compiled once."""
     key = (id(statement), dialect.name)
     if key not in _COMPILED:
-        _COMPILED[key] = statement.compile(dialect=dialect).string
+        compiled = statement.compile(dialect=dialect)
+        constants = {name: value for name, value in compiled.params.items() if value is not None}
+        _COMPILED[key] = compiled.string, constants
     return _COMPILED[key]
 
 

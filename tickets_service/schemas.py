@@ -40,9 +40,9 @@ class Timestamp(fields.String):
         }
         super().__init__(metadata=metadata | kwargs.pop("metadata", {}), **kwargs)
 
-    def _serialize(self, value: datetime | None, attr, obj, **kwargs):
-        if value is None:
-            return None
+    def _serialize(self, value: datetime | str | None, attr, obj, **kwargs):
+        if value is None or isinstance(value, str):  # a string: written so by the database
+            return value
         if value.tzinfo is not None and value.utcoffset():
             value = value.astimezone(UTC)
         return value.isoformat(" ", "seconds")[:19]  # TIMESTAMP's text, faster than strftime
