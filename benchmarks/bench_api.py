@@ -258,7 +258,12 @@ def round_trips(user, loaded) -> None:
     url = make_url(os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://"))
     counter = WireCounter((url.host or "127.0.0.1", url.port or 5432))
     relayed = url.set(host="127.0.0.1", port=counter.port, query={"sslmode": "disable"})
-    app = create_app({"SQLALCHEMY_DATABASE_URI": relayed.render_as_string(hide_password=False)})
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": relayed.render_as_string(hide_password=False),
+            "LOG_LEVEL": "WARNING",
+        }
+    )
     client = app.test_client()
     token = client.post(
         "/api/v1/auth/login", json={"email": "bench@example.com", "password": PASSWORD}

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from flask import current_app
 from marshmallow import ValidationError, fields
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import ColumnElement, and_, or_, tuple_
 
 from .models import Ticket
 
@@ -77,5 +77,6 @@ def after(args: dict, cursor: tuple) -> ColumnElement[bool]:
     beyond = (lambda a, b: a < b) if descending else (lambda a, b: a > b)
     if position is None:  # only rows without a due time remain, in id order
         return and_(column.is_(None), beyond(Ticket.id, row_id))
-    further = or_(beyond(column, position), and_(column == position, beyond(Ticket.id, row_id)))
+    # A row value comparison, so the index of the sort is entered at the position itself.
+    further = beyond(tuple_(column, Ticket.id), tuple_(position, row_id))
     return or_(further, column.is_(None)) if name == "due_at" else further
