@@ -3,6 +3,7 @@ clear one-line message and exit status 1, and seed-demo can run twice."""
 
 import json
 import re
+from itertools import pairwise
 
 import pytest
 
@@ -269,3 +270,51 @@ def test_seed_demo_prints_logins_that_work_and_twice_duplicates_nothing(runner, 
         assert logins
         assert all(logs_in(client, login["email"], login["password"]) for login in logins)
     assert snapshot() == after_first
+
+
+# --- seed-bulk -------------------------------------------------------------------------------
+
+
+def test_seed_bulk_loads_a_branch_one_second_apart_with_replies_on_the_newest(
+    runner, admin, rows, client
+):
+    result = runner.invoke(
+        args=["seed-bulk", "--isp-id", "1", "--branch-id", "2", "--tickets", "30", "--replies", "4"]
+    )
+
+    assert result.exit_code == 0, result.output
+    newest = json.loads(result.output.strip().splitlines()[-1])["newest_ticket_id"]
+    tickets = sorted(rows(Ticket), key=lambda t: t["created_at"], reverse=True)
+    assert len(tickets) == 30 and tickets[0]["id"] == newest
+    assert {(t["isp_id"], t["branch_id"]) for t in tickets} == {(1, 2)}
+    steps = {
+        (a["created_at"] - b["created_at"]).total_seconds() for a, b in zip(tickets, tickets[1:])
+    }
+    assert steps == {1.0}
+    assert {t["status"] for t in tickets} == {0, 1, 2, 3}
+    assert {t["priority"] for t in tickets} == {1, 2, 3}
+    assert len({t["subscriber_id"] for t in tickets}) == 30  # a thousand subscribers made
+    assert [r["ticket_id"] for r in rows(TicketReply)] == [newest] * 4
+    assert tickets[0]["reply_count"] == 4
+    # The counts stay right: the stats read them.
+    stats = client.get(
+        "/api/v1/tickets/stats", query_string={"branch_id": 2}, headers=admin.headers
+    ).get_json()["data"]
+    assert sum(stats["by_status"].values()) == 30
+    assert stats["by_status"] == {str(s): sum(t["status"] == s for t in tickets) for s in range(4)}
+
+
+@pytest.mark.parametrize(
+    ("args", "mention"),
+    [
+        (["--isp-id", "9", "--branch-id", "1", "--tickets", "5"], "no user"),
+        (["--isp-id", "1", "--branch-id", "1", "--tickets", "0"], "--tickets"),
+        (["--isp-id", "0", "--branch-id", "1", "--tickets", "5"], "--isp-id"),
+    ],
+)
+def test_seed_bulk_refuses_bad_input(runner, admin, snapshot, args, mention):
+    before = snapshot()
+    result = runner.invoke(args=["seed-bulk", *args])
+    assert result.exit_code != 0
+    assert mention in result.output
+    assert snapshot() == before
