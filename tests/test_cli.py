@@ -3,7 +3,6 @@ clear one-line message and exit status 1, and seed-demo can run twice."""
 
 import json
 import re
-from itertools import pairwise
 
 import pytest
 
