@@ -3,6 +3,7 @@ clear one-line message and exit status 1, and seed-demo can run twice."""
 
 import json
 import re
+from itertools import pairwise
 
 import pytest
 
@@ -286,9 +287,7 @@ def test_seed_bulk_loads_a_branch_one_second_apart_with_replies_on_the_newest(
     tickets = sorted(rows(Ticket), key=lambda t: t["created_at"], reverse=True)
     assert len(tickets) == 30 and tickets[0]["id"] == newest
     assert {(t["isp_id"], t["branch_id"]) for t in tickets} == {(1, 2)}
-    steps = {
-        (a["created_at"] - b["created_at"]).total_seconds() for a, b in zip(tickets, tickets[1:])
-    }
+    steps = {(a["created_at"] - b["created_at"]).total_seconds() for a, b in pairwise(tickets)}
     assert steps == {1.0}
     assert {t["status"] for t in tickets} == {0, 1, 2, 3}
     assert {t["priority"] for t in tickets} == {1, 2, 3}
