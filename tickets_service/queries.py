@@ -90,6 +90,21 @@ def page_meta(page: int, per_page: int, total: int) -> dict:
     return {"page": page, "per_page": per_page, "total": total, "pages": -(-total // per_page)}
 
 
+def page_of(model, args: dict, *conditions, order_by) -> Page:
+    """One page of a model's rows that meet the conditions, with the list's meta (the lists
+    of subscribers, users and webhooks)."""
+    page, per_page = args["page"], args["per_page"]
+    rows = db.session.scalars(
+        select(model)
+        .where(*conditions)
+        .order_by(*order_by)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    total = db.session.scalar(select(func.count()).select_from(model).where(*conditions))
+    return Page(rows, page_meta(page, per_page, total))
+
+
 # --- The ticket list ------------------------------------------------------------------------
 
 
@@ -241,6 +256,17 @@ def ticket_detail(ticket_id: int) -> dict | None:
     return {**rows[0], "replies": reply_rows(ticket_id, limit=REPLIES_SHOWN)}
 
 
+# A reply as ReplyOut shows it, with its author's name.
+_REPLY_ROWS = select(
+    TicketReply.id,
+    TicketReply.message,
+    User.name.label("user_name"),
+    TicketReply.created_at,
+    TicketReply.user_id,
+    TicketReply.internal,
+).join(User, User.id == TicketReply.user_id)
+
+
 @cache
 def _detail(_admin: bool, with_replies: bool) -> Select:
     """Fetch Ticket's query, built once per role (the scope differs)."""
@@ -251,16 +277,7 @@ def _detail(_admin: bool, with_replies: bool) -> Select:
 def _replies_as_json():
     """The ticket's first replies as one JSON array (PostgreSQL), oldest first."""
     shown = (
-        select(
-            TicketReply.id,
-            TicketReply.message,
-            User.name.label("user_name"),
-            TicketReply.created_at,
-            TicketReply.user_id,
-            TicketReply.internal,
-        )
-        .join(User, User.id == TicketReply.user_id)
-        .where(TicketReply.ticket_id == Ticket.id)
+        _REPLY_ROWS.where(TicketReply.ticket_id == Ticket.id)
         .order_by(TicketReply.created_at, TicketReply.id)
         .limit(REPLIES_SHOWN)
         .correlate(Ticket)  # the outer query's ticket, two levels up
@@ -278,16 +295,7 @@ def _replies_as_json():
 
 
 _REPLIES = (
-    select(
-        TicketReply.id,
-        TicketReply.message,
-        User.name.label("user_name"),
-        TicketReply.created_at,
-        TicketReply.user_id,
-        TicketReply.internal,
-    )
-    .join(User, User.id == TicketReply.user_id)
-    .where(TicketReply.ticket_id == bindparam("ticket_id"))
+    _REPLY_ROWS.where(TicketReply.ticket_id == bindparam("ticket_id"))
     .order_by(TicketReply.created_at, TicketReply.id)
     .limit(bindparam("limit"))
     .offset(bindparam("offset"))

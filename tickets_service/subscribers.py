@@ -10,8 +10,7 @@ from .extensions import db
 from .idempotency import idempotent
 from .models import Subscriber
 from .openapi import Blueprint
-from .queries import escape_like, page_meta
-from .responses import Page
+from .queries import escape_like, page_of
 from .schemas import (
     CreatedOut,
     PageMeta,
@@ -80,16 +79,7 @@ def list_subscribers(args):
                 )
             )
         )
-    page, per_page = args["page"], args["per_page"]
-    rows = db.session.scalars(
-        select(Subscriber)
-        .where(*conditions)
-        .order_by(Subscriber.name, Subscriber.id)
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
-    total = db.session.scalar(select(func.count()).select_from(Subscriber).where(*conditions))
-    return Page(rows, page_meta(page, per_page, total))
+    return page_of(Subscriber, args, *conditions, order_by=(Subscriber.name, Subscriber.id))
 
 
 @bp.get(SUBSCRIBER)

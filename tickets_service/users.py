@@ -2,14 +2,13 @@
 
 from flask import abort
 from flask_jwt_extended import current_user
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from .extensions import db
 from .idempotency import idempotent
 from .models import Role, User
 from .openapi import Blueprint
-from .queries import page_meta
-from .responses import Page
+from .queries import page_of
 from .schemas import (
     CreatedOut,
     PageMeta,
@@ -58,16 +57,7 @@ def list_users(args):
         conditions.append(User.is_active)  # who can be assigned: active users only
     if "role" in args:
         conditions.append(User.role == args["role"])
-    page, per_page = args["page"], args["per_page"]
-    rows = db.session.scalars(
-        select(User)
-        .where(*conditions)
-        .order_by(User.name, User.id)
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
-    total = db.session.scalar(select(func.count()).select_from(User).where(*conditions))
-    return Page(rows, page_meta(page, per_page, total))
+    return page_of(User, args, *conditions, order_by=(User.name, User.id))
 
 
 @bp.get(USER)

@@ -14,7 +14,7 @@ from .extensions import db
 from .idempotency import idempotent
 from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
 from .openapi import Blueprint
-from .queries import page_meta
+from .queries import page_meta, page_of
 from .responses import Page
 from .schemas import (
     AttemptOut,
@@ -84,16 +84,7 @@ def list_webhooks(args):
     """The ISP's endpoints (admins), oldest first, without their secrets."""
     require_admin()
     condition = WebhookEndpoint.isp_id == current_user.isp_id
-    page, per_page = args["page"], args["per_page"]
-    rows = db.session.scalars(
-        select(WebhookEndpoint)
-        .where(condition)
-        .order_by(WebhookEndpoint.id)
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
-    total = db.session.scalar(select(func.count()).select_from(WebhookEndpoint).where(condition))
-    return Page(rows, page_meta(page, per_page, total))
+    return page_of(WebhookEndpoint, args, condition, order_by=(WebhookEndpoint.id,))
 
 
 @bp.delete(WEBHOOK)
