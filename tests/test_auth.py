@@ -10,6 +10,7 @@ import jwt as pyjwt
 import pytest
 from jwt.warnings import InsecureKeyLengthWarning
 
+from tickets_service import login_limits
 from tickets_service.extensions import db
 from tickets_service.models import LoginAttempt, RevokedToken, User
 
@@ -270,6 +271,24 @@ def test_a_revoked_token_is_refused_by_every_instance(make_app, client, staff):
 # worker and instance), atomically before the password is checked.
 
 
+class StoppedClock:
+    """Wall-clock time for the limits' fixed windows, stopped 30 s into an hour, so that a run
+    crossing a minute boundary does not start a count over halfway through a test."""
+
+    def __init__(self):
+        self.now = time.time() // 3600 * 3600 + 30
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch):
+    stopped = StoppedClock()
+    monkeypatch.setattr(login_limits, "time", stopped)
+    return stopped
+
+
 def attempt(client, email, password="wrong password!", address="10.0.0.1"):
     return log_in(client, email, password, environ_base={"REMOTE_ADDR": address})
 
@@ -298,6 +317,18 @@ def test_ten_failures_from_one_address_throttle_that_address_for_that_email(clie
     assert_429(attempt(client, staff.email, PASSWORD))
     # ...but the owner, elsewhere, still logs in.
     assert attempt(client, staff.email, PASSWORD, address="10.9.9.9").status_code == 200
+
+
+def test_a_new_window_starts_each_count_afresh_but_the_hourly_ceiling_keeps_counting(
+    client, staff, rows, clock
+):
+    for _ in range(10):
+        assert attempt(client, staff.email).status_code == 401
+    assert_429(attempt(client, staff.email))
+    clock.now += 60
+    assert attempt(client, staff.email).status_code == 401
+    # The minute windows that ended are pruned; the hour's ceiling holds all eleven failures.
+    assert sorted(row["attempts"] for row in rows(LoginAttempt)) == [1, 1, 11]
 
 
 def test_the_email_limit_ignores_case_and_spaces(make_app, staff):
