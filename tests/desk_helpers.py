@@ -70,7 +70,7 @@ def as_utc(value: datetime) -> datetime:
 
 def stamp(value: datetime) -> str:
     """A datetime as the API writes it."""
-    return as_utc(value).strftime("%Y-%m-%d %H:%M:%S")
+    return as_utc(value).isoformat(" ", "seconds")[:19]  # strftime leaves year 1 unpadded
 
 
 def at(text: str) -> datetime:

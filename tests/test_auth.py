@@ -259,6 +259,18 @@ def test_logout_revokes_that_token_only(client, staff):
     assert client.get(ME.path, headers=second).status_code == 200
 
 
+@pytest.mark.parametrize("exp", [2**63, 253_402_300_800], ids=["2^63", "year-10000"])
+def test_a_token_that_expires_past_the_last_timestamp_logs_out(client, staff, rows, exp):
+    """Its revocation is kept until the last moment a timestamp holds."""
+    token = signed(exp=exp)(staff)
+
+    assert_success(client.post(LOGOUT.path, headers={"Authorization": token}), 200)
+
+    [revoked] = rows(RevokedToken)
+    assert str(revoked["expires_at"]).startswith("9999-12-31 23:59:59")
+    assert_error(client.get(ME.path, headers={"Authorization": token}), 401)
+
+
 def test_a_revoked_token_is_refused_by_every_instance(make_app, client, staff):
     other_instance = make_app().test_client()
     assert other_instance.get(ME.path, headers=staff.headers).status_code == 200

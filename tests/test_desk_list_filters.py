@@ -87,6 +87,13 @@ TIME_FILTERS = [
     ({"updated_since": "2024-03-10 12:00:00"}, [*DAY_10[1:], "11th 00:00"]),
     # A full timestamp bound takes its whole second (times are shown to the second).
     ({"created_to": "2024-03-10 23:59:59"}, ["9th 23:59:59", *DAY_10]),
+    # The first and last days a timestamp holds are bounds like any other.
+    ({"created_to": "9999-12-31"}, list(TIMES)),
+    ({"created_to": "9999-12-31 23:59:59"}, list(TIMES)),
+    ({"created_from": "9999-12-31 23:59:59"}, []),
+    ({"updated_since": "9999-12-31"}, []),
+    ({"created_from": "0001-01-01", "created_to": "0001-01-01 00:00:00"}, []),
+    ({"created_from": "0001-01-01"}, list(TIMES)),
 ]
 
 

@@ -140,13 +140,16 @@ def test_setting_the_same_status_again_keeps_resolved_at(client, staff, make_tic
 # --- due_at -----------------------------------------------------------------------------------
 
 
-def test_create_stores_due_at_and_shows_it_as_given(client, staff, fetch):
-    body = {"title": "T", "description": "D", "priority": 2, "due_at": "2031-05-06 07:08:09"}
+@pytest.mark.parametrize(
+    "due_at", ["2031-05-06 07:08:09", "9999-12-31 23:59:59", "0001-01-01 00:00:00"]
+)
+def test_create_stores_due_at_and_shows_it_as_given(client, staff, fetch, due_at):
+    body = {"title": "T", "description": "D", "priority": 2, "due_at": due_at}
 
     ticket_id = assert_success(call(client, staff, "POST", TICKETS, body), 201)["data"]["id"]
 
-    assert stamp(fetch(Ticket, ticket_id)["due_at"]) == "2031-05-06 07:08:09"
-    assert shown(client, staff, ticket_id)["due_at"] == "2031-05-06 07:08:09"
+    assert stamp(fetch(Ticket, ticket_id)["due_at"]) == due_at
+    assert shown(client, staff, ticket_id)["due_at"] == due_at
 
 
 @pytest.mark.parametrize("due_at", ["2031-05-06 07:08:09", None])

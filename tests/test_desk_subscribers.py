@@ -146,6 +146,9 @@ BAD_BODY = [
     ({"external_id": "crm\x1b42"}, "external_id"),
     ({"external_id": "x" * 256}, "external_id"),
     ({"external_id": 42}, "external_id"),
+    # A path segment of the sync, where a slash could never be named.
+    ({"external_id": "crm/42"}, "external_id"),
+    ({"external_id": "/"}, "external_id"),
     ({"notes": "x"}, "notes"),
     ({"branch_id": "2"}, "branch_id"),
 ]

@@ -116,6 +116,14 @@ def test_an_admin_creates_a_user_who_can_log_in(client, admin, fetch, branch):
     assert_success(log_in(client, "nina@example.test", NEW["password"]), 200)
 
 
+def test_a_new_users_email_is_trimmed_and_lowercased_like_a_login(client, admin, fetch):
+    response = call(client, admin, "POST", USERS, {**NEW, "email": "  Nina.New@Example.TEST\t"})
+
+    row = fetch(User, assert_success(response, 201)["data"]["id"])
+    assert row["email"] == "nina.new@example.test"
+    assert_success(log_in(client, " nina.new@example.test ", NEW["password"]), 200)
+
+
 @pytest.mark.parametrize("spelling", [str.lower, str.upper])
 def test_creating_a_user_with_a_taken_email_is_409(client, admin, staff, rows, spelling):
     before = desk_state(rows)

@@ -319,6 +319,8 @@ TEXT_RULES = {
     "BS": "Conn\x08ection",
     "ESC": "Conn\x1b[31mection",
     "DEL": "Conn\x7fection",
+    "C1-NEL": "Conn\x85ection",
+    "C1-CSI": "Conn\x9b31mection",
     "empty": "",
     "whitespace-only": " \t\r\n ",
 }
@@ -350,7 +352,12 @@ def too_long(endpoint, name) -> dict:
     + [
         pytest.param(endpoint, "title", f"Line one{end}line two", id=f"{endpoint}-title-{label}")
         for endpoint in (CREATE, UPDATE)
-        for label, end in {"line-feed": "\n", "carriage-return": "\r"}.items()
+        for label, end in {
+            "line-feed": "\n",
+            "carriage-return": "\r",
+            "line-separator": "\u2028",
+            "paragraph-separator": "\u2029",
+        }.items()
     ],
 )
 def test_text_that_breaks_a_rule_is_422(send, world, assert_refused, endpoint, name, value):
@@ -453,6 +460,9 @@ TEXTS = [
     pytest.param(" " + "a" * 255 + "\t", "d" * 10_000 + "\n", " " + "m" * 10_000, id="longest"),
     pytest.param("😀" * 255, " " + "é" * 10_000, "网" * 10_000 + " ", id="longest-multibyte"),
     pytest.param("Line breaks", LONG_TEXT, LONG_TEXT, id="line-breaks-and-tabs"),
+    pytest.param(
+        "Separators", "One\u2028two\u2029three", "One\u2028two", id="unicode-line-separators"
+    ),
 ]
 
 

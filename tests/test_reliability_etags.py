@@ -154,6 +154,27 @@ def test_if_none_match_with_the_current_etag_is_304_without_a_body(client, admin
     assert response.headers["ETag"] == tag
 
 
+@pytest.mark.parametrize(
+    "held",
+    [
+        lambda tag: f"W/{tag}",
+        lambda tag: f'"v0", {tag}',
+        lambda tag: "*",
+    ],
+    ids=["weak", "in-a-list", "any"],
+)
+def test_if_none_match_compares_weakly_and_takes_a_list(client, admin, make_ticket, held):
+    """RFC 9110: If-None-Match uses the weak comparison, so W/"v1" holds "v1" too."""
+    ticket_id = make_ticket(admin)
+    tag = fetch_etag(client, admin, ticket_id)
+
+    headers = {**admin.headers, "If-None-Match": held(tag)}
+    response = client.get(ticket_url(ticket_id), headers=headers)
+
+    assert (response.status_code, response.get_data()) == (304, b"")
+    assert response.headers["ETag"] == tag
+
+
 def test_if_none_match_with_an_older_etag_fetches_the_ticket(client, admin):
     ticket_id = create_ticket(client, admin)
     old = fetch_etag(client, admin, ticket_id)

@@ -401,15 +401,18 @@ def test_the_deliveries_list_shows_every_attempt_newest_first(app, hooks, client
     assert body["meta"]["total"] == 2
 
 
+@pytest.mark.parametrize("spelling", [str.lower, str.upper], ids=["lower", "upper"])
 def test_redeliver_sends_the_same_event_again_under_a_new_delivery_id(
-    app, hooks, client, admin, receiver
+    app, hooks, client, admin, receiver, spelling
 ):
+    """A delivery id is a UUID, whose hex digits may be written in either case."""
     register(client, admin, receiver, events=["ticket.created"])
     create_ticket(client, admin)
     work(hooks)
     (first,) = receiver.received
 
-    response = call(client, admin, "POST", f"{DELIVERIES}/{first.delivery_id}/redeliver")
+    url = f"{DELIVERIES}/{spelling(first.delivery_id)}/redeliver"
+    response = call(client, admin, "POST", url)
 
     data = assert_success(response, 201, "Delivery scheduled")["data"]
     assert UUID.fullmatch(data["delivery_id"]) and data["delivery_id"] != first.delivery_id

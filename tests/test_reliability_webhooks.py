@@ -161,6 +161,7 @@ def test_an_unknown_endpoint_or_delivery_is_404(app, client, admin, url):
 # --- Where events may go ----------------------------------------------------------------------
 
 ALWAYS_OK = ["https://93.184.216.34/hook", "https://example.com/hook", "HTTPS://93.184.216.34/h"]
+ALWAYS_OK += ["https://[64:ff9b::5db8:d822]/hook"]  # NAT64 to 93.184.216.34, a public host
 PRIVATE = [
     "http://127.0.0.1:8080/hook",
     "https://127.0.0.1/hook",
@@ -172,6 +173,12 @@ PRIVATE = [
     "http://localhost:8000/hook",
     "https://[fe80::1]/hook",
     "https://[fd00::5]/hook",
+    # IPv6 addresses that carry an internal IPv4 one to its host.
+    "https://[::ffff:127.0.0.1]/hook",
+    "https://[64:ff9b::7f00:1]/hook",  # NAT64 to 127.0.0.1
+    "https://[64:ff9b::a01:203]/hook",  # NAT64 to 10.1.2.3
+    "https://[2002:7f00:1::]/hook",  # 6to4 from 127.0.0.1
+    "https://[2002:c0a8:10a::1]/hook",  # 6to4 from 192.168.1.10
 ]
 NEVER = [
     "http://93.184.216.34/hook",  # http to a public host

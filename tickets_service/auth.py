@@ -12,12 +12,14 @@ from .extensions import db, insert
 from .login_limits import count_attempt, give_back
 from .models import RevokedToken, User, utcnow
 from .openapi import Blueprint
-from .schemas import TokenOut, UserOut, login_in
+from .schemas import TokenOut, UserOut, login_in, no_args, ticket_scope_args
 from .tokens import issue_token, token_required
 
 bp = Blueprint("auth", __name__, description="Tokens: login, the current user, logout.")
 
 INVALID_CREDENTIALS = "Invalid email or password."
+# The revocation is kept until the token expires, or the last moment a timestamp can hold.
+LAST_EXPIRY = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
 
 
 @cache
@@ -27,10 +29,11 @@ def _decoy_hash() -> str:
 
 
 @bp.post("/login")
+@bp.arguments(no_args, location="query")
 @bp.arguments(login_in)
 @bp.response(200, TokenOut)
 @bp.errors(401, 429, 503)
-def login(credentials):
+def login(_args, credentials):
     """Exchange an email and password for an access token (failed logins are limited)."""
     counted = count_attempt(credentials["email"])
     user = db.session.scalar(select(User).where(User.email == credentials["email"].lower()))
@@ -47,8 +50,10 @@ def login(credentials):
 
 @bp.post("/logout")
 @token_required
+@bp.arguments(ticket_scope_args, location="query")
 @bp.response(200, message="Logged out successfully")
-def logout():
+@bp.errors(403)
+def logout(_scope):
     """Revoke the presented token on every instance; expired revocations are pruned."""
     claims = get_jwt()
     db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at < utcnow()))
@@ -56,7 +61,7 @@ def logout():
     revocation = insert(RevokedToken).values(
         jti=claims["jti"],
         user_id=current_user.id,
-        expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        expires_at=datetime.fromtimestamp(min(claims["exp"], LAST_EXPIRY), UTC),
         revoked_at=utcnow(),
     )
     db.session.execute(revocation.on_conflict_do_nothing(index_elements=["jti"]))
@@ -65,7 +70,9 @@ def logout():
 
 @bp.get("/me")
 @token_required
+@bp.arguments(ticket_scope_args, location="query")
 @bp.response(200, UserOut)
-def me():
+@bp.errors(403)
+def me(_scope):
     """The user the presented token belongs to."""
     return current_user

@@ -94,10 +94,26 @@ def _resolve(host: str) -> list:
 
 
 def _internal(address) -> bool:
-    """Private, loopback, link-local or otherwise not on the public internet (100.64/10 too)."""
-    return (
-        address.is_loopback or address.is_private or address.is_link_local or not address.is_global
+    """Private, loopback, link-local or otherwise not on the public internet (100.64/10 too),
+    or an IPv6 address that carries such an IPv4 one to its host."""
+    return any(
+        a.is_loopback or a.is_private or a.is_link_local or not a.is_global
+        for a in (address, *_carried(address))
     )
+
+
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # the well-known prefix (RFC 6052)
+
+
+def _carried(address) -> list:
+    """The IPv4 address an IPv6 one reaches through a translator or tunnel: mapped (::ffff:),
+    6to4 (2002::/16) and NAT64 (64:ff9b::/96)."""
+    if address.version != 6:
+        return []
+    carried = [address.ipv4_mapped, address.sixtofour]
+    if address in NAT64:
+        carried.append(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
+    return [a for a in carried if a is not None]
 
 
 def check_destination(url: str, allow_private: bool) -> Destination:

@@ -15,11 +15,15 @@ MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 50
 MIN_PASSWORD_LENGTH = 8
 
-# C0 controls and DEL, except tab, line feed and carriage return. NUL is among them: PostgreSQL
-# cannot store it in text, so it must be refused here rather than fail at commit. The class is
-# written once and serves both the check below and the pattern the document publishes.
-CONTROL_CHARACTERS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
-LINE_BREAKS = r"\n\r"
+# C0 controls and DEL, except tab, line feed and carriage return, and the C1 controls (NEL,
+# U+0085, among them). NUL is among them: PostgreSQL cannot store it in text, so it must be
+# refused here rather than fail at commit. The class is written once and serves both the check
+# below and the pattern the document publishes.
+CONTROL_CHARACTERS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+# What breaks a line besides those: the Unicode line and paragraph separators too.
+LINE_BREAKS = r"\n\r\u2028\u2029"
+# The latest moment a timestamp holds: an upper bound past it is no bound.
+LAST_MOMENT = datetime.max.replace(tzinfo=UTC)
 _DIGITS = re.compile(r"-?[0-9]{1,20}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
@@ -72,17 +76,24 @@ class QueryTimestamp(Timestamp):
                 day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
             except ValueError:
                 raise ValidationError('Use "YYYY-MM-DD" or "YYYY-MM-DD HH:MM:SS" (UTC).') from None
-            return day + timedelta(days=1) if self.upper else day
+            return _after(day, timedelta(days=1)) if self.upper else day
         moment = super()._deserialize(value, attr, data, **kwargs)
-        return moment + timedelta(seconds=1) if self.upper else moment
+        return _after(moment, timedelta(seconds=1)) if self.upper else moment
+
+
+def _after(moment: datetime, step: timedelta) -> datetime:
+    """moment + step, or the last moment a timestamp holds when that is past it."""
+    return moment + step if moment <= LAST_MOMENT - step else LAST_MOMENT
 
 
 class Text(fields.String):
-    """A string that is trimmed, valid UTF-8 and free of control characters."""
+    """A string that is trimmed, valid UTF-8 and free of control characters (and of line
+    breaks with `single_line`, of slashes with `no_slash`)."""
 
-    def __init__(self, *, single_line: bool = False, **kwargs):
+    def __init__(self, *, single_line: bool = False, no_slash: bool = False, **kwargs):
         refused = CONTROL_CHARACTERS + (LINE_BREAKS if single_line else "")
-        self.refused, pattern = _refusing(refused)
+        self.refused, pattern = _refusing(refused + ("/" if no_slash else ""))
+        self.control = re.compile(f"[{refused}]")
         super().__init__(metadata={"pattern": pattern} | kwargs.pop("metadata", {}), **kwargs)
         self.single_line = single_line
 
@@ -93,7 +104,13 @@ class Text(fields.String):
         except UnicodeEncodeError:
             raise ValidationError("Must be valid UTF-8 text.") from None
         if self.refused.search(text):
-            raise ValidationError("Must not contain control characters.")
+            if self.control.search(text):
+                raise ValidationError(
+                    "Must not contain control characters or line breaks."
+                    if self.single_line
+                    else "Must not contain control characters."
+                )
+            raise ValidationError("Must not contain a slash.")
         return text
 
 
@@ -333,8 +350,15 @@ class UserListArgs(PageArgs):
     role = fields.String(validate=validate.OneOf([r.value for r in Role]))
 
 
-def email_field(**kwargs) -> fields.Email:
-    return fields.Email(validate=validate.Length(1, 255), **kwargs)
+class TrimmedEmail(fields.Email):
+    """An email address, trimmed like every other string before it is checked."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+def email_field(**kwargs) -> TrimmedEmail:
+    return TrimmedEmail(validate=validate.Length(1, 255), **kwargs)
 
 
 def new_password_field(**kwargs) -> Password:
@@ -375,7 +399,9 @@ def phone_field(**kwargs) -> Text:
 
 
 def external_id_field(**kwargs) -> Text:
-    return Text(single_line=True, validate=validate.Length(1, 255), **kwargs)
+    """The ISP platform's own id of a subscriber: one line, and no slash, since it is also a
+    path segment (PUT /subscribers/by-external-id/{external_id})."""
+    return Text(single_line=True, no_slash=True, validate=validate.Length(1, 255), **kwargs)
 
 
 class SubscriberFieldsIn(ScopeIn):
@@ -422,6 +448,10 @@ class WebhookIn(ScopeIn):
             raise ValidationError("Name each event once.", "events")
 
 
+class NoArgs(Schema):
+    """The query string of a route that takes no parameters: any is 422 (unknown)."""
+
+
 class LoginIn(Schema):
     email = Text(required=True, validate=validate.Length(1, 255))
     password = Password(required=True, validate=validate.Length(1, 1024))
@@ -433,7 +463,7 @@ class UserIn(Schema):
     isp_id = Id(required=True)
     branch_id = Id(required=True)
     name = title_field(required=True)
-    email = fields.Email(required=True, validate=validate.Length(1, 255))
+    email = email_field(required=True)
     role = fields.String(required=True, validate=validate.OneOf([r.value for r in Role]))
     password = Password(required=True, validate=validate.Length(MIN_PASSWORD_LENGTH, 1024))
 
@@ -650,6 +680,7 @@ reply_in = ReplyIn()
 ticket_list_args = TicketListArgs()
 ticket_scope_args = TicketScopeArgs()
 login_in = LoginIn()
+no_args = NoArgs()
 user_in = UserIn()
 subscriber_in = SubscriberIn()
 user_out = UserOut()

@@ -2,6 +2,7 @@
 
 from flask import abort
 from flask_jwt_extended import current_user
+from marshmallow import ValidationError
 from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select
 
 from .models import Role, Subscriber, Ticket, User
@@ -29,6 +30,16 @@ def check_scope(scope: dict) -> None:
         abort(403, "branch_id is outside your reach.")
     if "user_id" in scope and scope["user_id"] != user.id:
         abort(403, "user_id does not match your account.")
+
+
+def named_branch(*scopes: dict) -> int:
+    """The branch a create names in its query string or its body (each already checked
+    against the token as it loaded), else the caller's own; 422 when the two disagree."""
+    named = {scope["branch_id"] for scope in scopes if "branch_id" in scope}
+    if len(named) > 1:
+        message = "The query string and the body name different branches."
+        raise ValidationError({"branch_id": [message]})
+    return named.pop() if named else current_user.branch_id
 
 
 def ticket_scope(*, deleted: bool | None = False) -> ColumnElement[bool]:

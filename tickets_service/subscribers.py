@@ -22,7 +22,7 @@ from .schemas import (
     subscriber_update_in,
     ticket_scope_args,
 )
-from .scope import require_admin, subscriber_scope, without_scope
+from .scope import named_branch, require_admin, subscriber_scope, without_scope
 from .tokens import token_required
 from .transport import reject_impossible_ids
 
@@ -95,16 +95,18 @@ def get_subscriber(_scope, subscriber_id: int):
 @bp.post("")
 @token_required
 @idempotent
+@bp.arguments(ticket_scope_args, location="query")
 @bp.arguments(subscriber_create_in)
 @bp.response(201, CreatedOut, message="Subscriber created successfully")
 @bp.errors(403, 409)
-def create_subscriber(data):
-    """Create a subscriber (admins) in a branch of the ISP, the admin's own by default."""
+def create_subscriber(scope, data):
+    """Create a subscriber (admins) in the branch of the ISP its query or body names, the
+    admin's own by default."""
     require_admin()
     check_external_id_free(data.get("external_id"))
     subscriber = Subscriber(
         isp_id=current_user.isp_id,
-        branch_id=data.get("branch_id", current_user.branch_id),
+        branch_id=named_branch(scope, data),
         **without_scope(data),
     )
     db.session.add(subscriber)
@@ -114,10 +116,11 @@ def create_subscriber(data):
 
 @bp.put(SUBSCRIBER)
 @token_required
+@bp.arguments(ticket_scope_args, location="query")
 @bp.arguments(subscriber_update_in)
 @bp.response(200, message="Subscriber updated successfully")
 @bp.errors(403, 404, 409)
-def update_subscriber(data, subscriber_id: int):
+def update_subscriber(_scope, data, subscriber_id: int):
     """Update a subscriber (admins); branch_id moves it, and its tickets keep their link."""
     subscriber = get_subscriber_or_404(subscriber_id)
     require_admin()
@@ -131,14 +134,16 @@ def update_subscriber(data, subscriber_id: int):
 
 @bp.put("/by-external-id/<external_id>")
 @token_required
+@bp.arguments(ticket_scope_args, location="query")
 @bp.arguments(subscriber_sync_in)
 @bp.response(200, CreatedOut, message="Subscriber synced successfully", also=(201,))
 @bp.errors(403, 409)
-def sync_subscriber(data, external_id: str):
+def sync_subscriber(scope, data, external_id: str):
     """Create (201) or update (200) the subscriber the ISP platform knows by this external id
     (at most 255 characters, no slash); fields left out stay as they are, and the same call
     again changes nothing."""
     require_admin()
+    branch_id = named_branch(scope, data)
     try:
         external_id = EXTERNAL_ID.deserialize(external_id)
     except ValidationError as err:
@@ -152,7 +157,7 @@ def sync_subscriber(data, external_id: str):
     if created:
         subscriber = Subscriber(
             isp_id=current_user.isp_id,
-            branch_id=current_user.branch_id,
+            branch_id=branch_id,
             external_id=external_id,
         )
         db.session.add(subscriber)

@@ -33,6 +33,7 @@ from .schemas import (
 )
 from .scope import (
     assignable_to,
+    named_branch,
     require_admin,
     scope_params,
     scoped_tickets,
@@ -167,7 +168,7 @@ def get_ticket(_scope, ticket_id: int):
         abort(404, "Ticket not found.")
     tag = etag(ticket["version"])
     headers = {"ETag": quote_etag(tag)}
-    if request.if_none_match.contains(tag):
+    if request.if_none_match.contains_weak(tag):  # If-None-Match compares weakly (RFC 9110)
         return Response(status=304, headers=headers)
     return ticket, headers
 
@@ -180,9 +181,10 @@ def get_ticket(_scope, ticket_id: int):
 @bp.response(201, CreatedOut, message="Ticket created successfully")
 @bp.errors(403)
 @bp.versioned("created")
-def create_ticket(_scope, data):
-    """Create Ticket in the caller's ISP; the branch defaults to the caller's."""
-    isp_id, branch_id = current_user.isp_id, data.get("branch_id", current_user.branch_id)
+def create_ticket(scope, data):
+    """Create Ticket in the caller's ISP, in the branch its query or body names (the caller's
+    by default)."""
+    isp_id, branch_id = current_user.isp_id, named_branch(scope, data)
     values = without_scope(data)
     check_links(values, isp_id, branch_id)
     ticket = Ticket.open(current_user, isp_id=isp_id, branch_id=branch_id, **values)

@@ -18,7 +18,7 @@ from .schemas import (
     user_list_args,
     user_update_in,
 )
-from .scope import assignable_to, require_admin, user_scope
+from .scope import assignable_to, named_branch, require_admin, user_scope
 from .tokens import token_required
 from .transport import reject_impossible_ids
 
@@ -73,18 +73,19 @@ def get_user(_scope, user_id: int):
 @bp.post("")
 @token_required
 @idempotent
+@bp.arguments(ticket_scope_args, location="query")
 @bp.arguments(user_create_in)
 @bp.response(201, CreatedOut, message="User created successfully")
 @bp.errors(403, 409)
-def create_user(data):
-    """Create a user of the admin's ISP (admins), in a branch of it (the admin's own by
-    default)."""
+def create_user(scope, data):
+    """Create a user of the admin's ISP (admins), in the branch of it its query or body names
+    (the admin's own by default)."""
     require_admin()
     email = data["email"].lower()
     check_email_free(email)
     user = User(
         isp_id=current_user.isp_id,
-        branch_id=data.get("branch_id", current_user.branch_id),
+        branch_id=named_branch(scope, data),
         name=data["name"],
         email=email,
         role=data["role"],
@@ -97,10 +98,11 @@ def create_user(data):
 
 @bp.put(USER)
 @token_required
+@bp.arguments(ticket_scope_args, location="query")
 @bp.arguments(user_update_in)
 @bp.response(200, message="User updated successfully")
 @bp.errors(403, 404, 409)
-def update_user(data, user_id: int):
+def update_user(_scope, data, user_id: int):
     """Update a user (admins): name, role, branch, is_active, password. An admin cannot
     deactivate or demote themselves, nor the ISP's last active admin (409)."""
     user = get_user_or_404(user_id, lock=True)

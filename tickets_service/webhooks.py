@@ -52,10 +52,11 @@ def get_endpoint_or_404(webhook_id: int) -> WebhookEndpoint:
 @bp.post("")
 @token_required
 @idempotent
+@bp.arguments(ticket_scope_args, location="query")
 @bp.arguments(webhook_in)
 @bp.response(201, WebhookCreatedOut, message="Webhook created successfully")
 @bp.errors(403)
-def create_webhook(data):
+def create_webhook(_scope, data):
     """Register an endpoint (admins) for some events; the answer shows its signing secret,
     this once and never again."""
     require_admin()
@@ -145,6 +146,7 @@ def redeliver(_scope, delivery_id: str):
     """Send a delivery's event to its endpoint again (admins), as a new delivery with its own
     delivery id, so receivers that dropped the first as a duplicate take this one."""
     require_admin()
+    delivery_id = delivery_id.lower()  # a UUID's hex digits are case-insensitive
     if not _UUID.fullmatch(delivery_id):
         abort(404, "Delivery not found.")
     original = db.session.scalar(
