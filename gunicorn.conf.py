@@ -1,8 +1,11 @@
 """Gunicorn settings, read from the environment the way PaaS hosts set it."""
 
+import json
 import math
 import os
 from pathlib import Path
+
+from gunicorn import util
 
 
 def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
@@ -39,3 +42,22 @@ accesslog = None
 errorlog = "-"
 # No control socket: the home folder may be read-only or shared on a PaaS dyno.
 control_socket_disable = True
+
+
+def write_error_as_envelope(sock, status_int: int, reason: str, mesg: str) -> None:
+    """Gunicorn's own answers (a request it cannot parse, a request line or headers over its
+    limits) in the API's JSON envelope rather than an HTML page."""
+    message = f"{reason}: {mesg}" if mesg else f"{reason}."
+    body = json.dumps({"success": False, "message": message}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\n"
+        "Connection: close\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+def on_starting(server) -> None:
+    """Before the workers fork: they inherit the envelope for gunicorn's own errors."""
+    util.write_error = write_error_as_envelope

@@ -550,3 +550,37 @@ def test_a_small_body_with_an_early_401_is_answered_cleanly(instances):
     status, body = call(instances[1], "POST", CREATE.path, {"title": "x" * 500_000})
     assert status == 401
     assert body["success"] is False
+
+
+def raw_exchange(base: str, request: bytes) -> tuple[int, str, bytes]:
+    """Send bytes as they are (no client would let us send these); (status, Content-Type, body)."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers["Content-Type"], body
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /api/v1/tickets?q=" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nIdempotency-Key: a\x7fb\r\n\r\n", 400),
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),
+    ],
+    ids=["request-line-too-long", "header-too-large", "control-in-a-header", "not-http"],
+)
+def test_what_gunicorn_refuses_itself_is_answered_in_the_envelope(instances, request_bytes, status):
+    got, content_type, body = raw_exchange(instances[0], request_bytes)
+
+    assert (got, content_type) == (status, "application/json")
+    answer = json.loads(body)
+    assert answer.keys() == {"success", "message"}
+    assert answer["success"] is False and answer["message"]
