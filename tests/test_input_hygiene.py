@@ -6,6 +6,7 @@ plain text to a JSON API: stored and returned verbatim.
 """
 
 import io
+import json
 import re
 from dataclasses import replace
 from urllib.parse import urlencode
@@ -99,6 +100,24 @@ NOT_A_JSON_OBJECT = {
 def test_a_body_that_is_not_one_json_object_is_400(send, world, assert_refused, endpoint, spoil):
     data = spoil(endpoint.body(world))
     assert_refused(lambda: send(endpoint, world, data), 400)
+
+
+@pytest.mark.parametrize("same_value", [True, False], ids=["same-value", "another-value"])
+@pytest.mark.parametrize("endpoint", WITH_BODY, ids=str)
+def test_a_field_given_twice_is_422_on_that_field(
+    send, world, assert_refused, endpoint, same_value
+):
+    """Which of two values would count is a guess (parsers differ): the client is told instead."""
+    body = endpoint.body(world)
+    name = next(reversed(body))
+    again = json.dumps(body[name] if same_value else "other")
+    data = encode(body)[:-1] + f', "{name}": {again}}}'.encode()
+    assert_refused(lambda: send(endpoint, world, data), 422, name)
+
+
+def test_a_field_given_twice_after_a_syntax_error_is_still_400(send, world, assert_refused):
+    data = b'{"title": "a", "title": "b", "priority": }'
+    assert_refused(lambda: send(CREATE, world, data), 400)
 
 
 NO_JSON = {

@@ -12,7 +12,8 @@ class StrictParser(FlaskParser):
     """webargs' Flask parser, with what this API promises its clients on top.
 
     - A body is JSON whatever its Content-Type says, strict UTF-8, without NaN or Infinity;
-      anything that is not a JSON object is 400.
+      anything that is not a JSON object is 400. A name given twice in one object is 422 on
+      that name, rather than silently the last value.
     - Unknown query parameters are 422 like unknown body fields: every location loads with
       the schema's own `unknown`, which is RAISE.
     - A query parameter given twice is ambiguous: 422, rather than silently the first.
@@ -35,11 +36,13 @@ class StrictParser(FlaskParser):
         raw = req.get_data(cache=True)
         try:
             # Strict UTF-8 first: json.loads on bytes would let encoded surrogates through.
-            data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant) if raw else None
+            data, twice = _strict_json(raw.decode("utf-8")) if raw else (None, ())
         except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting or digits
             abort(400, "Request body is not valid JSON.")
         if not isinstance(data, dict):
             abort(400, "Request body must be a JSON object.")
+        if twice:
+            raise ValidationError({name: ["Give this field only once."] for name in twice})
         return data
 
     def load_querystring(self, req, schema) -> dict:
@@ -58,6 +61,20 @@ def _all_optional(schema) -> bool:
     return isinstance(schema, Schema) and not any(
         field.required or field.load_default is not missing for field in schema.fields.values()
     )
+
+
+def _strict_json(text: str) -> tuple[object, list[str]]:
+    """The parsed JSON, and the names any of its objects gives more than once."""
+    twice: list[str] = []
+
+    def once_each(pairs: list[tuple[str, object]]) -> dict:
+        data = dict(pairs)
+        if len(data) != len(pairs):
+            seen: set[str] = set()
+            twice.extend(name for name, _ in pairs if name in seen or seen.add(name))
+        return data
+
+    return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=once_each), twice
 
 
 def _refuse_constant(name: str):
