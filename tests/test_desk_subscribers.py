@@ -190,6 +190,27 @@ def test_a_moved_subscriber_keeps_its_tickets(client, admin, make_subscriber, ma
     assert shown["subscriber_name"] == "Mover"
 
 
+def test_a_ticket_sent_back_with_its_moved_subscriber_updates(
+    client, admin, make_subscriber, make_ticket, fetch
+):
+    """A client that PUTs back what it fetched, subscriber included, is not refused because the
+    subscriber has moved; linking another branch's subscriber anew still is."""
+    mover, other = make_subscriber(name="Mover"), make_subscriber(branch_id=2, name="Far")
+    ticket_id = make_ticket(admin, subscriber_id=mover)
+    assert_success(call(client, admin, "PUT", subscriber_url(mover), {"branch_id": 2}), 200)
+    url = f"/api/v1/tickets/{ticket_id}"
+
+    response = call(client, admin, "PUT", url, {"subscriber_id": mover, "title": "Kept"})
+
+    assert_success(response, 200)
+    assert (fetch(Ticket, ticket_id)["subscriber_id"], fetch(Ticket, ticket_id)["title"]) == (
+        mover,
+        "Kept",
+    )
+    assert_error(call(client, admin, "PUT", url, {"subscriber_id": other}), 422, "subscriber_id")
+    assert fetch(Ticket, ticket_id)["subscriber_id"] == mover
+
+
 @pytest.mark.parametrize("method", ["POST", "PUT", "PUT own"])
 def test_an_external_id_is_unique_in_the_isp(client, admin, rows, method):
     holder = create(client, admin, name="Holder", external_id="crm-1")

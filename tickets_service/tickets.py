@@ -130,13 +130,15 @@ def check_assignee(assignee_id: int, isp_id: int, branch_id: int) -> None:
         )
 
 
-def check_links(values: dict, isp_id: int, branch_id: int, assignee_id: int | None = None):
+def check_links(values: dict, isp_id: int, branch_id: int, linked: Ticket | None = None):
     """The subscriber and assignee a write links must be the ticket's ISP and branch's to link
-    (an assignee kept as it was is not checked again: it may have left since)."""
-    if values.get("subscriber_id") is not None:
-        check_subscriber(values["subscriber_id"], isp_id, branch_id)
+    (one the ticket already has, sent again as it was, is not checked again: a subscriber may
+    have moved branch, an assignee left, since)."""
+    subscriber = values.get("subscriber_id")
+    if subscriber is not None and subscriber != (linked and linked.subscriber_id):
+        check_subscriber(subscriber, isp_id, branch_id)
     assignee = values.get("assignee_id")
-    if assignee is not None and assignee != assignee_id:
+    if assignee is not None and assignee != (linked and linked.assignee_id):
         check_assignee(assignee, isp_id, branch_id)
 
 
@@ -203,7 +205,7 @@ def update_ticket(_scope, changes, ticket_id: int):
     unlinks, unassigns or clears)."""
     ticket = get_ticket_or_404(ticket_id)
     changes = without_scope(changes)
-    check_links(changes, ticket.isp_id, ticket.branch_id, ticket.assignee_id)
+    check_links(changes, ticket.isp_id, ticket.branch_id, ticket)
     ticket.edit(changes, current_user)
     return None, commit(ticket)
 
