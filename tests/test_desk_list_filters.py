@@ -130,13 +130,17 @@ def texts(staff, make_ticket) -> dict:
         "fiber": make_ticket(staff, title="Fiber cut", description="The router is fine"),
         "billing": make_ticket(staff, title="Billing question", description="Invoice twice"),
         "address": make_ticket(staff, title="Customer 10.0.7.20", description="ann@mail.test"),
+        "connection": make_ticket(staff, title="Connection lost", description="Since the storm"),
+        "disconnect": make_ticket(staff, title="Disconnects often", description="Lights blink"),
+        "spanish": make_ticket(staff, title="Conexión perdida", description="Desde ayer"),
+        "hyphen": make_ticket(staff, title="Router-x firmware", description="Needs an update"),
     }
 
 
 SEARCHES = [
-    ("router", ["router", "fiber"]),
-    ("ROUTER", ["router", "fiber"]),
-    ("rout", ["router", "fiber"]),
+    ("router", ["router", "fiber", "hyphen"]),
+    ("ROUTER", ["router", "fiber", "hyphen"]),
+    ("rout", ["router", "fiber", "hyphen"]),
     ("router reboot", ["router"]),
     ("fiber router", ["fiber"]),
     ("night two", ["router"]),
@@ -145,6 +149,15 @@ SEARCHES = [
     ("modem", []),
     ("10.0.7.20", ["address"]),
     ("ann@mail.test", ["address"]),
+    # Words, not substrings: a term starts a word, and every term but the last is a whole one.
+    ("onnect", []),
+    ("connect", ["connection"]),
+    ("connection lost", ["connection"]),
+    ("connect lost", []),
+    ("x", ["hyphen"]),
+    ("conexión", ["spanish"]),
+    ("10.0.7.2", ["address"]),
+    ("fiber _", ["fiber"]),
 ]
 
 
@@ -265,7 +278,7 @@ BAD = {
     "created_to": ["2024-00-10", "10-03-2024", "2024-01-01 25:00:00", ""],
     "updated_since": ["2024-01-32", "1704103200", "2024-01-01 10:00"],
     "overdue": ["yes", "1", "True", ""],
-    "q": ["!!!", "", "   ", "a\x01b", "two\nlines", "x" * 201],
+    "q": ["!!!", "", "   ", "a\x01b", "two\nlines", "x" * 201, "_", "__ -_-"],
     "sort": ["foo", "--created_at", "id", "+priority", "created_at,id", ""],
     "deleted": ["all", "true", ""],
     "per_page": ["201", "0"],

@@ -178,8 +178,10 @@ def matches(terms: list[str]) -> ColumnElement[bool]:
     """Title or description hold every term, the last one as a prefix, case-insensitively.
 
     PostgreSQL: full-text search on the GIN index, the terms parsed by PostgreSQL's own
-    parser (so an address or a hostname stays one token, as in the index). SQLite: each word
-    of the terms as a substring (its lower() is made Unicode-aware on connect).
+    parser (so an address or a hostname stays one token, as in the index). SQLite: each term
+    without the punctuation around it ("router," is "router"; "10.0.7.20" stays whole); LIKE
+    finds the rows that hold it, and a regular expression keeps those where it starts a word
+    and, but for the last, ends one (lower() is made Unicode-aware on connect).
     """
     if db.session.get_bind().dialect.name == "postgresql":
         vector = literal_column(f"to_tsvector('simple', {_qualified(SEARCH_DOCUMENT)})")
@@ -189,8 +191,20 @@ def matches(terms: list[str]) -> ColumnElement[bool]:
         )
         return vector.op("@@")(query)
     document = func.lower(Ticket.title + " " + Ticket.description)
-    words = re.findall(r"\w+", " ".join(terms))
-    return and_(*(document.like(f"%{escape_like(word)}%", escape="\\") for word in words))
+    conditions = []
+    for n, term in enumerate(terms, 1):
+        term = PUNCTUATION_AROUND.sub("", term)
+        pattern = WORD_START + re.escape(term) + ("" if n == len(terms) else WORD_END)
+        conditions += [
+            document.like(f"%{escape_like(term)}%", escape="\\"),
+            document.regexp_match(pattern),
+        ]
+    return and_(*conditions)
+
+
+# No letter or digit before, or after: where a word starts, or ends.
+WORD_START, WORD_END = r"(?<![^\W_])", r"(?![^\W_])"
+PUNCTUATION_AROUND = re.compile(r"^[\W_]+|[\W_]+$")
 
 
 SIMPLE = literal_column("'simple'")

@@ -294,7 +294,10 @@ class TicketListArgs(PageArgs):
 def search_words(text: str) -> list[str]:
     """The terms a text search looks for, lower case: what spaces separate (at most 20),
     each holding a letter or digit."""
-    return [term for term in text.lower().split() if re.search(r"\w", term)][:20]
+    return [term for term in text.lower().split() if _LETTER_OR_DIGIT.search(term)][:20]
+
+
+_LETTER_OR_DIGIT = re.compile(r"[^\W_]")
 
 
 class TicketIn(ScopeIn):
