@@ -3,15 +3,18 @@ the list's indexes, integrity, faults (killed connections, an unreachable server
 settings, and the exact SQL statements behind the hot endpoints."""
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import flask_migrate
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tickets_service.config import normalize_database_url
+from tickets_service.errors import handle_database_unavailable
 from tickets_service.extensions import db
 from tickets_service.models import Ticket, TicketReply, compared_by_autogenerate
 
@@ -141,6 +144,48 @@ def test_requests_survive_killed_connections(postgres_url, send, world):
     assert terminate_other_connections(postgres_url) >= 1
 
     assert assert_success(send(FETCH, world), 200)["data"]["id"] == world.ticket_id
+
+
+def deadlock(url: str, first: int, second: int) -> OperationalError:
+    """Two transactions that lock two tickets in opposite orders: PostgreSQL breaks the cycle
+    by failing one of them; that failure."""
+    engine = create_engine(normalize_database_url(url))
+    lock = text("SELECT id FROM tickets WHERE id = :id FOR UPDATE")
+    holding = threading.Barrier(2)
+
+    def take(one: int, other: int) -> OperationalError | None:
+        with engine.connect() as connection, connection.begin():
+            connection.execute(lock, {"id": one})
+            holding.wait(timeout=10)
+            try:
+                connection.execute(lock, {"id": other})
+            except OperationalError as err:
+                return err
+        return None
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            failures = [f for f in pool.map(take, (first, second), (second, first)) if f]
+    finally:
+        engine.dispose()
+    assert len(failures) == 1
+    return failures[0]
+
+
+@pytest.mark.postgres
+def test_a_request_that_loses_a_deadlock_is_409_not_503(postgres_url, app, admin, make_ticket):
+    """It lost a race with a concurrent request, and nothing of it was kept: a conflict to
+    retry, not a database outage."""
+    lost = deadlock(postgres_url, make_ticket(admin), make_ticket(admin))
+
+    with app.test_request_context():
+        response = handle_database_unavailable(lost)
+
+    assert response.status_code == 409
+    assert response.get_json() == {
+        "success": False,
+        "message": "A concurrent change conflicted with this one; reload and retry.",
+    }
 
 
 @pytest.mark.postgres

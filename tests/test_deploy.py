@@ -11,9 +11,11 @@ import runpy
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from sqlalchemy import create_engine, inspect
 from tickets_service import create_app
 from tickets_service.config import ConfigError, from_environment, normalize_database_url
 from tickets_service.extensions import db
+from tickets_service.models import User
 
 from conftest import CREATE, FETCH, JWT_SECRET, LOGIN, ME, PASSWORD, REPLY, STATUS, World
 
@@ -584,3 +587,29 @@ def test_what_gunicorn_refuses_itself_is_answered_in_the_envelope(instances, req
     answer = json.loads(body)
     assert answer.keys() == {"success", "message"}
     assert answer["success"] is False and answer["message"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("isp_id", range(11, 16))
+def test_two_admins_demoting_each_other_through_two_instances_get_no_5xx(
+    instances, make_user, rows, isp_id
+):
+    """Truly at once (two processes): one demotion wins, the other is 401 (its caller's token
+    went with its role) or 409 (the last admin), and the ISP keeps one admin; never a deadlock."""
+    first, second = (make_user(isp_id=isp_id, branch_id=1, role="admin") for _ in range(2))
+    barrier = threading.Barrier(2)
+
+    def demote(base: str, caller, target) -> int:
+        barrier.wait(timeout=10)
+        return call(base, "PUT", f"/api/v1/users/{target.id}", {"role": "staff"}, caller.token)
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(
+            pool.map(demote, instances, (first, second), (second, first)),
+        )
+
+    codes = sorted(status for status, _ in answers)
+    assert codes[0] == 200 and codes[1] in {401, 409}, answers
+    assert all(body["success"] is (status == 200) for status, body in answers)
+    admins = [row for row in rows(User) if row["isp_id"] == isp_id and row["role"] == "admin"]
+    assert len(admins) == 1

@@ -277,3 +277,27 @@ def test_of_concurrent_writes_with_one_if_match_exactly_one_applies(app, client,
     assert len(updates) == 1
     (ticket,) = read_rows(app, Ticket)
     assert ticket["title"] == updates[0]["new"]
+
+
+@pytest.mark.parametrize(
+    "body", [{"role": "staff"}, {"is_active": False}], ids=["demote", "deactivate"]
+)
+@pytest.mark.parametrize("admins", [2, 4])
+def test_admins_demoting_each_other_at_once_leave_one_and_get_no_5xx(app, make_user, body, admins):
+    """Each demotion locks the ISP's admins in one order before its target: with two admins,
+    one wins and the other is 401 (its own token went with its role) or 409 (the last admin);
+    with four, pairs demoting two others both win. Never a deadlock's 503."""
+    team = [make_user(isp_id=1, branch_id=1, role="admin") for _ in range(admins)]
+    # Two admins each demote the other; with four, the first two demote the last two.
+    targets = team[::-1] if admins == 2 else [team[2], team[3]]
+
+    responses = fire(app, [(team[n], "PUT", f"{USERS}/{targets[n].id}", body) for n in range(2)])
+
+    check_envelopes(responses, {200: "User updated successfully", 401: None, 409: None})
+    active = [row for row in read_rows(app, User) if row["role"] == "admin" and row["is_active"]]
+    if admins == 2:
+        assert statuses(responses)[0] == 200 and statuses(responses)[1] in {401, 409}
+        assert len(active) == 1
+    else:
+        assert statuses(responses) == [200, 200]
+        assert sorted(row["id"] for row in active) == [team[0].id, team[1].id]

@@ -73,9 +73,18 @@ def _flatten(messages: dict, prefix: str = "") -> dict[str, list[str]]:
     return flat
 
 
+# PostgreSQL gave up on this transaction for another's sake: a deadlock, or a serialization
+# failure. The request lost a race; nothing of it was kept.
+_LOST_A_RACE = {"40P01", "40001"}
+
+
 def handle_database_unavailable(exc: OperationalError):
-    """The database could not be reached or gave up: 503, so clients retry."""
+    """The database could not be reached or gave up: 503, so clients retry (409 when the
+    request only lost a race to a concurrent one)."""
     discard_transaction()
+    if getattr(exc.orig, "sqlstate", None) in _LOST_A_RACE:
+        log.warning("concurrent conflict: %s", exc.orig.__class__.__name__)
+        return error("A concurrent change conflicted with this one; reload and retry.", 409)
     log.error("database unavailable: %s", exc.__class__.__name__)
     return error("Database unavailable, try again shortly.", 503)
 

@@ -138,9 +138,12 @@ def _revoked_token(_header: dict, _claims: dict):
     return error("Token has been revoked.", 401)
 
 
+STALE_TOKEN = "Token no longer matches an active user."
+
+
 @jwt.user_lookup_error_loader
 def _unknown_user(_header: dict, _claims: dict):
-    return error("Token no longer matches an active user.", 401)
+    return error(STALE_TOKEN, 401)
 
 
 @jwt.token_verification_failed_loader

@@ -19,7 +19,7 @@ from .schemas import (
     user_update_in,
 )
 from .scope import assignable_to, named_branch, require_admin, user_scope
-from .tokens import token_required
+from .tokens import STALE_TOKEN, token_required
 from .transport import reject_impossible_ids
 
 bp = Blueprint("users", __name__, description="The people who use the API.")
@@ -105,13 +105,18 @@ def create_user(scope, data):
 def update_user(_scope, data, user_id: int):
     """Update a user (admins): name, role, branch, is_active, password. An admin cannot
     deactivate or demote themselves, nor the ISP's last active admin (409)."""
+    # A change that may take an admin away locks the ISP's active admins first, in id order,
+    # and only then the user: two admins demoting each other wait in turn, never deadlock.
+    demoting = data.get("role", Role.ADMIN) != Role.ADMIN or data.get("is_active") is False
+    admins = _active_admins_locked() if demoting and current_user.is_admin else None
     user = get_user_or_404(user_id, lock=True)
     require_admin()
-    demoted = data.get("role", user.role) != Role.ADMIN or not data.get("is_active", True)
-    if user.is_admin and user.is_active and demoted:
+    if admins is not None and current_user.id not in admins:
+        abort(401, STALE_TOKEN)  # the caller was demoted or deactivated while this waited
+    if user.is_admin and user.is_active and demoting:
         if user.id == current_user.id:
             abort(409, "You cannot deactivate or demote yourself.")
-        if _active_admins_locked() <= 1:
+        if len(admins) <= 1:
             abort(409, "This is the ISP's last active admin.")
     for name in ("name", "role", "branch_id", "is_active"):
         if name in data:
@@ -121,12 +126,13 @@ def update_user(_scope, data, user_id: int):
     db.session.commit()
 
 
-def _active_admins_locked() -> int:
-    """How many active admins the ISP has, their rows locked until the change commits, so two
+def _active_admins_locked() -> set[int]:
+    """The ISP's active admins, their rows locked in id order until the change commits, so two
     admins demoting each other cannot leave the ISP without one."""
     admins = db.session.scalars(
         select(User.id)
         .where(User.isp_id == current_user.isp_id, User.role == Role.ADMIN, User.is_active)
+        .order_by(User.id)
         .with_for_update()
-    ).all()
-    return len(admins)
+    )
+    return set(admins)
