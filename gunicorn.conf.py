@@ -28,13 +28,25 @@ def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
     return cpus
 
 
+def _setting(name: str, default: int) -> int:
+    """A whole number of at least 1 from the environment; a bad one stops gunicorn at once,
+    with one line that says which."""
+    raw = (os.environ.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        reason = f"{name} must be a whole number of at least 1, got {raw!r}"
+        raise SystemExit(f"tickets-service: configuration error: {reason}")
+    return int(raw)
+
+
 # A PaaS hands out PORT and expects us on every interface; locally, stay on loopback.
 _port = os.environ.get("PORT")
 bind = os.environ.get("GUNICORN_BIND") or (f"0.0.0.0:{_port}" if _port else "127.0.0.1:8000")
 # Sync workers, one request at a time each (and one database connection: DB_POOL_SIZE).
-workers = int(os.environ.get("WEB_CONCURRENCY") or usable_cpus() * 2 + 1)
+workers = _setting("WEB_CONCURRENCY", usable_cpus() * 2 + 1)
 # A request that takes longer than this is stuck, not slow: the worker is replaced.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+timeout = _setting("GUNICORN_TIMEOUT", 30)
 graceful_timeout = 20
 keepalive = 5
 # Our own JSON request log goes to stdout; gunicorn's access log would repeat it.
@@ -59,5 +71,13 @@ def write_error_as_envelope(sock, status_int: int, reason: str, mesg: str) -> No
 
 
 def on_starting(server) -> None:
-    """Before the workers fork: they inherit the envelope for gunicorn's own errors."""
+    """Before the workers fork. A setting the app would refuse stops gunicorn here, with its
+    one-line reason, rather than in every worker as it boots, again and again. The workers
+    inherit the envelope for gunicorn's own errors."""
+    from tickets_service.config import ConfigError, check_secrets, from_environment
+
+    try:
+        check_secrets(from_environment())
+    except ConfigError as err:
+        raise SystemExit(f"tickets-service: configuration error: {err}") from None
     util.write_error = write_error_as_envelope

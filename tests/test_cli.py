@@ -172,9 +172,26 @@ def test_users_set_password_replaces_the_password(runner, client, staff, prompte
             ["--email", "nobody@example.test", "--password", "long enough!"],
             "no user",
         ),
-        ("set-password", ["--email", "{email}", "--password", "short"], "at least 8"),
+        ("set-password", ["--email", "{email}", "--password", "short"], "between 8 and 1024"),
+        ("set-password", ["--email", "{email}", "--password", "x" * 1025], "between 8 and 1024"),
+        # Bytes a shell passes that are no UTF-8 arrive as surrogates.
+        ("set-password", ["--email", "{email}", "--password", "abcdefgh\udcff"], "UTF-8"),
+        (
+            "set-password",
+            ["--email", "a\udcff@example.test", "--password", "long enough!"],
+            "no user",
+        ),
+        ("deactivate", ["--email", "a\udcff@example.test"], "no user"),
     ],
-    ids=["deactivate-unknown-email", "set-password-unknown-email", "set-password-too-short"],
+    ids=[
+        "deactivate-unknown-email",
+        "set-password-unknown-email",
+        "set-password-too-short",
+        "set-password-too-long",
+        "set-password-not-utf8",
+        "set-password-email-not-utf8",
+        "deactivate-email-not-utf8",
+    ],
 )
 def test_users_commands_refuse_bad_input(
     runner, client, staff, snapshot, command, options, mention
@@ -184,6 +201,12 @@ def test_users_commands_refuse_bad_input(
     assert_refused(runner.invoke(args=["users", command, *args]), mention)
     assert snapshot() == before
     assert logs_in(client, staff.email, PASSWORD)
+
+
+def test_the_webhook_worker_refuses_a_negative_idle_time(runner):
+    result = runner.invoke(args=["webhooks", "work", "--once", "--idle", "-5"])
+    assert result.exit_code == 2
+    assert "-5" in result.output and "Traceback" not in result.output
 
 
 # --- subscribers create ----------------------------------------------------------------------

@@ -613,3 +613,72 @@ def test_two_admins_demoting_each_other_through_two_instances_get_no_5xx(
     assert all(body["success"] is (status == 200) for status, body in answers)
     admins = [row for row in rows(User) if row["isp_id"] == isp_id and row["role"] == "admin"]
     assert len(admins) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LOG_LEVEL", "verbose"),
+        ("DATABASE_URL", "nonsense"),
+        ("DATABASE_URL", "postgres://user@host:notaport/tickets"),
+        ("DATABASE_URL", "mysql://user@host/tickets"),
+        ("WEBHOOK_ALLOW_PRIVATE", "maybe"),
+        ("FLASK_DEBUG", "perhaps"),
+    ],
+)
+def test_a_malformed_setting_is_a_one_line_config_error(name, value):
+    with pytest.raises(ConfigError) as refused:
+        from_environment({name: value})
+    assert_one_line_config_error(refused, name)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("LOG_LEVEL", " debug ", "DEBUG"),
+        ("WEBHOOK_ALLOW_PRIVATE", "Off", False),
+        ("WEBHOOK_ALLOW_PRIVATE", "YES", True),
+        ("DATABASE_URL", "postgres://user@host:5432/tickets", "postgres://user@host:5432/tickets"),
+    ],
+)
+def test_well_formed_settings_in_any_case_are_taken(name, value, expected):
+    setting = {"DATABASE_URL": "SQLALCHEMY_DATABASE_URI"}.get(name, name)
+    assert from_environment({name: value})[setting] == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("JWT_SECRET_KEY", ""),
+        ("LOG_LEVEL", "verbose"),
+        ("DB_POOL_SIZE", "0"),
+        ("DATABASE_URL", "mysql://user@host/tickets"),
+        ("WEB_CONCURRENCY", "0"),
+        ("GUNICORN_TIMEOUT", "abc"),
+    ],
+)
+def test_gunicorn_refuses_to_start_on_a_bad_setting_with_one_line(tmp_path, name, value):
+    """The master stops before any worker boots, rather than booting failing workers forever."""
+    env = {key: v for key, v in os.environ.items() if key not in {*SETTINGS, "LOG_LEVEL"}}
+    env.update(
+        JWT_SECRET_KEY=JWT_SECRET,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'refused.db'}",
+        GUNICORN_BIND=f"127.0.0.1:{free_port()}",
+        WEB_CONCURRENCY="1",
+        PORT="",
+    )
+    env[name] = value
+    result = subprocess.run(
+        [str(GUNICORN), "--config", "gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode != 0
+    reasons = [line for line in result.stderr.splitlines() if "configuration error" in line]
+    assert len(reasons) == 1 and name in reasons[0], result.stderr
+    assert "Traceback" not in result.stderr and "Booting worker" not in result.stderr

@@ -27,7 +27,7 @@ from .models import (
     User,
     utcnow,
 )
-from .schemas import MIN_PASSWORD_LENGTH, subscriber_in, subscriber_out, user_in, user_out
+from .schemas import new_password, subscriber_in, subscriber_out, user_in, user_out
 
 users = AppGroup("users", help="Manage the people who log in to the API.")
 subscribers = AppGroup("subscribers", help="Manage the ISP's subscribers.")
@@ -70,6 +70,11 @@ def emit(schema: Schema, record) -> None:
 
 
 def find_user(email: str) -> User | None:
+    """The user with this email (None for text that cannot be anybody's email)."""
+    try:
+        email.encode("utf-8")  # a shell may pass bytes that are no UTF-8: no one's email
+    except UnicodeEncodeError:
+        return None
     return db.session.scalar(select(User).where(User.email == email.strip().lower()))
 
 
@@ -112,7 +117,7 @@ def deactivate_user(email):
     """Deactivate a user: logins and existing tokens stop working at once."""
     user = find_user(email)
     if user is None:
-        fail(f"no user with email {email}")
+        fail(f"no user with email {email!r}")
     user.is_active = False
     db.session.commit()
     emit(user_out, user)
@@ -125,12 +130,10 @@ def set_password(email, password):
     """Change a user's password: every token the user holds stops working at once."""
     user = find_user(email)
     if user is None:
-        fail(f"no user with email {email}")
+        fail(f"no user with email {email!r}")
     if password is None:
         password = click.prompt("New password", hide_input=True, confirmation_prompt=True, err=True)
-    if len(password) < MIN_PASSWORD_LENGTH:
-        fail(f"password: must be at least {MIN_PASSWORD_LENGTH} characters")
-    user.set_password(password)
+    user.set_password(validated(new_password, {"password": password})["password"])
     db.session.commit()
     emit(user_out, user)
 

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 
 class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message is one line for the operator."""
@@ -30,11 +33,42 @@ def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) 
     return value
 
 
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
 def _bool(environ: Mapping[str, str], name: str, default: bool = False) -> bool:
     raw = environ.get(name)
     if raw is None or raw.strip() == "":
         return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
+    value = raw.strip().lower()
+    if value not in _TRUE | _FALSE:
+        raise ConfigError(f"{name} must be one of 1, true, yes, on, 0, false, no, off; got {raw!r}")
+    return value in _TRUE
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(environ: Mapping[str, str]) -> str:
+    level = (environ.get("LOG_LEVEL") or "").strip().upper() or "INFO"
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}; got {level!r}")
+    return level
+
+
+def _database_url(environ: Mapping[str, str]) -> str | None:
+    """A PostgreSQL or SQLite URL; empty for the SQLite file in the instance folder."""
+    raw = environ.get("DATABASE_URL", "").strip()
+    if not raw:
+        return None
+    try:
+        url = make_url(normalize_database_url(raw))
+        url.port  # noqa: B018 - a port that is not a number fails here, not at first use
+    except (ArgumentError, ValueError):
+        raise ConfigError("DATABASE_URL is not a database URL") from None
+    if url.get_backend_name() not in {"postgresql", "sqlite"}:
+        raise ConfigError("DATABASE_URL must be a PostgreSQL (postgresql://) or SQLite URL")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -78,10 +112,9 @@ def normalize_database_url(url: str) -> str:
 def from_environment(environ: Mapping[str, str] | None = None) -> dict:
     """Build the Flask config mapping from environment variables."""
     environ = os.environ if environ is None else environ
-    database_url = environ.get("DATABASE_URL", "").strip()
     return {
-        # Empty means "a SQLite file in the instance folder", resolved in create_app.
-        "SQLALCHEMY_DATABASE_URI": database_url or None,
+        # None means "a SQLite file in the instance folder", resolved in create_app.
+        "SQLALCHEMY_DATABASE_URI": _database_url(environ),
         "JWT_SECRET_KEY": environ.get("JWT_SECRET_KEY") or None,
         "JWT_ACCESS_TOKEN_EXPIRES": _int(environ, "JWT_ACCESS_TOKEN_EXPIRES", 3600, minimum=1),
         "MAX_CONTENT_LENGTH": _int(environ, "MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1),
@@ -105,7 +138,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
             if origin.strip()
         ],
         "TRUSTED_PROXIES": _int(environ, "TRUSTED_PROXIES", 0, minimum=0),
-        "LOG_LEVEL": environ.get("LOG_LEVEL", "INFO").upper(),
+        "LOG_LEVEL": _log_level(environ),
         "DEBUG": _bool(environ, "FLASK_DEBUG"),
     }
 

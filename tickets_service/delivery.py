@@ -385,7 +385,13 @@ def run(once: bool = False, idle_seconds: float = 1.0, should_stop=lambda: False
 
 @webhooks_cli.command("work")
 @click.option("--once", is_flag=True, help="Stop when nothing is due instead of waiting.")
-@click.option("--idle", default=1.0, show_default=True, help="Seconds to wait when idle.")
+@click.option(
+    "--idle",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds to wait when idle.",
+)
 def work(once: bool, idle: float) -> None:
     """Deliver webhooks: run as many of these workers as you like (Procfile: worker)."""
     import signal

@@ -451,6 +451,12 @@ class WebhookIn(ScopeIn):
             raise ValidationError("Name each event once.", "events")
 
 
+class NewPasswordIn(Schema):
+    """A password set through the CLI, held to the API's rules."""
+
+    password = new_password_field(required=True)
+
+
 class NoArgs(Schema):
     """The query string of a route that takes no parameters: any is 422 (unknown)."""
 
@@ -684,6 +690,7 @@ ticket_list_args = TicketListArgs()
 ticket_scope_args = TicketScopeArgs()
 login_in = LoginIn()
 no_args = NoArgs()
+new_password = NewPasswordIn()
 user_in = UserIn()
 subscriber_in = SubscriberIn()
 user_out = UserOut()
