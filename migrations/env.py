@@ -1,6 +1,7 @@
 """Alembic environment for Flask-Migrate: the app's engine and its models' metadata."""
 
 import logging
+from contextlib import contextmanager
 from logging.config import fileConfig
 
 from alembic import context
@@ -48,7 +49,7 @@ def run_migrations_online() -> None:
             directives[:] = []
             logger.info("No changes in schema detected.")
 
-    with engine.connect() as connection:
+    with engine.connect() as connection, foreign_keys_deferred(connection):
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
@@ -57,6 +58,21 @@ def run_migrations_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+
+
+@contextmanager
+def foreign_keys_deferred(connection):
+    """On SQLite, foreign keys off while the migrations run: a batch operation rebuilds a table
+    (copy, drop, rename), and dropping a table that other rows refer to fails while they are on.
+    The pragma only takes effect outside a transaction, so it goes straight to the driver."""
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        if sqlite:
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 
 if context.is_offline_mode():
