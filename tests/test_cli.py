@@ -339,3 +339,27 @@ def test_seed_bulk_refuses_bad_input(runner, admin, snapshot, args, mention):
     assert result.exit_code != 0
     assert mention in result.output
     assert snapshot() == before
+
+
+# --- A database that is down or not migrated ----------------------------------------------------
+
+UNREACHABLE = "postgresql://postgres@127.0.0.1:9/unreachable"
+COMMANDS = {
+    "users create": ["users", "create", *arguments(USER_OPTIONS), "--password", NEW_PASSWORD],
+    "users deactivate": ["users", "deactivate", "--email", "ada@example.test"],
+    "users set-password": ["users", "set-password", "--email", "a@b.test", "--password", "x" * 8],
+    "subscribers create": ["subscribers", "create", *arguments(SUBSCRIBER_OPTIONS)],
+    "seed-demo": ["seed-demo"],
+    "seed-bulk": ["seed-bulk", "--isp-id", "1", "--branch-id", "1", "--tickets", "2"],
+}
+
+
+@pytest.mark.parametrize("database", ["unreachable", "not migrated"])
+@pytest.mark.parametrize("args", COMMANDS.values(), ids=COMMANDS)
+def test_a_database_down_or_not_migrated_is_one_line_and_status_1(
+    make_app, tmp_path, database, args
+):
+    url = UNREACHABLE if database == "unreachable" else f"sqlite:///{tmp_path / 'empty.db'}"
+    result = make_app(SQLALCHEMY_DATABASE_URI=url).test_cli_runner().invoke(args=args)
+
+    assert_refused(result, "the database refused")

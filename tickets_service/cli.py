@@ -4,6 +4,7 @@ Each prints what it created as one JSON object on stdout; bad input is one line 
 and exit status 1.
 """
 
+import functools
 import json
 import time
 from datetime import timedelta
@@ -13,6 +14,7 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 from marshmallow import Schema, ValidationError
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from .delivery import webhooks_cli
 from .extensions import db
@@ -45,6 +47,22 @@ def fail(message: str) -> None:
     """Print one line on stderr and exit with status 1."""
     click.echo(f"error: {message}", err=True)
     raise SystemExit(1)
+
+
+def plain_database_errors(command):
+    """A database that is down, or not migrated, is one line on stderr and status 1."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (OperationalError, ProgrammingError) as err:
+            fail(
+                f"the database refused ({type(err.orig).__name__}): check DATABASE_URL, that "
+                "the database is up, and that `flask --app wsgi db upgrade` has run"
+            )
+
+    return run
 
 
 def validated(schema: Schema, options: dict) -> dict:
@@ -85,6 +103,7 @@ def find_user(email: str) -> User | None:
 @click.option("--email")
 @click.option("--role", help="admin or staff")
 @click.option("--password", help="Prompted for when not given.")
+@plain_database_errors
 def create_user(isp_id, branch_id, name, email, role, password):
     """Create a user who can log in."""
     if password is None:
@@ -113,6 +132,7 @@ def create_user(isp_id, branch_id, name, email, role, password):
 
 @users.command("deactivate")
 @click.option("--email", required=True)
+@plain_database_errors
 def deactivate_user(email):
     """Deactivate a user: logins and existing tokens stop working at once."""
     user = find_user(email)
@@ -126,6 +146,7 @@ def deactivate_user(email):
 @users.command("set-password")
 @click.option("--email", required=True)
 @click.option("--password", help="Prompted for when not given.")
+@plain_database_errors
 def set_password(email, password):
     """Change a user's password: every token the user holds stops working at once."""
     user = find_user(email)
@@ -144,6 +165,7 @@ def set_password(email, password):
 @click.option("--name")
 @click.option("--phone")
 @click.option("--email")
+@plain_database_errors
 def create_subscriber(isp_id, branch_id, name, phone, email):
     """Create a subscriber tickets can refer to."""
     data = validated(
@@ -236,6 +258,7 @@ DEMO_TICKETS = [
 
 @click.command("seed-demo")
 @with_appcontext
+@plain_database_errors
 def seed_demo():
     """Create a demo ISP with users, subscribers and a desk's worth of tickets: assigned and
     unassigned, notes, a resolved ticket with its history, an overdue one. Safe to run again."""
@@ -307,6 +330,7 @@ BULK_SUBSCRIBERS = 1000
 @click.option("--tickets", type=click.IntRange(1, 50_000_000), required=True)
 @click.option("--replies", type=click.IntRange(0, 1_000_000), default=0, show_default=True)
 @with_appcontext
+@plain_database_errors
 def seed_bulk(isp_id, branch_id, tickets, replies):
     """Load TICKETS tickets into a branch, one second apart going back from now, spread over
     its subscribers, statuses and priorities, and REPLIES replies on the newest. The database

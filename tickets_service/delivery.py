@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import random
 import re
 import socket
@@ -39,6 +40,8 @@ from .models import (
     as_json_value,
     utcnow,
 )
+
+log = logging.getLogger(__name__)
 
 EVENTS = {
     HistoryAction.CREATED: "ticket.created",
@@ -364,17 +367,23 @@ def record_attempt(delivery: WebhookDelivery, status_code: int | None) -> None:
 def run(once: bool = False, idle_seconds: float = 1.0, should_stop=lambda: False) -> int:
     """Dispatch and deliver until stopped (or, with `once`, until nothing is due); returns the
     number of delivery attempts made."""
-    attempts = 0
+    attempts, unreachable = 0, False
     while not should_stop():
         try:
             dispatched = dispatch()
             delivered = deliver_one()
-        except OperationalError:
+        except OperationalError as err:
             # The database restarted or is unreachable: what was claimed is unclaimed with the
-            # dead transaction. Wait, then carry on (a fresh connection next time).
+            # dead transaction. Say so once, wait, then carry on (a fresh connection next time).
             discard_transaction()
+            if not unreachable:
+                log.warning("webhooks: database unavailable (%s); retrying", type(err).__name__)
+            unreachable = True
             time.sleep(idle_seconds)
             continue
+        if unreachable:
+            log.warning("webhooks: database available again")
+            unreachable = False
         attempts += delivered
         if not dispatched and not delivered:
             if once:
