@@ -177,8 +177,7 @@ class WorkerSupervisor:
 
 
 def terminate_other_connections(url: str) -> int:
-    """Kill every other session on the database, as a server restart or failover would
-    (as tests/test_database_faults.py does)."""
+    """Kill every other session on the database, as a server restart or failover would."""
     engine = create_engine(url)
     try:
         with engine.begin() as connection:

@@ -10,6 +10,7 @@ import flask_migrate
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from load_helpers import terminate_other_connections
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -140,22 +141,6 @@ def postgres_url(db_url):
     if not db_url.startswith("postgres"):
         pytest.skip("needs TEST_DATABASE_URL pointing at PostgreSQL")
     return normalize_database_url(db_url)
-
-
-def terminate_other_connections(url: str) -> int:
-    """Kill every other session on the database, as a server restart or failover would."""
-    engine = create_engine(url)
-    try:
-        with engine.begin() as connection:
-            killed = connection.execute(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            ).scalar_one()
-    finally:
-        engine.dispose()
-    return killed
 
 
 @pytest.mark.postgres
