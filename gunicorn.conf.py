@@ -7,6 +7,8 @@ from pathlib import Path
 
 from gunicorn import util
 
+from tickets_service.config import ConfigError, check_secrets, from_environment, integer
+
 
 def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
     """The CPUs this process may really use: its affinity, capped by a container's CPU quota
@@ -29,15 +31,12 @@ def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
 
 
 def _setting(name: str, default: int) -> int:
-    """A whole number of at least 1 from the environment; a bad one stops gunicorn at once,
-    with one line that says which."""
-    raw = (os.environ.get(name) or "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        reason = f"{name} must be a whole number of at least 1, got {raw!r}"
-        raise SystemExit(f"tickets-service: configuration error: {reason}")
-    return int(raw)
+    """A number of at least 1 from the environment, read as the app reads its own; a bad one
+    stops gunicorn at once, with one line that says which."""
+    try:
+        return integer(os.environ, name, default, minimum=1)
+    except ConfigError as err:
+        raise SystemExit(f"tickets-service: configuration error: {err}") from None
 
 
 # A PaaS hands out PORT and expects us on every interface; locally, stay on loopback.
@@ -74,8 +73,6 @@ def on_starting(server) -> None:
     """Before the workers fork. A setting the app would refuse stops gunicorn here, with its
     one-line reason, rather than in every worker as it boots, again and again. The workers
     inherit the envelope for gunicorn's own errors."""
-    from tickets_service.config import ConfigError, check_secrets, from_environment
-
     try:
         check_secrets(from_environment())
     except ConfigError as err:

@@ -10,7 +10,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db, insert
 from .login_limits import count_attempt, give_back
-from .models import RevokedToken, User, utcnow
+from .models import LAST_MOMENT, RevokedToken, User, utcnow
 from .openapi import Blueprint
 from .schemas import TokenOut, UserOut, login_in, no_args, ticket_scope_args
 from .tokens import issue_token, token_required
@@ -19,7 +19,7 @@ bp = Blueprint("auth", __name__, description="Tokens: login, the current user, l
 
 INVALID_CREDENTIALS = "Invalid email or password."
 # The revocation is kept until the token expires, or the last moment a timestamp can hold.
-LAST_EXPIRY = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
+LAST_EXPIRY = int(LAST_MOMENT.replace(microsecond=0).timestamp())  # a float would round up
 
 
 @cache

@@ -20,7 +20,7 @@ class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message is one line for the operator."""
 
 
-def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def integer(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -116,13 +116,13 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         # None means "a SQLite file in the instance folder", resolved in create_app.
         "SQLALCHEMY_DATABASE_URI": _database_url(environ),
         "JWT_SECRET_KEY": environ.get("JWT_SECRET_KEY") or None,
-        "JWT_ACCESS_TOKEN_EXPIRES": _int(environ, "JWT_ACCESS_TOKEN_EXPIRES", 3600, minimum=1),
-        "MAX_CONTENT_LENGTH": _int(environ, "MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1),
+        "JWT_ACCESS_TOKEN_EXPIRES": integer(environ, "JWT_ACCESS_TOKEN_EXPIRES", 3600, minimum=1),
+        "MAX_CONTENT_LENGTH": integer(environ, "MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1),
         # A sync worker serves one request at a time, on one connection.
-        "DB_POOL_SIZE": _int(environ, "DB_POOL_SIZE", 1, minimum=1),
-        "DB_MAX_OVERFLOW": _int(environ, "DB_MAX_OVERFLOW", 10, minimum=0),
-        "DB_CONNECT_TIMEOUT": _int(environ, "DB_CONNECT_TIMEOUT", 5, minimum=1),
-        "DB_STATEMENT_TIMEOUT_MS": _int(environ, "DB_STATEMENT_TIMEOUT_MS", 15000, minimum=0),
+        "DB_POOL_SIZE": integer(environ, "DB_POOL_SIZE", 1, minimum=1),
+        "DB_MAX_OVERFLOW": integer(environ, "DB_MAX_OVERFLOW", 10, minimum=0),
+        "DB_CONNECT_TIMEOUT": integer(environ, "DB_CONNECT_TIMEOUT", 5, minimum=1),
+        "DB_STATEMENT_TIMEOUT_MS": integer(environ, "DB_STATEMENT_TIMEOUT_MS", 15000, minimum=0),
         "LOGIN_RATE_LIMIT_PER_EMAIL_ADDRESS": _limit(
             environ, "LOGIN_RATE_LIMIT_PER_EMAIL_ADDRESS", "10 per minute"
         ),
@@ -131,13 +131,13 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         ),
         "LOGIN_RATE_LIMIT_PER_EMAIL": _limit(environ, "LOGIN_RATE_LIMIT_PER_EMAIL", "100 per hour"),
         "WEBHOOK_ALLOW_PRIVATE": _bool(environ, "WEBHOOK_ALLOW_PRIVATE"),
-        "WEBHOOK_TIMEOUT": _int(environ, "WEBHOOK_TIMEOUT", 10, minimum=1),
+        "WEBHOOK_TIMEOUT": integer(environ, "WEBHOOK_TIMEOUT", 10, minimum=1),
         "CORS_ORIGINS": [
             origin.strip()
             for origin in environ.get("CORS_ORIGINS", "").split(",")
             if origin.strip()
         ],
-        "TRUSTED_PROXIES": _int(environ, "TRUSTED_PROXIES", 0, minimum=0),
+        "TRUSTED_PROXIES": integer(environ, "TRUSTED_PROXIES", 0, minimum=0),
         "LOG_LEVEL": _log_level(environ),
         "DEBUG": _bool(environ, "FLASK_DEBUG"),
     }

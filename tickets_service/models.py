@@ -35,6 +35,10 @@ TIMESTAMP = "%Y-%m-%d %H:%M:%S"
 MAX_ID = 2**31 - 1
 
 
+# The latest moment a timestamp holds (both databases store up to it).
+LAST_MOMENT = datetime.max.replace(tzinfo=UTC)
+
+
 def utcnow() -> datetime:
     """Current time in UTC (a callable, so each row gets its own timestamp)."""
     return datetime.now(UTC)
