@@ -1,6 +1,5 @@
 """Gunicorn settings, read from the environment the way PaaS hosts set it."""
 
-import json
 import math
 import os
 from pathlib import Path
@@ -8,6 +7,7 @@ from pathlib import Path
 from gunicorn import util
 
 from tickets_service.config import ConfigError, check_secrets, from_environment, integer
+from tickets_service.serving import write_error_as_envelope
 
 
 def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
@@ -42,9 +42,14 @@ def _setting(name: str, default: int) -> int:
 # A PaaS hands out PORT and expects us on every interface; locally, stay on loopback.
 _port = os.environ.get("PORT")
 bind = os.environ.get("GUNICORN_BIND") or (f"0.0.0.0:{_port}" if _port else "127.0.0.1:8000")
-# Sync workers, one request at a time each (and one database connection: DB_POOL_SIZE).
 workers = _setting("WEB_CONCURRENCY", usable_cpus() * 2 + 1)
-# A request that takes longer than this is stuck, not slow: the worker is replaced.
+# Threaded workers that read each request in full before a thread serves it, so slow clients
+# cost a socket, not a worker (tickets_service/serving.py). Each thread serves one request at
+# a time on its own database connection (DB_POOL_SIZE follows WEB_THREADS).
+worker_class = "tickets_service.serving.BufferingWorker"
+threads = _setting("WEB_THREADS", 1)
+# A worker whose main loop has not reported for this long is stuck and replaced (a request's
+# own time is bounded by DB_STATEMENT_TIMEOUT_MS and the read and send timeouts).
 timeout = _setting("GUNICORN_TIMEOUT", 30)
 graceful_timeout = 20
 keepalive = 5
@@ -53,20 +58,6 @@ accesslog = None
 errorlog = "-"
 # No control socket: the home folder may be read-only or shared on a PaaS dyno.
 control_socket_disable = True
-
-
-def write_error_as_envelope(sock, status_int: int, reason: str, mesg: str) -> None:
-    """Gunicorn's own answers (a request it cannot parse, a request line or headers over its
-    limits) in the API's JSON envelope rather than an HTML page."""
-    message = f"{reason}: {mesg}" if mesg else f"{reason}."
-    body = json.dumps({"success": False, "message": message}).encode()
-    head = (
-        f"HTTP/1.1 {status_int} {reason}\r\n"
-        "Connection: close\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
 def on_starting(server) -> None:

@@ -118,8 +118,12 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "JWT_SECRET_KEY": environ.get("JWT_SECRET_KEY") or None,
         "JWT_ACCESS_TOKEN_EXPIRES": integer(environ, "JWT_ACCESS_TOKEN_EXPIRES", 3600, minimum=1),
         "MAX_CONTENT_LENGTH": integer(environ, "MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1),
-        # A sync worker serves one request at a time, on one connection.
-        "DB_POOL_SIZE": integer(environ, "DB_POOL_SIZE", 1, minimum=1),
+        # How long a request's head, then its body, may take to arrive (serving.py).
+        "REQUEST_HEADER_TIMEOUT": integer(environ, "REQUEST_HEADER_TIMEOUT", 10, minimum=1),
+        "REQUEST_BODY_TIMEOUT": integer(environ, "REQUEST_BODY_TIMEOUT", 30, minimum=1),
+        # Each of a worker's threads serves one request at a time, on one connection.
+        "WEB_THREADS": (threads := integer(environ, "WEB_THREADS", 1, minimum=1)),
+        "DB_POOL_SIZE": integer(environ, "DB_POOL_SIZE", threads, minimum=1),
         "DB_MAX_OVERFLOW": integer(environ, "DB_MAX_OVERFLOW", 10, minimum=0),
         "DB_CONNECT_TIMEOUT": integer(environ, "DB_CONNECT_TIMEOUT", 5, minimum=1),
         "DB_STATEMENT_TIMEOUT_MS": integer(environ, "DB_STATEMENT_TIMEOUT_MS", 15000, minimum=0),

@@ -1,0 +1,455 @@
+"""Slow and idle clients cost the service a socket, never a worker (tickets_service/serving.py).
+
+The attack of the probe: connections that send their request a byte at a time, with no token.
+Against sync workers, workers + 1 of them stopped /healthz for 32 s. Here gunicorn runs as the
+Procfile runs it (its config file, two workers), 50 such connections are held open (reopened
+as soon as the service drops one, as an attacker would), and /healthz and the ticket list are
+timed with and without them. The figures are printed (pytest -s) and recorded as properties.
+"""
+
+import importlib
+import json
+import os
+import selectors
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tickets_service.config import from_environment
+from tickets_service.serving import GUNICORN_INTERNALS, HEAD_LIMIT, Framing, Refusal, RequestReader
+
+from conftest import JWT_SECRET, scope_of
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+HEADER_TIMEOUT = 3  # seconds, for this module's instance (10 by default)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(app, db_url, tmp_path_factory):
+    """gunicorn as the Procfile runs it (`--config gunicorn.conf.py wsgi:app`), two workers;
+    yields (host, port, log path)."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("slow") / "gunicorn.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "JWT_SECRET_KEY": JWT_SECRET,
+        "WEB_CONCURRENCY": "2",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "REQUEST_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+        "REQUEST_BODY_TIMEOUT": str(HEADER_TIMEOUT),
+        "PORT": "",
+        "FLASK_DEBUG": "",
+    }
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(GUNICORN), "--config", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+                    break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(log_path.read_text()) from None
+                    time.sleep(0.1)
+            yield "127.0.0.1", port, log_path
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def exchange(address, request: bytes, timeout: float = 10) -> bytes:
+    """Send raw bytes and read until the server closes (or `timeout`)."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(request)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except TimeoutError:
+            pass
+    return answer
+
+
+def status_and_body(answer: bytes) -> tuple[int, dict]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+# --- The attack, measured -------------------------------------------------------------------
+
+
+class Tricklers:
+    """`count` connections that each send a request a byte every `interval` seconds, from one
+    thread; one that the service closes is opened again at once. Some trickle a request's head,
+    some its body after a whole head, and some send nothing at all."""
+
+    def __init__(self, address, count: int, interval: float = 0.2):
+        self.address, self.count, self.interval = address, count, interval
+        self.requests = [
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"p" * 200 + b"\r\n\r\n",
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 300\r\n\r\n" + b" " * 300,
+            b"",  # idle
+        ]
+        self.reopened = 0
+        self.refusals: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc):
+        self._stop.set()
+        self._thread.join(10)
+
+    def _open(self, n: int) -> dict:
+        sock = socket.create_connection(self.address, timeout=5)
+        sock.setblocking(False)
+        request = self.requests[n % len(self.requests)]
+        # The body tricklers send their head at once, then the body a byte at a time.
+        sent = request.index(b"\r\n\r\n") + 4 if request.startswith(b"POST") else 0
+        if sent:
+            sock.send(request[:sent])
+        return {"sock": sock, "request": request, "sent": sent, "n": n}
+
+    def _run(self):
+        selector = selectors.DefaultSelector()
+        conns = [self._open(n) for n in range(self.count)]
+        for conn in conns:
+            selector.register(conn["sock"], selectors.EVENT_READ, conn)
+        while not self._stop.wait(self.interval):
+            for key, _ in selector.select(0):  # the service answered (408) or closed
+                conn = key.data
+                try:
+                    answer = conn["sock"].recv(65536)
+                except OSError:
+                    answer = b""
+                if answer.startswith(b"HTTP/1.1 "):
+                    self.refusals.append(int(answer.split()[1]))
+                selector.unregister(conn["sock"])
+                conn["sock"].close()
+                fresh = self._open(conn["n"])
+                conn.update(fresh)
+                selector.register(conn["sock"], selectors.EVENT_READ, conn)
+                self.reopened += 1
+            for conn in conns:
+                if conn["sent"] < len(conn["request"]):
+                    try:
+                        conn["sock"].send(conn["request"][conn["sent"] : conn["sent"] + 1])
+                        conn["sent"] += 1
+                    except OSError:
+                        pass
+        for conn in conns:
+            conn["sock"].close()
+        selector.close()
+
+
+def timed_requests(base: str, token: str, account, rounds: int) -> list[float]:
+    """/healthz and the first page of the list in turn, each on a new connection: seconds each.
+    A request that does not answer 200 within 5 s fails the test."""
+    listing = f"{base}/api/v1/tickets?" + "&".join(f"{k}={v}" for k, v in scope_of(account).items())
+    seconds = []
+    for n in range(rounds):
+        url = listing if n % 2 else f"{base}/healthz"
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+            response.read()
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def p99(seconds: list[float]) -> float:
+    return statistics.quantiles(seconds, n=100)[98]
+
+
+@pytest.mark.slow
+def test_fifty_trickling_connections_leave_healthz_and_the_list_answering(
+    served, admin, make_ticket, record_property
+):
+    host, port, _log = served
+    base = f"http://{host}:{port}"
+    for _ in range(5):
+        make_ticket(admin)
+
+    quiet = timed_requests(base, admin.token, admin, 200)
+    with Tricklers((host, port), 50) as attack:
+        time.sleep(1)  # every trickling connection is open and has started
+        attacked = timed_requests(base, admin.token, admin, 200)
+        time.sleep(HEADER_TIMEOUT + 1)  # long enough for the service to cut some off
+
+    figures = {
+        "quiet_p50_ms": round(statistics.median(quiet) * 1000, 1),
+        "quiet_p99_ms": round(p99(quiet) * 1000, 1),
+        "attacked_p50_ms": round(statistics.median(attacked) * 1000, 1),
+        "attacked_p99_ms": round(p99(attacked) * 1000, 1),
+        "tricklers_cut_off_and_reopened": attack.reopened,
+    }
+    for name, value in figures.items():
+        record_property(name, value)
+    print("\nslow clients:", figures)
+    # Every good request was answered (timed_requests asserts 200 within 5 s), and fast: a
+    # sync worker made the first wait 32 s. A second is far above what the machine's noise
+    # does to a request that no trickler holds up.
+    assert p99(attacked) < 1.0
+    # The service cut the tricklers off (408 in the envelope) rather than wait for them.
+    assert attack.reopened >= 1
+    assert set(attack.refusals) <= {408}
+
+
+@pytest.mark.slow
+def test_a_head_that_takes_too_long_is_408_in_the_envelope(served):
+    host, port, _log = served
+    with socket.create_connection((host, port), timeout=HEADER_TIMEOUT + 10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        started = time.monotonic()
+        for _ in range(HEADER_TIMEOUT * 4):
+            time.sleep(0.5)
+            try:
+                sock.sendall(b"X")
+            except OSError:
+                break
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status, body = status_and_body(answer)
+    assert status == 408
+    assert body == {"success": False, "message": "The request head took too long to arrive."}
+    assert time.monotonic() - started < HEADER_TIMEOUT + 6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trickling", [True, False], ids=["trickling", "silent"])
+def test_a_body_that_takes_too_long_is_408(served, trickling):
+    """A body that comes too slowly is cut off at its deadline; one that stops coming, once
+    the connection has been silent for gunicorn's keepalive (5 s)."""
+    host, port, _log = served
+    head = b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n"
+    with socket.create_connection((host, port), timeout=15) as sock:
+        sock.sendall(head + b"{")
+        started = time.monotonic()
+        while trickling and time.monotonic() - started < HEADER_TIMEOUT + 3:
+            time.sleep(0.5)
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                break
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status, body = status_and_body(answer)
+    assert (status, body["message"]) == (408, "The request body took too long to arrive.")
+    assert time.monotonic() - started < HEADER_TIMEOUT + 7
+
+
+@pytest.mark.slow
+def test_a_head_over_the_limit_is_431_in_the_envelope(served):
+    many = b"".join(b"X-Field-%d: %s\r\n" % (n, b"v" * 100) for n in range(HEAD_LIMIT // 100))
+    status, body = status_and_body(
+        exchange(served[:2], b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+    )
+    assert (status, body["success"]) == (431, False)
+
+
+@pytest.mark.slow
+def test_a_body_over_the_limit_is_read_then_413(served):
+    """The client sends all of it before reading: it gets the answer, not a reset."""
+    limit = from_environment({})["MAX_CONTENT_LENGTH"]
+    body = b"x" * (limit + 1)
+    head = b"POST /api/v1/tickets HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+    status, answer = status_and_body(exchange(served[:2], head + body))
+    assert (status, answer) == (413, {"success": False, "message": "Request body too large."})
+
+
+@pytest.mark.slow
+def test_a_chunked_body_over_the_limit_is_413(served):
+    limit = from_environment({})["MAX_CONTENT_LENGTH"]
+    chunk = b"x" * 65536
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(limit // len(chunk) + 1))
+    head = b"POST /api/v1/tickets HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    status, _answer = status_and_body(exchange(served[:2], head + chunks + b"0\r\n\r\n"))
+    assert status == 413
+
+
+@pytest.mark.slow
+def test_an_aborted_chunked_body_is_the_clients_and_holds_nothing(served):
+    host, port, log_path = served
+    head = b"POST /api/v1/tickets HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    for _ in range(10):
+        with socket.create_connection((host, port), timeout=5) as sock:
+            sock.sendall(head + b"40\r\n" + b"{" * 20)  # then the client goes away
+    time.sleep(0.5)
+    with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=5) as response:
+        assert response.status == 200
+    log = log_path.read_text()
+    assert "Client closed the connection before its request was complete." in log
+    assert "Traceback" not in log and '"status":500' not in log
+
+
+@pytest.mark.slow
+def test_pipelined_and_kept_alive_requests_are_answered_in_order(served):
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    last = b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    answer = exchange(served[:2], request * 2 + last)
+    assert answer.count(b"HTTP/1.1 200 OK") == 3
+    assert answer.rindex(b'"status":"ready"') > answer.rindex(b'"status":"ok"')
+
+
+@pytest.mark.slow
+def test_expect_100_continue_is_answered_before_the_body(served, admin):
+    body = json.dumps({"email": admin.email, "password": "wrong password"}).encode()
+    head = (
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    with socket.create_connection(served[:2], timeout=5) as sock:
+        sock.sendall(head)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    final = answer[answer.rindex(b"HTTP/1.1 4") :]
+    assert status_and_body(final)[0] == 401
+
+
+# --- The request reader, byte by byte ---------------------------------------------------------
+
+
+class Limits:
+    header_timeout, body_timeout, body = 10, 10, 100
+
+
+def fed(data: bytes, step: int = 1) -> RequestReader:
+    reader = RequestReader(Limits())
+    for n in range(0, len(data), step):
+        reader.feed(data[n : n + step], 0.0)
+    return reader
+
+
+def test_a_head_is_whole_at_its_blank_line():
+    assert not fed(b"GET / HTTP/1.1\r\nHost: x\r\n").complete()
+    assert fed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").complete()
+    assert fed(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n").complete()  # empty lines may come first
+    assert fed(b"GET / HTTP/1.1\nHost: x\n\n").complete()
+
+
+@pytest.mark.parametrize("step", [1, 7, 1000])
+def test_a_body_of_known_length_is_whole_when_all_of_it_came(step):
+    head = b"POST / HTTP/1.1\r\ncontent-LENGTH: 10\r\n\r\n"
+    assert not fed(head + b"x" * 9, step).complete()
+    assert fed(head + b"x" * 10, step).complete()
+
+
+@pytest.mark.parametrize("step", [1, 3, 1000])
+def test_a_chunked_body_is_whole_at_its_last_chunk_and_trailers(step):
+    head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunks = b"5;ext=1\r\nhello\r\n3\r\n\r\nx\r\n0\r\n"  # data may hold CRLF
+    assert not fed(head + chunks, step).complete()
+    assert fed(head + chunks + b"\r\n", step).complete()
+    assert fed(head + chunks + b"Trailer: x\r\n\r\n", step).complete()
+    assert not fed(head + chunks + b"Trailer: x\r\n", step).complete()
+
+
+def test_a_body_over_the_limit_is_thrown_away_as_it_comes_then_refused():
+    reader = fed(b"POST / HTTP/1.1\r\nContent-Length: 150\r\n\r\n" + b"x" * 150, 10)
+    assert reader.complete() and len(reader.buffer) < 100
+    with pytest.raises(Refusal) as refused:
+        reader.check(0.0)
+    assert refused.value.status == 413
+
+
+def test_a_chunked_body_over_the_limit_is_refused_once_whole():
+    chunks = (b"40\r\n" + b"x" * 64 + b"\r\n") * 3 + b"0\r\n\r\n"
+    reader = fed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
+    assert reader.complete()
+    with pytest.raises(Refusal) as refused:
+        reader.check(0.0)
+    assert refused.value.status == 413
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: five\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+    ],
+    ids=["two-lengths", "no-number", "length-and-chunked", "other-coding"],
+)
+def test_a_framing_gunicorn_refuses_is_handed_over_as_soon_as_the_head_is_whole(head):
+    """gunicorn's parser answers these (400 or 501); the worker never waits for a body."""
+    assert fed(head).complete()
+
+
+def test_a_malformed_chunk_size_is_handed_over():
+    assert fed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").complete()
+
+
+def test_the_deadlines_are_408():
+    reader = RequestReader(Limits())
+    reader.feed(b"GET / HT", 0.0)
+    reader.check(Limits.header_timeout)
+    with pytest.raises(Refusal) as refused:
+        reader.check(Limits.header_timeout + 0.1)
+    assert refused.value.status == 408
+    reader = RequestReader(Limits())
+    reader.feed(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab", 1.0)
+    with pytest.raises(Refusal):
+        reader.check(1.0 + Limits.body_timeout + 0.1)
+
+
+def test_a_head_without_end_over_the_limit_is_431():
+    with pytest.raises(Refusal) as refused:
+        fed(b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * (HEAD_LIMIT // 6 + 1), 4096)
+    assert refused.value.status == 431
+
+
+def test_framing_of_a_get_without_body_is_complete():
+    assert Framing.of(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 100).complete
+
+
+def resolve(dotted: str):
+    """A module's attribute by its dotted path (the module being the longest importable part)."""
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for part in parts[cut:]:
+            target = getattr(target, part)
+        return target
+    raise ImportError(dotted)
+
+
+@pytest.mark.parametrize("name", sorted(GUNICORN_INTERNALS))
+def test_every_gunicorn_internal_the_worker_relies_on_is_still_there(name):
+    """The worker leans on these; an upgrade of gunicorn that moves one fails here."""
+    assert resolve(name) is not None
