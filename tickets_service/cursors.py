@@ -6,13 +6,13 @@ import base64
 import hashlib
 import hmac
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import current_app
 from marshmallow import ValidationError, fields
-from sqlalchemy import ColumnElement, and_, or_, tuple_
+from sqlalchemy import ColumnElement, Integer, and_, bindparam, or_, tuple_
 
-from .models import Ticket
+from .models import MAX_ID, Ticket
 
 INVALID = "Not a cursor of this list: start again from its first page."
 # The list arguments a cursor does not pin: paging itself.
@@ -47,8 +47,9 @@ def encode(args: dict, row) -> str:
 
 
 class Cursor(fields.String):
-    """A cursor from a list's meta.next_cursor: its signature is checked on load (a
-    malformed or altered one is 422), and it loads as (list fingerprint, value, id)."""
+    """A cursor from a list's meta.next_cursor: its signature is checked on load, and it loads
+    as (list fingerprint, value, id). Anything else, altered, forged, or signed but of another
+    shape, is 422."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -57,26 +58,59 @@ class Cursor(fields.String):
             signature, payload = raw[:16], raw[16:]
             if len(text) > 512 or not hmac.compare_digest(signature, _sign(payload)):
                 raise ValueError("bad signature")
-            list_id, position, row_id = json.loads(payload)
-        except ValueError:  # bad base64, JSON or shape; a forged or altered cursor
+            loaded = json.loads(payload)
+        except ValueError:  # bad base64, JSON or UTF-8; a forged or altered cursor
             raise ValidationError(INVALID) from None
-        return list_id, position, row_id
+        if not (
+            isinstance(loaded, list)
+            and len(loaded) == 3
+            and isinstance(loaded[0], str)
+            and _is_id(loaded[2])
+            and (loaded[1] is None or isinstance(loaded[1], str | int))
+            and not isinstance(loaded[1], bool)
+        ):
+            raise ValidationError(INVALID)
+        return tuple(loaded)
 
 
-def after(args: dict, cursor: tuple) -> ColumnElement[bool]:
-    """Rows strictly after the cursor's in the list's order (ties on id the same way; rows
-    without a due time last). 422 if the cursor comes from another list."""
-    list_id, position, row_id = cursor
+def _is_id(value) -> bool:
+    return type(value) is int and 1 <= value <= MAX_ID
+
+
+def position(args: dict, cursor: tuple) -> tuple:
+    """The (sort value, id) the cursor stands at, as the sort's column holds them; 422 if the
+    cursor comes from another list or its value is not one of that column's."""
+    list_id, value, row_id = cursor
     if list_id != fingerprint(args):
         raise ValidationError({"cursor": [INVALID]})
-    sort = args["sort"]
+    column = Ticket.__table__.c[args["sort"].lstrip("-")]
+    if value is None:
+        if not column.nullable:
+            raise ValidationError({"cursor": [INVALID]})
+    elif column.type.python_type is datetime:
+        try:
+            value = datetime.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            value = None
+        if value is None:
+            raise ValidationError({"cursor": [INVALID]})
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite's are naive UTC
+    elif type(value) is not int or not -(2**15) <= value < 2**15:
+        raise ValidationError({"cursor": [INVALID]})
+    return value, row_id
+
+
+def after(sort: str, at_null: bool) -> ColumnElement[bool]:
+    """Rows strictly after the cursor's position (bound parameters `cursor_value` and
+    `cursor_id`) in the list's order: ties on id the same way, rows without a due time last.
+    `at_null`: the cursor stands among those rows already."""
     name, descending = sort.lstrip("-"), sort.startswith("-")
     column = getattr(Ticket, name)
-    if column.type.python_type is datetime and position is not None:
-        position = datetime.fromisoformat(position)
     beyond = (lambda a, b: a < b) if descending else (lambda a, b: a > b)
-    if position is None:  # only rows without a due time remain, in id order
+    row_id = bindparam("cursor_id", type_=Integer)
+    if at_null:  # only rows without a due time remain, in id order
         return and_(column.is_(None), beyond(Ticket.id, row_id))
+    value = bindparam("cursor_value", type_=column.type)
     # A row value comparison, so the index of the sort is entered at the position itself.
-    further = beyond(tuple_(column, Ticket.id), tuple_(position, row_id))
+    further = beyond(tuple_(column, Ticket.id), tuple_(value, row_id))
     return or_(further, column.is_(None)) if name == "due_at" else further

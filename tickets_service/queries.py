@@ -6,9 +6,12 @@ from functools import cache
 
 import orjson
 from flask_jwt_extended import current_user
-from psycopg.rows import dict_row
+from marshmallow import Schema
+from psycopg.rows import dict_row, tuple_row
 from sqlalchemy import (
     ColumnElement,
+    DateTime,
+    Integer,
     Select,
     Text,
     and_,
@@ -16,6 +19,7 @@ from sqlalchemy import (
     cast,
     func,
     literal_column,
+    not_,
     or_,
     select,
 )
@@ -39,7 +43,7 @@ from .models import (
     utcnow,
 )
 from .responses import Page
-from .schemas import search_words
+from .schemas import TicketOut, TicketSummaryOut, search_words
 from .scope import scope_params, ticket_scope
 
 # Fetch Ticket shows the first replies; the rest are a page away (GET .../replies).
@@ -48,35 +52,46 @@ REPLIES_SHOWN = 100
 COUNT_CAP = 10_000
 
 Assignee = aliased(User, name="assignee")
-_DESK = (
-    Ticket.assignee_id,
-    Assignee.name.label("assignee_name"),
-    Ticket.due_at,
-    Ticket.first_response_at,
-    Ticket.resolved_at,
-    Ticket.closed_at,
-)
-_SHARED = (
-    Ticket.id,
-    Ticket.title,
-    Ticket.subscriber_id,
-    Subscriber.name.label("subscriber_name"),
-    Ticket.priority,
-    Ticket.status,
-    Ticket.created_at,
-    Ticket.isp_id,
-    Ticket.branch_id,
-    Ticket.updated_at,
-    *_DESK,
-)
-SUMMARY = (*_SHARED, Ticket.deleted_at)  # never the description
-DETAIL = (
-    *_SHARED,
-    Ticket.description,
-    Ticket.created_by_id.label("created_by"),
-    Ticket.reply_count.label("replies_total"),
-    Ticket.version,
-)
+# Where each field of a ticket's answers comes from (TicketSummaryOut, TicketOut).
+TICKET_COLUMNS = {
+    "id": Ticket.id,
+    "title": Ticket.title,
+    "description": Ticket.description,
+    "subscriber_id": Ticket.subscriber_id,
+    "subscriber_name": Subscriber.name,
+    "priority": Ticket.priority,
+    "status": Ticket.status,
+    "created_at": Ticket.created_at,
+    "isp_id": Ticket.isp_id,
+    "branch_id": Ticket.branch_id,
+    "created_by": Ticket.created_by_id,
+    "updated_at": Ticket.updated_at,
+    "assignee_id": Ticket.assignee_id,
+    "assignee_name": Assignee.name,
+    "due_at": Ticket.due_at,
+    "first_response_at": Ticket.first_response_at,
+    "resolved_at": Ticket.resolved_at,
+    "closed_at": Ticket.closed_at,
+    "deleted_at": Ticket.deleted_at,
+    "replies_total": Ticket.reply_count,
+}
+
+
+def answer_columns(schema: type[Schema], columns: dict, *, besides=()) -> list:
+    """The columns of a schema's answer, in its fields' order, each labelled with its field's
+    name: a row of them dumps by position (responses.dumper). `besides`: fields that do not
+    come from a column (a ticket's replies). A field without a column fails here, at import,
+    not in a request."""
+    return [
+        columns[field.attribute or name].label(name)
+        for name, field in schema().dump_fields.items()
+        if name not in besides
+    ]
+
+
+SUMMARY = answer_columns(TicketSummaryOut, TICKET_COLUMNS)  # never the description
+_SUMMARY_NAMES = [column.name for column in SUMMARY]
+DETAIL = [*answer_columns(TicketOut, TICKET_COLUMNS, besides={"replies"}), Ticket.version]
 
 
 def _named(query: Select) -> Select:
@@ -110,72 +125,147 @@ def page_of(model, args: dict, *conditions, order_by) -> Page:
 
 def ticket_page(args: dict) -> Page:
     """One page of a branch's tickets, filtered and sorted as the list's arguments say: by
-    page number, or after a cursor (keyset: a deep page costs what the first costs)."""
-    deleted = args.get("deleted") == "only"
-    conditions = [ticket_scope(deleted=deleted), Ticket.branch_id == args["branch_id"]]
-    conditions += _filters(args)
+    page number, or after a cursor (keyset: a deep page costs what the first costs).
+
+    The statement depends only on the list's shape (which filters, which sort, the caller's
+    role...), never on its values: it is built once per shape, its values bound as parameters.
+    """
+    shape, params = _list_shape(args)
     page, per_page, cursor = args["page"], args["per_page"], args.get("cursor")
-    position = [cursors.after(args, cursor)] if cursor else []
-    rows = (
-        read(
-            _named(select(*SUMMARY))
-            .where(*conditions, *position)
-            .order_by(*_order(args["sort"]))
-            .limit(per_page + 1)  # one more says whether a next page exists
-            .offset(0 if cursor else (page - 1) * per_page),
-            scope_params(),
-        )
-        .mappings()
-        .all()
-    )
+    params["limit"] = per_page + 1  # one more says whether a next page exists
+    params["offset"] = 0 if cursor else (page - 1) * per_page
+    rows = fetch_rows(_list_statement(shape), params, as_tuples=True)
     items = rows[:per_page]
-    total, exact = _total(args, conditions, deleted)
+    total, exact = _total(shape, params)
     meta = page_meta(None if cursor else page, per_page, total)
     meta["total_exact"] = exact
-    meta["next_cursor"] = cursors.encode(args, items[-1]) if len(rows) > per_page else None
+    meta["next_cursor"] = None
+    if len(rows) > per_page:
+        last = dict(zip(_SUMMARY_NAMES, items[-1], strict=True))
+        meta["next_cursor"] = cursors.encode(args, last)
     return Page(items, meta)
 
 
-def _filters(args: dict) -> list[ColumnElement[bool]]:
-    found = []
-    for name in ("status", "priority"):
+# The filters whose totals the kept counts give (with none but them, the total is exact).
+COUNTED = ("status", "priority")
+_PAGING = {"isp_id", "branch_id", "user_id", "page", "per_page", "sort", "cursor"}
+
+
+def _list_shape(args: dict) -> tuple[tuple, dict]:
+    """What the list's statement depends on (hashable), and the values to bind to it."""
+    params = {**scope_params(), "branch_id": args["branch_id"]}
+    filters: list = []
+    for name in COUNTED:
         if name in args:
-            found.append(getattr(Ticket, name).in_(args[name]))
-    if "subscriber_id" in args:
-        found.append(Ticket.subscriber_id == args["subscriber_id"])
+            filters.append((name, len(args[name])))
+            params.update(_codes(name, args[name]))
+    for name in ("subscriber_id", "created_from", "created_to", "updated_since"):
+        if name in args:
+            filters.append(name)
+            params[name] = args[name]
     if "assignee_id" in args:
         assignee = args["assignee_id"]
-        if assignee == "none":
-            found.append(Ticket.assignee_id.is_(None))
-        else:
-            found.append(Ticket.assignee_id == (current_user.id if assignee == "me" else assignee))
-    if "created_from" in args:
-        found.append(Ticket.created_at >= args["created_from"])
-    if "created_to" in args:
-        found.append(Ticket.created_at < args["created_to"])  # just past the bound given
-    if "updated_since" in args:
-        found.append(Ticket.updated_at >= args["updated_since"])
+        filters.append("unassigned" if assignee == "none" else "assignee_id")
+        if assignee != "none":
+            params["assignee_id"] = current_user.id if assignee == "me" else assignee
     if "overdue" in args:
-        found.append(overdue() if args["overdue"] else not_overdue())
+        filters.append("overdue" if args["overdue"] else "not_overdue")
+        params["now"] = utcnow()
     if "q" in args:
-        found.append(matches(search_words(args["q"])))
-    return found
+        terms = search_words(args["q"])
+        filters.append(("q", len(terms)))
+        params.update(_search_params(terms))
+    at = None
+    if "cursor" in args:
+        value, params["cursor_id"] = cursors.position(args, args["cursor"])
+        at = "null" if value is None else "value"
+        if value is not None:
+            params["cursor_value"] = value
+    shape = (
+        db.session.get_bind().dialect.name,
+        current_user.is_admin,
+        args.get("deleted") == "only",
+        args["sort"],
+        tuple(filters),
+        at,
+        # Whether the total is counted (capped) rather than summed from the kept counts.
+        not (set(args) - _PAGING <= set(COUNTED)) or args.get("deleted") == "only",
+    )
+    return shape, params
 
 
-def overdue() -> ColumnElement[bool]:
-    """Open tickets whose due time has passed."""
-    return and_(Ticket.due_at < utcnow(), Ticket.status.in_(OPEN_STATUSES))
-
-
-def not_overdue() -> ColumnElement[bool]:
-    """Every other ticket: no due time, a due time to come, or no longer open."""
-    return or_(
-        Ticket.due_at.is_(None), Ticket.due_at >= utcnow(), Ticket.status.not_in(OPEN_STATUSES)
+@cache
+def _list_statement(shape: tuple) -> Select:
+    """The page's statement for one shape of the list (see _list_shape)."""
+    _dialect, _admin, _deleted, sort, _filters, at, _capped = shape
+    position = [cursors.after(sort, at == "null")] if at else []
+    return (
+        _named(select(*SUMMARY))
+        .where(*_conditions(shape), *position)
+        .order_by(*_order(sort))
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
     )
 
 
-def matches(terms: list[str]) -> ColumnElement[bool]:
-    """Title or description hold every term, the last one as a prefix, case-insensitively.
+def _conditions(shape: tuple) -> list[ColumnElement[bool]]:
+    """The list's WHERE: the caller's scope, the branch, and each filter, all parameters."""
+    dialect, _admin, deleted, _sort, filters, _at, _capped = shape
+    conditions = [
+        ticket_scope(deleted=deleted),
+        Ticket.branch_id == bindparam("branch_id", type_=Integer),
+    ]
+    for name in filters:
+        if name[0] in COUNTED:
+            conditions.append(_one_of(getattr(Ticket, name[0]), *name))
+        elif name == "unassigned":
+            conditions.append(Ticket.assignee_id.is_(None))
+        elif name in ("subscriber_id", "assignee_id"):
+            conditions.append(getattr(Ticket, name) == bindparam(name, type_=Integer))
+        elif name == "created_from":
+            conditions.append(Ticket.created_at >= bindparam(name, type_=DateTime(True)))
+        elif name == "created_to":  # just past the bound given
+            conditions.append(Ticket.created_at < bindparam(name, type_=DateTime(True)))
+        elif name == "updated_since":
+            conditions.append(Ticket.updated_at >= bindparam(name, type_=DateTime(True)))
+        elif name == "overdue":
+            conditions.append(overdue(bindparam("now", type_=DateTime(True))))
+        elif name == "not_overdue":
+            conditions.append(not_overdue(bindparam("now", type_=DateTime(True))))
+        else:  # ("q", number of terms)
+            conditions.append(matches(name[1], dialect))
+    return conditions
+
+
+def _one_of(column, name: str, count: int) -> ColumnElement[bool]:
+    """The column is one of `count` codes, parameters name_0, name_1...: IN with one parameter
+    each (one code is "= code", which enters the index of the code; = ANY(array) would not)."""
+    return column.in_([bindparam(f"{name}_{n}", type_=Integer) for n in range(count)])
+
+
+def _codes(name: str, codes: list[int]) -> dict:
+    """The values of _one_of's parameters."""
+    return {f"{name}_{n}": code for n, code in enumerate(codes)}
+
+
+def _open() -> ColumnElement[bool]:
+    """An open status (written without IN, whose list a prebuilt statement cannot hold)."""
+    return or_(*(Ticket.status == int(status) for status in OPEN_STATUSES))
+
+
+def overdue(now) -> ColumnElement[bool]:
+    """Open tickets whose due time has passed."""
+    return and_(Ticket.due_at < now, _open())
+
+
+def not_overdue(now) -> ColumnElement[bool]:
+    """Every other ticket: no due time, a due time to come, or no longer open."""
+    return or_(Ticket.due_at.is_(None), Ticket.due_at >= now, not_(_open()))
+
+
+def matches(count: int, dialect: str) -> ColumnElement[bool]:
+    """Title or description hold every one of `count` terms (parameters from _search_params),
+    the last one as a prefix, case-insensitively.
 
     PostgreSQL: full-text search on the GIN index, the terms parsed by PostgreSQL's own
     parser (so an address or a hostname stays one token, as in the index). SQLite: each term
@@ -183,23 +273,33 @@ def matches(terms: list[str]) -> ColumnElement[bool]:
     finds the rows that hold it, and a regular expression keeps those where it starts a word
     and, but for the last, ends one (lower() is made Unicode-aware on connect).
     """
-    if db.session.get_bind().dialect.name == "postgresql":
+    if dialect == "postgresql":
         vector = literal_column(f"to_tsvector('simple', {_qualified(SEARCH_DOCUMENT)})")
-        last = "'" + terms[-1].replace("\\", "\\\\").replace("'", "''") + "':*"
-        query = func.plainto_tsquery(SIMPLE, " ".join(terms[:-1])).op("&&")(
-            func.to_tsquery(SIMPLE, last)
+        query = func.plainto_tsquery(SIMPLE, bindparam("q_words", type_=Text)).op("&&")(
+            func.to_tsquery(SIMPLE, bindparam("q_last", type_=Text))
         )
         return vector.op("@@")(query)
     document = func.lower(Ticket.title + " " + Ticket.description)
     conditions = []
-    for n, term in enumerate(terms, 1):
-        term = PUNCTUATION_AROUND.sub("", term)
-        pattern = WORD_START + re.escape(term) + ("" if n == len(terms) else WORD_END)
+    for n in range(count):
         conditions += [
-            document.like(f"%{escape_like(term)}%", escape="\\"),
-            document.regexp_match(pattern),
+            document.like(bindparam(f"q_like_{n}", type_=Text), escape="\\"),
+            document.regexp_match(bindparam(f"q_word_{n}", type_=Text)),
         ]
     return and_(*conditions)
+
+
+def _search_params(terms: list[str]) -> dict:
+    """The values of matches()'s parameters for these terms (both databases' forms)."""
+    last = "'" + terms[-1].replace("\\", "\\\\").replace("'", "''") + "':*"
+    params = {"q_words": " ".join(terms[:-1]), "q_last": last}
+    for n, term in enumerate(terms):
+        term = PUNCTUATION_AROUND.sub("", term)
+        params[f"q_like_{n}"] = f"%{escape_like(term)}%"
+        params[f"q_word_{n}"] = (
+            WORD_START + re.escape(term) + ("" if n == len(terms) - 1 else WORD_END)
+        )
+    return params
 
 
 # No letter or digit before, or after: where a word starts, or ends.
@@ -233,22 +333,29 @@ def _order(sort: str) -> list:
     return [first, Ticket.id.desc() if descending else Ticket.id.asc()]
 
 
-def _total(args: dict, conditions: list, deleted: bool) -> tuple[int, bool]:
+def _total(shape: tuple, params: dict) -> tuple[int, bool]:
     """The list's total and whether it is exact. Live tickets filtered only by status or
     priority are summed from the kept counts (exact, whatever the branch's size); any other
     filter counts its matches up to COUNT_CAP, and beyond that the total is a lower bound."""
-    counted = {"status", "priority"}
-    paging = {"isp_id", "branch_id", "user_id", "page", "per_page", "sort", "cursor"}
-    if deleted or not set(args) - paging <= counted:
-        matches = select(Ticket.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
-        found = read(select(func.count()).select_from(matches), scope_params()).scalar_one()
-        return min(found, COUNT_CAP), found <= COUNT_CAP
+    found = fetch_rows(_total_statement(shape), {**params, "cap": COUNT_CAP + 1}, as_tuples=True)
+    found = found[0][0]
+    capped = shape[-1]
+    return (min(found, COUNT_CAP), found <= COUNT_CAP) if capped else (found, True)
+
+
+@cache
+def _total_statement(shape: tuple) -> Select:
+    _dialect, _admin, _deleted, _sort, filters, _at, capped = shape
+    if capped:
+        matches = select(Ticket.id).where(*_conditions(shape)).limit(bindparam("cap")).subquery()
+        return select(func.count()).select_from(matches)
     query = select(func.coalesce(func.sum(TicketCount.tickets), 0)).where(
-        TicketCount.isp_id == current_user.isp_id, TicketCount.branch_id == args["branch_id"]
+        TicketCount.isp_id == bindparam("scope_isp_id", type_=Integer),
+        TicketCount.branch_id == bindparam("branch_id", type_=Integer),
     )
-    for name in counted & set(args):
-        query = query.where(getattr(TicketCount, name).in_(args[name]))
-    return read(query).scalar_one(), True
+    for name, count in filters:  # only COUNTED ones here
+        query = query.where(_one_of(getattr(TicketCount, name), name, count))
+    return query
 
 
 # --- One ticket -----------------------------------------------------------------------------
@@ -327,8 +434,9 @@ def read(statement, params: dict | None = None):
     return db.session.connection().execute(statement, params)
 
 
-def fetch_rows(statement, params: dict) -> list[dict]:
-    """A prebuilt statement's rows as dicts, by the shortest path the database allows.
+def fetch_rows(statement, params: dict, *, as_tuples: bool = False) -> list:
+    """A prebuilt statement's rows as dicts (or tuples), by the shortest path the database
+    allows.
 
     On PostgreSQL the statement is compiled once and run on the DBAPI cursor, which saves
     SQLAlchemy's result machinery (about 60 us a statement) on the hot reads; listeners of
@@ -337,16 +445,20 @@ def fetch_rows(statement, params: dict) -> list[dict]:
     """
     connection = db.session.connection()
     if connection.dialect.name != "postgresql":
-        return [dict(row) for row in connection.execute(statement, params).mappings()]
+        result = connection.execute(statement, params)
+        if as_tuples:
+            return [tuple(row) for row in result]
+        return [dict(row) for row in result.mappings()]
     dialect = connection.dialect
     sql, constants = _compiled(statement, dialect)
     values = {**constants, **params}
-    cursor = connection.connection.dbapi_connection.cursor(row_factory=dict_row)
+    dbapi_connection = connection.connection.dbapi_connection
+    cursor = dbapi_connection.cursor(row_factory=tuple_row if as_tuples else dict_row)
     connection.dispatch.before_cursor_execute(connection, cursor, sql, values, None, False)
     try:
         return cursor.execute(sql, values).fetchall()
     except dialect.loaded_dbapi.Error as err:
-        dropped = dialect.is_disconnect(err, connection.connection.dbapi_connection, cursor)
+        dropped = dialect.is_disconnect(err, dbapi_connection, cursor)
         if dropped:
             connection.invalidate(err)
         raise DBAPIError.instance(
@@ -366,8 +478,9 @@ _COMPILED: dict = {}
 
 
 def _compiled(statement, dialect) -> tuple[str, dict]:
-    """The statement's SQL and the values of its own constants, compiled once."""
-    key = (id(statement), dialect.name)
+    """The statement's SQL and the values of its own constants, compiled once. Keyed on the
+    statement itself, which the cache keeps alive (an id() could be a new statement's)."""
+    key = (statement, dialect.name)
     if key not in _COMPILED:
         compiled = statement.compile(dialect=dialect)
         constants = {name: value for name, value in compiled.params.items() if value is not None}
@@ -426,7 +539,7 @@ def branch_stats(isp_id: int, branch_id: int) -> dict:
     late = read(
         select(func.count())
         .select_from(Ticket)
-        .where(ticket_scope(), Ticket.branch_id == branch_id, overdue()),
+        .where(ticket_scope(), Ticket.branch_id == branch_id, overdue(utcnow())),
         scope_params(),
     ).scalar_one()
     return {

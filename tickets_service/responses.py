@@ -95,14 +95,27 @@ def dumper(schema: type[Schema], many: bool = False) -> Callable[[Any], Any]:
 
     Marshmallow's general machinery costs about a millisecond for a ticket with its replies;
     the response schemas only use plain fields, timestamps and nesting, so each field becomes
-    one step: read the attribute (or key), convert it when its field says so.
+    one step: read the attribute (or key), convert it when its field says so. A tuple is a
+    row of the schema's own columns, in its order (queries.answer_columns): it is zipped with
+    the field names, and only the fields that need it are converted.
     """
     steps = [
-        (name, field.attribute or name, _converter(field))
-        for name, field in schema().fields.items()
+        (field.data_key or name, field.attribute or name, _converter(field))
+        for name, field in schema().dump_fields.items()
     ]
+    names = [name for name, _, _ in steps]
+    converted = [(n, convert) for n, (_, _, convert) in enumerate(steps) if convert is not None]
+
+    def dump_row(row: tuple) -> dict:
+        values = list(row[: len(names)])
+        for n, convert in converted:
+            if values[n] is not None:
+                values[n] = convert(values[n])
+        return dict(zip(names, values, strict=True))
 
     def dump_one(obj):
+        if isinstance(obj, tuple):
+            return dump_row(obj)
         if isinstance(obj, Mapping):
             values = [obj[attribute] for _, attribute, _ in steps]
         else:
@@ -130,5 +143,7 @@ def _converter(field: fields.Field) -> Callable[[Any], Any] | None:
         return None
     if type(field) is fields.String:
         return None
-    # A field of our own (Timestamp): its own serialisation, for one value.
+    write = getattr(field, "write", None)  # a field of our own (Timestamp) writes one value
+    if write is not None:
+        return lambda value: value if isinstance(value, str) else write(value)
     return lambda value: field._serialize(value, None, None)
