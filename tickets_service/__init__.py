@@ -4,6 +4,7 @@ import os
 import sqlite3
 from collections.abc import Mapping
 
+import psycopg
 from flask import Flask, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -77,6 +78,18 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
             lambda text: text.lower() if isinstance(text, str) else text,
             deterministic=True,
         )
+
+
+@event.listens_for(Engine, "connect")
+def _session_in_utc(dbapi_connection, _record) -> None:
+    """PostgreSQL sessions run in UTC, whatever the server, the database, the role or PGTZ
+    say: in another zone, timestamps near 0001 or 9999 come back as years the driver cannot
+    read (a due time of 9999-12-31 23:59:59, east of UTC, is in the year 10000). A SET, not a
+    startup option: PGTZ overrides those, and a pooler in front carries a SET of the time zone
+    over to every server connection it hands this client."""
+    if isinstance(dbapi_connection, psycopg.Connection):
+        dbapi_connection.execute("SET TIME ZONE 'UTC'")
+        dbapi_connection.commit()
 
 
 def _end_session(_error) -> None:

@@ -311,7 +311,9 @@ class Ticket(db.Model):
 def as_json_value(value):
     """A history value as JSON: timestamps in the API's format, codes as integers."""
     if isinstance(value, datetime):  # SQLite hands them back without their zone: UTC
-        return value.replace(tzinfo=value.tzinfo or UTC).astimezone(UTC).strftime(TIMESTAMP)
+        moment = value.replace(tzinfo=value.tzinfo or UTC).astimezone(UTC)
+        # TIMESTAMP's text; strftime would write the year 1 as "1", not "0001".
+        return moment.isoformat(" ", "seconds")[:19]
     if isinstance(value, enum.IntEnum):
         return int(value)
     return value
