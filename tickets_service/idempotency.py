@@ -7,6 +7,7 @@ or not at all. A concurrent duplicate waits on the row's unique key, then replay
 """
 
 import hashlib
+import json
 import re
 import time
 from datetime import timedelta
@@ -28,8 +29,18 @@ _PRINTABLE = re.compile(r"[\x20-\x7e]{1,255}")
 _PATIENCE_SECONDS = 2.0
 
 
-def idempotent(view):
-    """Honour Idempotency-Key on this POST (the document lists the header, 409 and 422)."""
+def idempotent(view=None, *, recheck=None):
+    """Honour Idempotency-Key on this POST (the document lists the header, 409 and 422).
+
+    Declared below the route's arguments, so a replay's query and body pass the same checks
+    as the first request did (the caller's scope among them). `recheck(answer, **path)` runs
+    before a replay with the stored answer's data and the path's values: it raises (403,
+    404, 410...) when the caller may no longer do what the request asks, or when what the
+    answer shows is gone, so a replay never outlives the caller's right or the object (a
+    webhook's secret, shown once) that it answered with.
+    """
+    if view is None:
+        return lambda view: idempotent(view, recheck=recheck)
 
     @wraps(view)
     def guarded(*args, **kwargs):
@@ -40,7 +51,7 @@ def idempotent(view):
             raise ValidationError({HEADER: ["Use 1 to 255 printable ASCII characters."]})
         fingerprint = _fingerprint()
         if not _claim(key, fingerprint):
-            return _replay(key, fingerprint)
+            return _replay(key, fingerprint, recheck, kwargs)
         with hold_commit():
             response = view(*args, **kwargs)
         if isinstance(response, Response) and response.status_code < 500:
@@ -77,8 +88,9 @@ def _claim(key: str, fingerprint: str) -> bool:
     return claimed is not None
 
 
-def _replay(key: str, fingerprint: str) -> Response:
-    """The first request's stored answer, marked as replayed."""
+def _replay(key: str, fingerprint: str, recheck, path: dict) -> Response:
+    """The first request's stored answer, marked as replayed, if the caller may still have it
+    (see idempotent)."""
     deadline = time.monotonic() + _PATIENCE_SECONDS
     while True:
         # Each look is its own short transaction: never hold a lock the first request needs
@@ -104,6 +116,8 @@ def _replay(key: str, fingerprint: str) -> Response:
         if time.monotonic() > deadline:
             abort(409, "A request with this Idempotency-Key is still in progress; retry.")
         time.sleep(0.05)
+    if recheck is not None:
+        recheck(json.loads(stored.body).get("data") or {}, **path)
     headers = {"Idempotent-Replayed": "true"}
     if stored.etag:
         headers["ETag"] = stored.etag

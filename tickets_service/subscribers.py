@@ -94,9 +94,9 @@ def get_subscriber(_scope, subscriber_id: int):
 
 @bp.post("")
 @token_required
-@idempotent
 @bp.arguments(ticket_scope_args, location="query")
 @bp.arguments(subscriber_create_in)
+@idempotent(recheck=lambda _answer: require_admin())
 @bp.response(201, CreatedOut, message="Subscriber created successfully")
 @bp.errors(403, 409)
 def create_subscriber(scope, data):

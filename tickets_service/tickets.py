@@ -90,9 +90,10 @@ def commit(ticket: Ticket) -> dict:
     return headers
 
 
-def visible_ticket_or_404(ticket_id: int, column=Ticket.id):
-    """One column of a live ticket within the caller's reach (404 as above), unlocked."""
-    query = select(column).where(ticket_scope(), Ticket.id == ticket_id)
+def visible_ticket_or_404(ticket_id: int, column=Ticket.id, *, deleted: bool | None = False):
+    """One column of a ticket within the caller's reach (404 as above), unlocked: a live one,
+    or with `deleted` a deleted one, with None either."""
+    query = select(column).where(ticket_scope(deleted=deleted), Ticket.id == ticket_id)
     value = db.session.scalar(query, scope_params())
     if value is None:
         abort(404, "Ticket not found.")
@@ -177,9 +178,9 @@ def get_ticket(_scope, ticket_id: int):
 
 @bp.post("")
 @token_required
-@idempotent
 @scope_query
 @bp.arguments(ticket_in)
+@idempotent
 @bp.response(201, CreatedOut, message="Ticket created successfully")
 @bp.errors(403)
 @bp.versioned("created")
@@ -227,9 +228,9 @@ def delete_ticket(_scope, ticket_id: int):
 
 @bp.post(f"{TICKET}/reply")
 @token_required
-@idempotent
 @scope_query
 @bp.arguments(reply_in)
+@idempotent(recheck=lambda _answer, ticket_id: visible_ticket_or_404(ticket_id))
 @bp.response(201, message="Reply added successfully")
 @bp.errors(403, 404)
 @bp.versioned("write")
@@ -294,10 +295,16 @@ def ticket_history(args, ticket_id: int):
     return Page(rows, queries.page_meta(page, per_page, total))
 
 
+def _may_restore(_answer: dict, ticket_id: int) -> None:
+    """A restore is replayed only to an admin who still reaches the ticket."""
+    visible_ticket_or_404(ticket_id, deleted=None)
+    require_admin()
+
+
 @bp.post(f"{TICKET}/restore")
 @token_required
-@idempotent
 @scope_query
+@idempotent(recheck=_may_restore)
 @bp.response(200, message="Ticket restored successfully")
 @bp.errors(403, 404, 409)
 @bp.versioned("write")

@@ -72,9 +72,9 @@ def get_user(_scope, user_id: int):
 
 @bp.post("")
 @token_required
-@idempotent
 @bp.arguments(ticket_scope_args, location="query")
 @bp.arguments(user_create_in)
+@idempotent(recheck=lambda _answer: require_admin())
 @bp.response(201, CreatedOut, message="User created successfully")
 @bp.errors(403, 409)
 def create_user(scope, data):

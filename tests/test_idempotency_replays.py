@@ -1,0 +1,172 @@
+"""A replayed Idempotency-Key answers only while the caller may still do what the request asks,
+and never shows a secret once the role or the object it belonged to is gone.
+
+The probe's finding: an admin created a webhook with a key, was demoted, and sent the same
+request again as staff: the replay answered 201 with the signing secret (without the key, 403).
+"""
+
+import pytest
+from reliability_helpers import (
+    DELIVERIES,
+    LOGIN,
+    SUBSCRIBERS,
+    USERS,
+    WEBHOOKS,
+    call,
+    create_ticket,
+    database_state,
+    read_rows,
+    set_columns,
+    ticket_url,
+)
+
+from tickets_service import delivery
+from tickets_service.models import Ticket, User, WebhookDelivery
+
+from conftest import PASSWORD, assert_error, assert_success
+
+HEADER = "Idempotency-Key"
+HOOK = {"url": "https://93.184.216.34/hook", "events": ["ticket.created"]}
+
+
+def keyed(client, account, method, url, body=None, key="the-key"):
+    return call(client, account, method, url, body, headers={HEADER: key})
+
+
+def as_demoted(client, app, account):
+    """`account` made staff (as another admin would), logged in again: its new headers."""
+    set_columns(
+        app, User, User.id == account.id, role="staff", token_version=User.token_version + 1
+    )
+    login = client.post(LOGIN, json={"email": account.email, "password": PASSWORD})
+    token = assert_success(login, 200)["data"]["access_token"]
+    return type(account)(
+        **{**vars(account), "role": "staff", "headers": {"Authorization": f"Bearer {token}"}}
+    )
+
+
+def refused_without_secret(response, status: int) -> None:
+    assert_error(response, status)
+    assert "whsec_" not in response.get_data(as_text=True)
+    assert "Idempotent-Replayed" not in response.headers
+
+
+def test_an_admin_replaying_their_own_create_still_gets_the_answer(client, admin):
+    """The refusals below are the rechecks', not replays broken."""
+    first = assert_success(keyed(client, admin, "POST", WEBHOOKS, HOOK), 201)
+    again = keyed(client, admin, "POST", WEBHOOKS, HOOK)
+    assert assert_success(again, 201) == first
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_a_demoted_admin_replaying_a_webhook_create_gets_403_and_no_secret(app, client, admin):
+    assert_success(keyed(client, admin, "POST", WEBHOOKS, HOOK), 201)
+    staff = as_demoted(client, app, admin)
+    before = database_state(app)
+
+    refused_without_secret(keyed(client, staff, "POST", WEBHOOKS, HOOK), 403)
+    assert database_state(app) == before
+
+
+def test_a_webhook_create_replayed_after_its_endpoint_was_deleted_is_410(app, client, admin):
+    created = assert_success(keyed(client, admin, "POST", WEBHOOKS, HOOK), 201)["data"]
+    assert_success(call(client, admin, "DELETE", f"{WEBHOOKS}/{created['id']}"), 200)
+    before = database_state(app)
+
+    refused_without_secret(keyed(client, admin, "POST", WEBHOOKS, HOOK), 410)
+    assert database_state(app) == before
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        (SUBSCRIBERS, {"name": "Ana Gomez"}),
+        (
+            USERS,
+            {
+                "name": "Sam",
+                "email": "sam@example.test",
+                "role": "staff",
+                "password": "pw-12345678",
+            },
+        ),
+    ],
+    ids=["subscriber", "user"],
+)
+def test_a_demoted_admin_replaying_an_admins_create_gets_403(app, client, admin, url, body):
+    assert_success(keyed(client, admin, "POST", url, body), 201)
+    staff = as_demoted(client, app, admin)
+    before = database_state(app)
+
+    assert_error(keyed(client, staff, "POST", url, body), 403)
+    assert database_state(app) == before
+
+
+def test_a_reply_replayed_once_its_ticket_is_out_of_reach_is_404(app, client, admin, staff):
+    ticket_id = create_ticket(client, staff)
+    reply = {"message": "On our way."}
+    assert_success(keyed(client, staff, "POST", ticket_url(ticket_id, "/reply"), reply), 201)
+    set_columns(app, Ticket, Ticket.id == ticket_id, branch_id=staff.branch_id + 1)
+    before = database_state(app)
+
+    assert_error(keyed(client, staff, "POST", ticket_url(ticket_id, "/reply"), reply), 404)
+    assert database_state(app) == before
+
+
+def test_a_restore_replayed_by_a_demoted_admin_is_403(app, client, admin):
+    ticket_id = create_ticket(client, admin)
+    assert_success(call(client, admin, "DELETE", ticket_url(ticket_id)), 200)
+    assert_success(keyed(client, admin, "POST", ticket_url(ticket_id, "/restore")), 200)
+    staff = as_demoted(client, app, admin)
+    before = database_state(app)
+
+    assert_error(keyed(client, staff, "POST", ticket_url(ticket_id, "/restore")), 403)
+    assert database_state(app) == before
+
+
+def test_a_redelivery_replayed_after_its_endpoint_was_deleted_is_404(app, client, admin):
+    endpoint = assert_success(call(client, admin, "POST", WEBHOOKS, HOOK), 201)["data"]
+    create_ticket(client, admin)
+    with app.app_context():
+        delivery.dispatch()
+    (original,) = read_rows(app, WebhookDelivery)
+    redeliver = f"{DELIVERIES}/{original['delivery_id']}/redeliver"
+    assert_success(keyed(client, admin, "POST", redeliver), 201)
+    assert_success(call(client, admin, "DELETE", f"{WEBHOOKS}/{endpoint['id']}"), 200)
+    before = database_state(app)
+
+    assert_error(keyed(client, admin, "POST", redeliver), 404)
+    assert database_state(app) == before
+
+
+def test_a_redelivery_replayed_by_a_demoted_admin_is_403(app, client, admin):
+    assert_success(call(client, admin, "POST", WEBHOOKS, HOOK), 201)
+    create_ticket(client, admin)
+    with app.app_context():
+        delivery.dispatch()
+    (original,) = read_rows(app, WebhookDelivery)
+    redeliver = f"{DELIVERIES}/{original['delivery_id']}/redeliver"
+    assert_success(keyed(client, admin, "POST", redeliver), 201)
+    staff = as_demoted(client, app, admin)
+
+    assert_error(keyed(client, staff, "POST", redeliver), 403)
+
+
+def test_a_create_replayed_to_a_branch_now_out_of_reach_is_403(app, client, staff):
+    """The query and body of a replay are checked as the first request's were: a staff user
+    moved to another branch (and logged in again) no longer reaches the branch it named."""
+    body = {"title": "Fibre cut", "description": "Road works", "priority": 3, "branch_id": 1}
+    assert_success(keyed(client, staff, "POST", "/api/v1/tickets", body), 201)
+    set_columns(app, User, User.id == staff.id, branch_id=2, token_version=User.token_version + 1)
+    login = client.post(LOGIN, json={"email": staff.email, "password": PASSWORD})
+    moved = type(staff)(
+        **{
+            **vars(staff),
+            "branch_id": 2,
+            "headers": {
+                "Authorization": "Bearer " + assert_success(login, 200)["data"]["access_token"]
+            },
+        }
+    )
+
+    assert_error(keyed(client, moved, "POST", "/api/v1/tickets", body), 403)
