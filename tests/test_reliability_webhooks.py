@@ -162,6 +162,12 @@ def test_an_unknown_endpoint_or_delivery_is_404(app, client, admin, url):
 
 ALWAYS_OK = ["https://93.184.216.34/hook", "https://example.com/hook", "HTTPS://93.184.216.34/h"]
 ALWAYS_OK += ["https://[64:ff9b::5db8:d822]/hook"]  # NAT64 to 93.184.216.34, a public host
+# IPv6 forms that carry a public IPv4 address are judged by it.
+ALWAYS_OK += [
+    "https://[::ffff:93.184.216.34]/hook",  # IPv4-mapped
+    "https://[64:ff9b:1::5db8:d822]/hook",  # local-use NAT64 (RFC 8215), /96 layout
+    "https://[2002:5db8:d822::1]/hook",  # 6to4
+]
 PRIVATE = [
     "http://127.0.0.1:8080/hook",
     "https://127.0.0.1/hook",
@@ -179,6 +185,15 @@ PRIVATE = [
     "https://[64:ff9b::a01:203]/hook",  # NAT64 to 10.1.2.3
     "https://[2002:7f00:1::]/hook",  # 6to4 from 127.0.0.1
     "https://[2002:c0a8:10a::1]/hook",  # 6to4 from 192.168.1.10
+    "https://[::127.0.0.1]/hook",  # IPv4-compatible
+    "https://[::10.1.2.3]/hook",
+    "https://[::ffff:0:7f00:1]/hook",  # SIIT (RFC 2765) to 127.0.0.1
+    "https://[::ffff:0:a9fe:a9fe]/hook",  # SIIT to the metadata service
+    "https://[64:ff9b:1::a9fe:a9fe]/hook",  # local-use NAT64 to 169.254.169.254
+    "https://[64:ff9b:1:a9fe:a9:fe00::]/hook",  # the same, /48 layout
+    "https://[64:ff9b:1:7f:0:100::]/hook",  # local-use NAT64 /56 layout to 127.0.0.1
+    "https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook",  # Teredo, client 127.0.0.1
+    "https://[2001:0:a01:203:8000:63bf:a2c7:d8bb]/hook",  # Teredo, server 10.1.2.3
 ]
 NEVER = [
     "http://93.184.216.34/hook",  # http to a public host
@@ -195,12 +210,19 @@ NEVER = [
     "https://224.0.0.1/hook",
 ]
 INVALID = [
-    pytest.param(
-        "https://example.com:99999/hook",
-    ),
-    pytest.param(
-        "https://exa mple.com/hook",
-    ),
+    "https://example.com:99999/hook",
+    "https://example.com:0/hook",
+    "https://example.com:port/hook",
+    "https://exa mple.com/hook",
+    # URLs the parser cannot take apart (were a 500).
+    "https://[::1/",
+    "https://[abc]/",
+    "https://]/",
+    "https://[::1]]/hook",
+    "https://[]/hook",
+    "https://[10.0.0.1]/hook",  # brackets hold IPv6 addresses only
+    "https://[::1%25eth0]/hook",
+    "http://[::ffff:127.0.0.1/hook",
 ]
 
 

@@ -136,6 +136,14 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "LOGIN_RATE_LIMIT_PER_EMAIL": _limit(environ, "LOGIN_RATE_LIMIT_PER_EMAIL", "100 per hour"),
         "WEBHOOK_ALLOW_PRIVATE": _bool(environ, "WEBHOOK_ALLOW_PRIVATE"),
         "WEBHOOK_TIMEOUT": integer(environ, "WEBHOOK_TIMEOUT", 10, minimum=1),
+        "WEBHOOK_CONCURRENCY": integer(environ, "WEBHOOK_CONCURRENCY", 16, minimum=1),
+        "WEBHOOK_ENDPOINT_CONCURRENCY": integer(
+            environ, "WEBHOOK_ENDPOINT_CONCURRENCY", 4, minimum=1
+        ),
+        "WEBHOOK_ISP_CONCURRENCY": integer(environ, "WEBHOOK_ISP_CONCURRENCY", 8, minimum=1),
+        "WEBHOOK_CIRCUIT_FAILURES": integer(environ, "WEBHOOK_CIRCUIT_FAILURES", 10, minimum=1),
+        "WEBHOOK_MAX_ENDPOINTS": integer(environ, "WEBHOOK_MAX_ENDPOINTS", 20, minimum=1),
+        "WEBHOOK_REDELIVER_LIMIT": integer(environ, "WEBHOOK_REDELIVER_LIMIT", 100, minimum=1),
         "CORS_ORIGINS": [
             origin.strip()
             for origin in environ.get("CORS_ORIGINS", "").split(",")

@@ -12,7 +12,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.session import Session
 from psycopg.types.json import set_json_loads
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase
@@ -109,6 +109,21 @@ def first_statement(run):
 db = SQLAlchemy(
     model_class=Base, session_options={"class_": RequestSession, "expire_on_commit": False}
 )
+
+
+# Locks a transaction takes on a name and an id (pg_advisory_xact_lock's two keys).
+LOCK_NAMES = {"webhook endpoints of an ISP": 1}
+
+
+def lock_until_commit(name: str, key: int) -> None:
+    """Serialise the transactions that take this lock (on PostgreSQL; SQLite's writers take
+    turns anyway): a count checked then added to holds, even over rows not yet there. The
+    lock ends with the transaction, so nothing of it outlives a pooled server connection."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(
+            text("SELECT pg_advisory_xact_lock(:name, :key)"),
+            {"name": LOCK_NAMES[name], "key": key},
+        )
 
 
 def insert(model, connection=None):

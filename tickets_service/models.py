@@ -434,6 +434,12 @@ class WebhookEndpoint(db.Model):
     secret: Mapped[str] = mapped_column(String(128))
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The worker's bookkeeping, never shown: its attempts have failed `failures` times in a
+    # row since it last answered 2xx (succeeded_at), and after enough of them, with no success
+    # for a while, it is left alone until paused_until (its circuit is open).
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    succeeded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    paused_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -447,11 +453,21 @@ class WebhookDelivery(db.Model):
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
+        # Each endpoint's next due delivery (the worker takes endpoints in turn).
         Index(
-            "ix_webhook_deliveries_due",
+            "ix_webhook_deliveries_endpoint_due",
+            "endpoint_id",
             "next_attempt_at",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
+        ),
+        # An ISP's recent redeliveries (limited per hour).
+        Index(
+            "ix_webhook_deliveries_redelivered",
+            "endpoint_id",
+            "created_at",
+            postgresql_where=text("redelivery"),
+            sqlite_where=text("redelivery"),
         ),
     )
 
@@ -466,6 +482,10 @@ class WebhookDelivery(db.Model):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Asked for by an admin (POST /deliveries/{id}/redeliver), not made by the fan-out.
+    redelivery: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # A worker is making an attempt at it until then (a worker that dies frees it then).
+    leased_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class WebhookAttempt(db.Model):

@@ -42,9 +42,10 @@ ERRORS = {
     404: "No such object within the caller's reach.",
     409: "The request conflicts with the current state (see message).",
     412: "If-Match does not match: the resource changed since it was read (ETag: the current).",
+    410: "What this request's Idempotency-Key answered with is gone (see message).",
     413: "The body is larger than the limit ({limit} bytes).",
     422: "A parameter or body field is invalid: see errors.",
-    429: "Too many failed logins: retry after Retry-After seconds.",
+    429: "Too many requests (failed logins, redeliveries): retry after Retry-After seconds.",
     503: "The database is unreachable: retry shortly.",
 }
 ETAG = {

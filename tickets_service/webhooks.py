@@ -1,16 +1,19 @@
 """The webhooks blueprint: admins register where their ISP's ticket events go, and follow their
 deliveries (delivery.py sends them)."""
 
+import math
 import re
 import secrets
+from datetime import UTC, timedelta
 
 from flask import abort, current_app
 from flask_jwt_extended import current_user
 from marshmallow import ValidationError
 from sqlalchemy import delete, func, select
+from werkzeug.exceptions import TooManyRequests
 
 from .delivery import UnsafeDestination, check_destination, new_delivery
-from .extensions import db
+from .extensions import db, lock_until_commit
 from .idempotency import idempotent
 from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
 from .openapi import Blueprint
@@ -49,21 +52,45 @@ def get_endpoint_or_404(webhook_id: int) -> WebhookEndpoint:
     return endpoint
 
 
+def _may_see_secret(answer: dict) -> None:
+    """A create is replayed, with the secret it showed, only to an admin, and only while the
+    endpoint it made still exists (410 once it is deleted)."""
+    require_admin()
+    found = db.session.scalar(
+        select(WebhookEndpoint.id).where(
+            WebhookEndpoint.id == answer.get("id"), WebhookEndpoint.isp_id == current_user.isp_id
+        )
+    )
+    if found is None:
+        abort(410, "The webhook this key created has been deleted since; its secret is gone.")
+
+
 @bp.post("")
 @token_required
-@idempotent
 @bp.arguments(ticket_scope_args, location="query")
 @bp.arguments(webhook_in)
+@idempotent(recheck=_may_see_secret)
 @bp.response(201, WebhookCreatedOut, message="Webhook created successfully")
-@bp.errors(403)
+@bp.errors(403, 409, 410)
 def create_webhook(_scope, data):
-    """Register an endpoint (admins) for some events; the answer shows its signing secret,
-    this once and never again."""
+    """Register an endpoint (admins) for some events, at most WEBHOOK_MAX_ENDPOINTS per ISP;
+    the answer shows its signing secret, this once and never again."""
     require_admin()
+    config = current_app.config
     try:
-        check_destination(data["url"], current_app.config["WEBHOOK_ALLOW_PRIVATE"])
+        check_destination(
+            data["url"], config["WEBHOOK_ALLOW_PRIVATE"], timeout=config["WEBHOOK_TIMEOUT"]
+        )
     except UnsafeDestination as err:
         raise ValidationError({"url": [str(err)]}) from None
+    # Two admins registering at once are counted one after the other: the limit holds.
+    lock_until_commit("webhook endpoints of an ISP", current_user.isp_id)
+    registered = db.session.scalar(
+        select(func.count()).where(WebhookEndpoint.isp_id == current_user.isp_id)
+    )
+    if registered >= config["WEBHOOK_MAX_ENDPOINTS"]:
+        message = f"Your ISP has {registered} webhook endpoints, the most allowed."
+        abort(409, message + " Delete one first.")
     endpoint = WebhookEndpoint(
         isp_id=current_user.isp_id,
         url=data["url"],
@@ -136,16 +163,8 @@ def list_deliveries(args, webhook_id: int):
     return Page(items, page_meta(page, per_page, total))
 
 
-@deliveries_bp.post("/<delivery_id>/redeliver")
-@token_required
-@idempotent
-@deliveries_bp.arguments(ticket_scope_args, location="query")
-@deliveries_bp.response(201, RedeliveryOut, message="Delivery scheduled")
-@deliveries_bp.errors(403, 404)
-def redeliver(_scope, delivery_id: str):
-    """Send a delivery's event to its endpoint again (admins), as a new delivery with its own
-    delivery id, so receivers that dropped the first as a duplicate take this one."""
-    require_admin()
+def _original_or_404(delivery_id: str) -> WebhookDelivery:
+    """A delivery of one of the caller's ISP's endpoints, by its (case-insensitive) id."""
     delivery_id = delivery_id.lower()  # a UUID's hex digits are case-insensitive
     if not _UUID.fullmatch(delivery_id):
         abort(404, "Delivery not found.")
@@ -159,7 +178,51 @@ def redeliver(_scope, delivery_id: str):
     )
     if original is None:
         abort(404, "Delivery not found.")
-    again = new_delivery(original.endpoint_id, original.history_id, original.event, utcnow())
+    return original
+
+
+def _may_redeliver(_answer: dict, delivery_id: str) -> None:
+    require_admin()
+    _original_or_404(delivery_id)
+
+
+REDELIVERY_WINDOW = timedelta(hours=1)
+
+
+@deliveries_bp.post("/<delivery_id>/redeliver")
+@token_required
+@deliveries_bp.arguments(ticket_scope_args, location="query")
+@idempotent(recheck=_may_redeliver)
+@deliveries_bp.response(201, RedeliveryOut, message="Delivery scheduled")
+@deliveries_bp.errors(403, 404, 429)
+def redeliver(_scope, delivery_id: str):
+    """Send a delivery's event to its endpoint again (admins), as a new delivery with its own
+    delivery id, so receivers that dropped the first as a duplicate take this one. An ISP may
+    ask for WEBHOOK_REDELIVER_LIMIT redeliveries an hour (429 beyond, with Retry-After)."""
+    require_admin()
+    original = _original_or_404(delivery_id)
+    now = utcnow()
+    recent = db.session.scalars(
+        select(WebhookDelivery.created_at)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .where(
+            WebhookEndpoint.isp_id == current_user.isp_id,
+            WebhookDelivery.redelivery,
+            WebhookDelivery.created_at > now - REDELIVERY_WINDOW,
+        )
+        .order_by(WebhookDelivery.created_at.desc())
+        .limit(current_app.config["WEBHOOK_REDELIVER_LIMIT"])
+    ).all()
+    if len(recent) >= current_app.config["WEBHOOK_REDELIVER_LIMIT"]:
+        oldest = recent[-1].replace(tzinfo=recent[-1].tzinfo or UTC)
+        wait = math.ceil((oldest + REDELIVERY_WINDOW - now).total_seconds())
+        raise TooManyRequests(
+            "Too many redeliveries this hour; retry after the Retry-After delay.",
+            retry_after=max(wait, 1),
+        )
+    again = new_delivery(
+        original.endpoint_id, original.history_id, original.event, now, redelivery=True
+    )
     db.session.add(again)
     db.session.commit()
     return {"delivery_id": again.delivery_id}
