@@ -484,6 +484,11 @@ class Endpoint:
     query_integers: tuple[str, ...] = ()  # integer query parameters it validates
     authenticated: bool = True
     admin_only: bool = False
+    body_limit: int | None = None  # a route's own body limit, below MAX_CONTENT_LENGTH
+
+    def within_limit(self, data: bytes, limit: int, status: int) -> int:
+        """`status`, or 413 when `data` is over this route's body limit (or `limit`)."""
+        return 413 if len(data) > min(limit, self.body_limit or limit) else status
 
     def __str__(self) -> str:
         return self.name
@@ -681,6 +686,7 @@ LOGIN = Endpoint(
     max_lengths={"email": 255, "password": 1024},
     refused_fields={"role": "admin", "isp_id": 2, "remember": True},
     authenticated=False,
+    body_limit=4096,
 )
 ME = Endpoint("me", "GET", "/api/v1/auth/me", _me)
 LOGOUT = Endpoint(

@@ -14,10 +14,13 @@ from .models import LAST_MOMENT, RevokedToken, User, utcnow
 from .openapi import Blueprint
 from .schemas import TokenOut, UserOut, login_in, no_args, ticket_scope_args
 from .tokens import issue_token, token_required
+from .transport import body_limit
 
 bp = Blueprint("auth", __name__, description="Tokens: login, the current user, logout.")
 
 INVALID_CREDENTIALS = "Invalid email or password."
+# An email and a password fit in far less: a larger login body is refused unread (413).
+LOGIN_BODY_LIMIT = 4096
 # The revocation is kept until the token expires, or the last moment a timestamp can hold.
 LAST_EXPIRY = int(LAST_MOMENT.replace(microsecond=0).timestamp())  # a float would round up
 
@@ -29,6 +32,7 @@ def _decoy_hash() -> str:
 
 
 @bp.post("/login")
+@body_limit(LOGIN_BODY_LIMIT)
 @bp.arguments(no_args, location="query")
 @bp.arguments(login_in)
 @bp.response(200, TokenOut)

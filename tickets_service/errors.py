@@ -55,10 +55,19 @@ def handle_http_error(exc: HTTPException):
     return response
 
 
+# A 422 names at most this many fields: a body of a hundred thousand unknown names gets a
+# short answer, not one as large as itself.
+MAX_FIELD_ERRORS = 20
+
+
 def handle_validation_error(exc: ValidationError):
-    """422 with the per-field messages."""
+    """422 with the per-field messages (the first MAX_FIELD_ERRORS fields)."""
     errors = _flatten(exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages})
-    return error("Validation failed.", 422, errors)
+    message = "Validation failed."
+    if len(errors) > MAX_FIELD_ERRORS:
+        message = f"Validation failed: {len(errors)} fields, the first {MAX_FIELD_ERRORS} shown."
+        errors = dict(list(errors.items())[:MAX_FIELD_ERRORS])
+    return error(message, 422, errors)
 
 
 def _flatten(messages: dict, prefix: str = "") -> dict[str, list[str]]:

@@ -7,6 +7,8 @@ from flask import abort
 from marshmallow import Schema, ValidationError, missing
 from webargs.flaskparser import FlaskParser
 
+from .errors import MAX_FIELD_ERRORS
+
 
 class StrictParser(FlaskParser):
     """webargs' Flask parser, with what this API promises its clients on top.
@@ -43,6 +45,11 @@ class StrictParser(FlaskParser):
             abort(400, "Request body must be a JSON object.")
         if twice:
             raise ValidationError({name: ["Give this field only once."] for name in twice})
+        if len(data) > len(schema.load_fields) + MAX_FIELD_ERRORS:
+            # More unknown names than a 422 shows: refused without loading the body.
+            known = {field.data_key or name for name, field in schema.load_fields.items()}
+            unknown = [name for name in data if name not in known][:MAX_FIELD_ERRORS]
+            raise ValidationError({name: ["Unknown field."] for name in unknown})
         return data
 
     def load_querystring(self, req, schema) -> dict:

@@ -4,7 +4,7 @@ and the client's address behind a proxy."""
 import io
 
 from flask import Flask, abort, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import BaseConverter
 
@@ -63,28 +63,51 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"], x_proto=1)
 
 
+def body_limit(size: int):
+    """A route that reads at most `size` bytes of body (413 beyond), below MAX_CONTENT_LENGTH:
+    login, which anyone may call, refuses a large body before parsing any of it."""
+
+    def decorator(view):
+        view.body_limit = size
+        return view
+
+    return decorator
+
+
+def _limit() -> int:
+    """The largest body the route takes: its own limit, or MAX_CONTENT_LENGTH."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    view = current_app.view_functions.get(request.endpoint)
+    return min(limit, getattr(view, "body_limit", limit))
+
+
 def _read_body() -> None:
     """Read the body before anything can answer early (a 401, a 404).
 
     A server that answers without reading the body closes a socket with unread data, and the
     kernel then resets the connection: the client sees a broken pipe instead of our answer.
-    Reading it also makes an oversized body a 413 before anything else (MAX_CONTENT_LENGTH).
+    Reading it also makes an oversized body a 413 before anything else (MAX_CONTENT_LENGTH,
+    or the route's body_limit). A body cut off by its client (an aborted chunked upload) is
+    the client's 400, never a 500.
     """
     if request.method not in {"POST", "PUT", "PATCH", "DELETE"}:
         return
-    if request.content_length is None and request.environ.get("wsgi.input_terminated"):
-        # A chunked body has no length to check up front, and werkzeug silently truncates it
-        # at the limit: read one byte past the limit ourselves to tell "too large" apart.
-        limit = current_app.config["MAX_CONTENT_LENGTH"]
-        body = request.environ["wsgi.input"].read(limit + 1)
-        if len(body) > limit:
-            raise RequestEntityTooLarge()
-        request.environ["wsgi.input"] = io.BytesIO(body)
-        request.environ["CONTENT_LENGTH"] = str(len(body))
-        request.environ.pop("wsgi.input_terminated")
-        # Now a body of known length: werkzeug ignores the length while this says chunked.
-        request.environ.pop("HTTP_TRANSFER_ENCODING", None)
-    request.get_data(cache=True)
+    limit = request.max_content_length = _limit()
+    try:
+        if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+            # A chunked body has no length to check up front, and werkzeug silently truncates
+            # it at the limit: read one byte past the limit ourselves to tell "too large".
+            body = request.environ["wsgi.input"].read(limit + 1)
+            if len(body) > limit:
+                raise RequestEntityTooLarge()
+            request.environ["wsgi.input"] = io.BytesIO(body)
+            request.environ["CONTENT_LENGTH"] = str(len(body))
+            request.environ.pop("wsgi.input_terminated")
+            # Now a body of known length: werkzeug ignores the length while this says chunked.
+            request.environ.pop("HTTP_TRANSFER_ENCODING", None)
+        request.get_data(cache=True)
+    except (OSError, ValueError):  # the server's reader: the body ended early or malformed
+        raise BadRequest("The request body ended before it was complete.") from None
 
 
 def _harden(response):
