@@ -42,11 +42,22 @@ def database_zone(request, app, db_url):
                 connection.commit()
             db.engine.dispose()  # every connection from now on is a new one
 
+    with app.app_context(), db.engine.connect() as connection:
+        # The zone the database had (CI sets one for the whole run): given back afterwards.
+        settings = connection.execute(
+            text(
+                "SELECT unnest(setconfig) FROM pg_db_role_setting s"
+                " JOIN pg_database d ON d.oid = s.setdatabase"
+                " WHERE d.datname = :name AND s.setrole = 0"
+            ),
+            {"name": name},
+        ).scalars()
+        had = [v.split("=", 1)[1] for v in settings if v.lower().startswith("timezone=")]
     alter(f"SET timezone TO '{zone}'")
     try:
         yield zone
     finally:
-        alter("RESET timezone")
+        alter(f"SET timezone TO '{had[0]}'" if had else "RESET timezone")
 
 
 def session_zone(app) -> str:
