@@ -16,7 +16,6 @@ from typing import TypeVar
 
 from sqlalchemy import inspect, select, update
 
-from tickets_service.delivery import run as run_worker
 from tickets_service.extensions import db
 from tickets_service.models import (
     IdempotencyKey,
@@ -31,6 +30,7 @@ from tickets_service.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from tickets_service.webhooks.worker import run as run_worker
 
 from conftest import assert_success, scope_of
 

@@ -29,8 +29,8 @@ from schemathesis.checks import (
 from sqlalchemy import select
 
 from tickets_service import create_app
-from tickets_service.delivery import new_delivery
 from tickets_service.extensions import db
+from tickets_service.fields import Password, Text, Timestamp
 from tickets_service.models import (
     MAX_ID,
     TicketHistory,
@@ -39,8 +39,8 @@ from tickets_service.models import (
     WebhookEndpoint,
     utcnow,
 )
-from tickets_service.schemas import Password, Text, Timestamp
 from tickets_service.tokens import issue_token
+from tickets_service.webhooks.events import new_delivery
 
 from conftest import PASSWORD, Account
 from conftest import test_config as app_config

@@ -246,16 +246,18 @@ def test_fetch_ticket_costs_a_fixed_number_of_statements(
 def test_the_webhook_worker_says_once_that_the_database_is_unreachable_and_keeps_trying(
     make_app, caplog
 ):
-    from tickets_service.delivery import run as run_worker
+    from tickets_service.webhooks.worker import run as run_worker
 
     app = make_app(SQLALCHEMY_DATABASE_URI=UNREACHABLE_DATABASE)
     rounds = []
-    with app.app_context(), caplog.at_level("WARNING", logger="tickets_service.delivery"):
+    with app.app_context(), caplog.at_level("WARNING", logger="tickets_service.webhooks.worker"):
         attempts = run_worker(
             idle_seconds=0, should_stop=lambda: rounds.append(1) or len(rounds) > 3
         )
         db.session.remove()
 
     assert attempts == 0 and len(rounds) == 4  # three tries, then told to stop
-    warnings = [r.getMessage() for r in caplog.records if r.name == "tickets_service.delivery"]
+    warnings = [
+        r.getMessage() for r in caplog.records if r.name == "tickets_service.webhooks.worker"
+    ]
     assert len(warnings) == 1 and "database unavailable" in warnings[0]

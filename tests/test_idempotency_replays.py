@@ -20,8 +20,8 @@ from reliability_helpers import (
     ticket_url,
 )
 
-from tickets_service import delivery
 from tickets_service.models import Ticket, User, WebhookDelivery
+from tickets_service.webhooks import worker
 
 from conftest import PASSWORD, assert_error, assert_success
 
@@ -128,7 +128,7 @@ def test_a_redelivery_replayed_after_its_endpoint_was_deleted_is_404(app, client
     endpoint = assert_success(call(client, admin, "POST", WEBHOOKS, HOOK), 201)["data"]
     create_ticket(client, admin)
     with app.app_context():
-        delivery.dispatch()
+        worker.dispatch()
     (original,) = read_rows(app, WebhookDelivery)
     redeliver = f"{DELIVERIES}/{original['delivery_id']}/redeliver"
     assert_success(keyed(client, admin, "POST", redeliver), 201)
@@ -143,7 +143,7 @@ def test_a_redelivery_replayed_by_a_demoted_admin_is_403(app, client, admin):
     assert_success(call(client, admin, "POST", WEBHOOKS, HOOK), 201)
     create_ticket(client, admin)
     with app.app_context():
-        delivery.dispatch()
+        worker.dispatch()
     (original,) = read_rows(app, WebhookDelivery)
     redeliver = f"{DELIVERIES}/{original['delivery_id']}/redeliver"
     assert_success(keyed(client, admin, "POST", redeliver), 201)

@@ -49,10 +49,10 @@ from load_helpers import (
 from sqlalchemy import create_engine, select, text
 
 from tickets_service.config import normalize_database_url
-from tickets_service.delivery import EVENT_TYPES, EVENTS
 from tickets_service.extensions import db
 from tickets_service.models import Subscriber, Ticket, User, utcnow
 from tickets_service.tokens import issue_token
+from tickets_service.webhooks.events import EVENT_TYPES, EVENTS
 
 from conftest import JWT_SECRET
 
@@ -1028,7 +1028,7 @@ def test_webhook_workers_survive_the_database_restart(load_run):
     problems, known = [], []
     for exit_ in load_run.worker_exits:
         lines = exit_["log"].splitlines()
-        frames = [line.strip() for line in lines if "tickets_service/delivery.py" in line]
+        frames = [line.strip() for line in lines if "tickets_service/webhooks/" in line]
         errors = [line for line in lines if line.startswith("sqlalchemy.exc.OperationalError")]
         seen = f"{exit_['worker']} exited {exit_['returncode']}: {frames[-1:]} {errors[-1:]}"
         (known if frames and errors else problems).append(seen)

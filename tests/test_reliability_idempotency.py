@@ -24,7 +24,6 @@ from reliability_helpers import (
 from sqlalchemy.exc import OperationalError
 
 from tickets_service import idempotency
-from tickets_service.delivery import new_delivery
 from tickets_service.extensions import db
 from tickets_service.models import (
     IdempotencyKey,
@@ -33,6 +32,7 @@ from tickets_service.models import (
     WebhookEndpoint,
     utcnow,
 )
+from tickets_service.webhooks.events import new_delivery
 
 from conftest import assert_error, assert_success
 

@@ -29,9 +29,7 @@ from reliability_helpers import (
 )
 from sqlalchemy import create_engine, text
 
-from tickets_service import delivery
 from tickets_service.config import normalize_database_url
-from tickets_service.delivery import EVENT_TYPES, MAX_TRIES, RETRY_DELAYS
 from tickets_service.models import (
     DeliveryStatus,
     TicketHistory,
@@ -40,6 +38,9 @@ from tickets_service.models import (
     WebhookEndpoint,
     utcnow,
 )
+from tickets_service.webhooks import worker
+from tickets_service.webhooks.events import EVENT_TYPES
+from tickets_service.webhooks.worker import MAX_TRIES, RETRY_DELAYS
 
 from conftest import assert_success
 
@@ -468,7 +469,7 @@ def test_a_worker_that_dies_after_sending_loses_nothing(
     def die(*_args):
         raise Killed
 
-    monkeypatch.setattr(delivery, "record_attempt", die)
+    monkeypatch.setattr(worker, "record_attempt", die)
     with pytest.raises(Killed):
         work(hooks)
     monkeypatch.undo()
@@ -500,8 +501,8 @@ def test_a_worker_that_dies_while_dispatching_loses_nothing(
         made.append(args)
         return real(*args)
 
-    real = delivery.new_delivery
-    monkeypatch.setattr(delivery, "new_delivery", dies_on_the_third)
+    real = worker.new_delivery
+    monkeypatch.setattr(worker, "new_delivery", dies_on_the_third)
     with pytest.raises(Killed):
         work(hooks)
     monkeypatch.undo()
@@ -601,7 +602,7 @@ def test_a_worker_waits_while_another_shares_out_an_endpoints_deliveries(
     register(client, admin, receiver, events=["ticket.created"])
     create_ticket(client, admin)
     with hooks.app_context():
-        assert delivery.dispatch() == 1
+        assert worker.dispatch() == 1
     (row,) = deliveries(app)
     transaction = other_connection.begin()
     other_connection.execute(
@@ -612,7 +613,7 @@ def test_a_worker_waits_while_another_shares_out_an_endpoints_deliveries(
 
     def claim():
         with hooks.app_context():
-            taken.extend(delivery.claim(1))
+            taken.extend(worker.claim(1))
 
     waiting = threading.Thread(target=claim)
     waiting.start()
@@ -665,3 +666,30 @@ def test_the_readme_shows_the_worker_its_settings_and_how_to_verify_a_signature(
     assert "| `WEBHOOK_ALLOW_PRIVATE` |" in readme
     assert "| `WEBHOOK_TIMEOUT` |" in readme
     assert any("X-Tickets-Signature" in block and "hmac" in block for block in python_blocks)
+
+
+# --- The catalogue ------------------------------------------------------------------------------
+
+
+def test_every_history_action_is_an_event_or_declared_internal():
+    from tickets_service.models import HistoryAction
+    from tickets_service.webhooks.events import EVENTS, INTERNAL
+
+    assert {a.value for a in HistoryAction} == set(EVENTS) | INTERNAL
+    assert not set(EVENTS) & INTERNAL
+
+
+def test_an_action_the_worker_has_no_event_for_is_passed_over(
+    app, hooks, client, admin, receiver, monkeypatch
+):
+    """A history action added without its event (or declared internal) is marked dispatched
+    and sent nowhere; the worker carries on with the rest (it used to raise, and crash-loop)."""
+    register(client, admin, receiver)
+    ticket_id = create_ticket(client, admin)
+    post(client, admin, ticket_id, "/reply", {"message": "Hello."}, 201)
+    monkeypatch.delitem(worker.EVENTS, "replied")
+
+    assert work(hooks) == 1
+
+    assert [r.json["event"] for r in receiver.received] == ["ticket.created"]
+    assert all(h["dispatched_at"] is not None for h in read_rows(app, TicketHistory))

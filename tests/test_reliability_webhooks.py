@@ -8,9 +8,9 @@ import uuid
 import pytest
 from reliability_helpers import DELIVERIES, WEBHOOKS, call, create_ticket, database_state, read_rows
 
-from tickets_service.delivery import EVENT_TYPES, new_delivery
 from tickets_service.extensions import db
 from tickets_service.models import TicketHistory, WebhookEndpoint, utcnow
+from tickets_service.webhooks.events import EVENT_TYPES, new_delivery
 
 from conftest import assert_error, assert_success
 

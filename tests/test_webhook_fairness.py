@@ -1,4 +1,4 @@
-"""One tenant's slow webhook endpoints never delay another's events (tickets_service/delivery.py).
+"""One tenant's slow webhook endpoints never delay another's events (tickets_service/webhooks/).
 
 The probe's finding: five endpoints of one ISP that accept the connection and never answer
 made another ISP's event take 19.8 s instead of 0.5 s (one worker walked one queue). Here the
@@ -28,8 +28,8 @@ from reliability_helpers import (
     set_columns,
 )
 
-from tickets_service import delivery
 from tickets_service.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, utcnow
+from tickets_service.webhooks import sending, worker
 
 from conftest import assert_error, assert_success
 
@@ -122,7 +122,7 @@ class Worker:
 
     def _run(self):
         with self.app.app_context():
-            delivery.run(idle_seconds=0.05, should_stop=self.stopping.is_set)
+            worker.run(idle_seconds=0.05, should_stop=self.stopping.is_set)
 
     def __enter__(self):
         self.thread.start()
@@ -175,9 +175,9 @@ def test_an_isp_never_has_more_attempts_in_flight_than_its_limit(make_app, admin
     for _ in range(4):
         create_ticket(client, admin)
     with app.app_context():
-        assert delivery.dispatch() == 4
-        first = delivery.claim(10)  # one worker
-        second = delivery.claim(10)  # and another, while the first's attempts run
+        assert worker.dispatch() == 4
+        first = worker.claim(10)  # one worker
+        second = worker.claim(10)  # and another, while the first's attempts run
     per_endpoint = [sum(c.endpoint_id == e for c in first + second) for e in endpoints]
     assert (len(first), len(second)) == (3, 0)
     assert max(per_endpoint) == 1  # they took turns: one each
@@ -197,10 +197,10 @@ def test_the_lookup_of_a_host_counts_in_the_attempts_timeout(make_app, monkeypat
 
     monkeypatch.setattr(socket, "getaddrinfo", stalling)
     app = make_app(WEBHOOK_TIMEOUT=1)
-    work = delivery.Claim(1, "https://stalls.example.net/hook", "s", 1, "d", "e", 0, b"{}")
+    work = sending.Claim(1, "https://stalls.example.net/hook", "s", 1, "d", "e", 0, b"{}")
     with app.app_context():
         started = time.monotonic()
-        assert delivery.post(work) is None
+        assert sending.post(work) is None
         assert time.monotonic() - started < 1.5
 
 
@@ -238,18 +238,18 @@ def test_an_endpoint_that_keeps_failing_rests_then_is_tried_again(make_app, admi
         for _ in range(4):
             create_ticket(client, admin)
         with app.app_context():
-            assert delivery.run(once=True) == 3  # the third failure opens the circuit
+            assert worker.run(once=True) == 3  # the third failure opens the circuit
         (stored,) = rows(WebhookEndpoint)
         assert stored["failures"] == 3
         rest = stored["paused_until"] - utcnow().replace(tzinfo=stored["paused_until"].tzinfo)
         assert timedelta(seconds=55) <= rest <= timedelta(seconds=61)
         with app.app_context():
-            assert delivery.run(once=True) == 0  # resting: its due deliveries wait
+            assert worker.run(once=True) == 0  # resting: its due deliveries wait
         assert len(receiver.received) == 3
 
         set_columns(app, WebhookEndpoint, WebhookEndpoint.id == endpoint["id"], paused_until=None)
         with app.app_context():
-            assert delivery.run(once=True) == 1  # the one due now (the others: retries later)
+            assert worker.run(once=True) == 1  # the one due now (the others: retries later)
         (stored,) = rows(WebhookEndpoint)
         assert (stored["failures"], stored["paused_until"]) == (0, None)
         assert stored["succeeded_at"] is not None
@@ -271,7 +271,7 @@ def test_an_endpoint_that_took_an_event_lately_does_not_rest(make_app, admin, ro
         for _ in range(4):
             create_ticket(client, admin)
         with app.app_context():
-            assert delivery.run(once=True) == 4
+            assert worker.run(once=True) == 4
         (stored,) = rows(WebhookEndpoint)
         assert (stored["failures"], stored["paused_until"]) == (3, None)
     finally:
@@ -328,7 +328,7 @@ def test_an_isp_asks_for_at_most_its_limit_of_redeliveries_an_hour(
     register(client, admin, "http://127.0.0.1:9/hook")
     create_ticket(client, admin)
     with app.app_context():
-        delivery.dispatch()
+        worker.dispatch()
     (original,) = rows(WebhookDelivery)
     redeliver = f"{DELIVERIES}/{original['delivery_id']}/redeliver"
     for _ in range(2):

@@ -126,7 +126,8 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Each blueprint through the Api, which serves the document generated from them."""
-    from . import auth, health, openapi, subscribers, tickets, users, webhooks
+    from . import auth, health, openapi, subscribers, tickets, users
+    from .webhooks import views as webhooks
 
     api = openapi.init_app(app)
     api.register_blueprint(health.bp)

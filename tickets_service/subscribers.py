@@ -7,6 +7,7 @@ from marshmallow import ValidationError
 from sqlalchemy import func, or_, select
 
 from .extensions import db
+from .fields import external_id_field
 from .idempotency import idempotent
 from .models import Subscriber
 from .openapi import Blueprint
@@ -15,7 +16,6 @@ from .schemas import (
     CreatedOut,
     PageMeta,
     SubscriberOut,
-    external_id_field,
     subscriber_create_in,
     subscriber_list_args,
     subscriber_sync_in,

@@ -1,5 +1,5 @@
 """The webhooks blueprint: admins register where their ISP's ticket events go, and follow their
-deliveries (delivery.py sends them)."""
+deliveries (the worker sends them)."""
 
 import math
 import re
@@ -12,14 +12,13 @@ from marshmallow import ValidationError
 from sqlalchemy import delete, func, select
 from werkzeug.exceptions import TooManyRequests
 
-from .delivery import UnsafeDestination, check_destination, new_delivery
-from .extensions import db, lock_until_commit
-from .idempotency import idempotent
-from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
-from .openapi import Blueprint
-from .queries import page_meta, page_of
-from .responses import Page
-from .schemas import (
+from ..extensions import db, lock_until_commit
+from ..idempotency import idempotent
+from ..models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
+from ..openapi import Blueprint
+from ..queries import page_meta, page_of
+from ..responses import Page
+from ..schemas import (
     AttemptOut,
     PageMeta,
     RedeliveryOut,
@@ -29,9 +28,11 @@ from .schemas import (
     ticket_scope_args,
     webhook_in,
 )
-from .scope import require_admin
-from .tokens import token_required
-from .transport import reject_impossible_ids
+from ..scope import require_admin
+from ..tokens import token_required
+from ..transport import reject_impossible_ids
+from .destinations import UnsafeDestination, check_destination
+from .events import new_delivery
 
 bp = Blueprint("webhooks", __name__, description="Signed ticket events for the ISP platform.")
 bp.url_value_preprocessor(reject_impossible_ids("Webhook not found."))
