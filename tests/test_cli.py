@@ -136,7 +136,7 @@ def test_users_create_refuses_bad_input(runner, snapshot, changes, password, men
 @pytest.mark.parametrize("spelling", [str, str.upper], ids=["same-case", "other-case"])
 def test_users_create_refuses_a_duplicate_email(runner, staff, snapshot, spelling):
     before = snapshot()
-    assert_refused(create_user(runner, email=spelling(staff.email)), re.escape(staff.email))
+    assert_refused(create_user(runner, email=spelling(staff.email)), "email already exists")
     assert snapshot() == before
 
 

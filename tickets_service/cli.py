@@ -14,13 +14,23 @@ from flask.cli import AppGroup
 from marshmallow import Schema, ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
+from werkzeug.exceptions import HTTPException
 
 from .extensions import db
 from .models import (
-    Subscriber,
     User,
 )
-from .schemas import new_password, subscriber_in, subscriber_out, user_in, user_out
+from .schemas import (
+    scope_in,
+    subscriber_create_in,
+    subscriber_out,
+    user_create_in,
+    user_out,
+    user_update_in,
+)
+from .scope import Scope
+from .subscribers import add_subscriber
+from .users import add_user, change_user
 from .webhooks.worker import webhooks_cli
 
 users = AppGroup("users", help="Manage the people who log in to the API.")
@@ -77,6 +87,24 @@ def validated(schema: Schema, options: dict) -> dict:
         fail(problems)
 
 
+def operator_in(options: dict) -> Scope:
+    """The scope an operator's command acts in: the ISP and branch its options name (both
+    required), with an admin's reach, as nobody in particular."""
+    missing = [f"--{name.replace('_', '-')}" for name, value in options.items() if not value]
+    if missing:
+        fail(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
+    data = validated(scope_in, options)
+    return Scope.system(data["isp_id"], data["branch_id"])
+
+
+def as_the_api(action):
+    """Run one of the API's actions: what it refuses (409, 404...) is one line and status 1."""
+    try:
+        return action()
+    except HTTPException as refusal:
+        fail(refusal.description)
+
+
 def emit(schema: Schema, record) -> None:
     click.echo(json.dumps(schema.dump(record)))
 
@@ -90,6 +118,13 @@ def find_user(email: str) -> User | None:
     return db.session.scalar(select(User).where(User.email == email.strip().lower()))
 
 
+def user_or_fail(email: str) -> User:
+    user = find_user(email)
+    if user is None:
+        fail(f"no user with email {email!r}")
+    return user
+
+
 @users.command("create")
 @click.option("--isp-id")
 @click.option("--branch-id")
@@ -99,42 +134,25 @@ def find_user(email: str) -> User | None:
 @click.option("--password", help="Prompted for when not given.")
 @plain_database_errors
 def create_user(isp_id, branch_id, name, email, role, password):
-    """Create a user who can log in."""
+    """Create a user who can log in (as an admin of the ISP would, by the same rules)."""
+    scope = operator_in({"isp_id": isp_id, "branch_id": branch_id})
     if password is None:
         # On stderr, so stdout stays one JSON object a script can parse.
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
-    data = validated(
-        user_in,
-        {
-            "isp_id": isp_id,
-            "branch_id": branch_id,
-            "name": name,
-            "email": email,
-            "role": role,
-            "password": password,
-        },
-    )
-    data["email"] = data["email"].lower()
-    if find_user(data["email"]) is not None:
-        fail(f"a user with email {data['email']} already exists")
-    user = User(**{k: v for k, v in data.items() if k != "password"})
-    user.set_password(data["password"])
-    db.session.add(user)
-    db.session.commit()
-    emit(user_out, user)
+    options = {"branch_id": branch_id, "name": name, "email": email, "role": role}
+    data = validated(user_create_in, {**options, "password": password})
+    emit(user_out, as_the_api(lambda: add_user(scope, data)))
 
 
 @users.command("deactivate")
 @click.option("--email", required=True)
 @plain_database_errors
 def deactivate_user(email):
-    """Deactivate a user: logins and existing tokens stop working at once."""
-    user = find_user(email)
-    if user is None:
-        fail(f"no user with email {email!r}")
-    user.is_active = False
-    db.session.commit()
-    emit(user_out, user)
+    """Deactivate a user: logins and existing tokens stop working at once (not the ISP's last
+    active admin, as in the API)."""
+    user = user_or_fail(email)
+    scope = Scope.system(user.isp_id, user.branch_id)
+    emit(user_out, as_the_api(lambda: change_user(scope, user.id, {"is_active": False})))
 
 
 @users.command("set-password")
@@ -143,14 +161,12 @@ def deactivate_user(email):
 @plain_database_errors
 def set_password(email, password):
     """Change a user's password: every token the user holds stops working at once."""
-    user = find_user(email)
-    if user is None:
-        fail(f"no user with email {email!r}")
+    user = user_or_fail(email)
     if password is None:
         password = click.prompt("New password", hide_input=True, confirmation_prompt=True, err=True)
-    user.set_password(validated(new_password, {"password": password})["password"])
-    db.session.commit()
-    emit(user_out, user)
+    data = validated(user_update_in, {"password": password})
+    scope = Scope.system(user.isp_id, user.branch_id)
+    emit(user_out, as_the_api(lambda: change_user(scope, user.id, data)))
 
 
 @subscribers.command("create")
@@ -161,12 +177,8 @@ def set_password(email, password):
 @click.option("--email")
 @plain_database_errors
 def create_subscriber(isp_id, branch_id, name, phone, email):
-    """Create a subscriber tickets can refer to."""
-    data = validated(
-        subscriber_in,
-        {"isp_id": isp_id, "branch_id": branch_id, "name": name, "phone": phone, "email": email},
-    )
-    subscriber = Subscriber(**data)
-    db.session.add(subscriber)
-    db.session.commit()
-    emit(subscriber_out, subscriber)
+    """Create a subscriber tickets can refer to (as an admin of the ISP would)."""
+    scope = operator_in({"isp_id": isp_id, "branch_id": branch_id})
+    options = {"branch_id": branch_id, "name": name, "phone": phone, "email": email}
+    data = validated(subscriber_create_in, options)
+    emit(subscriber_out, as_the_api(lambda: add_subscriber(scope, data)))

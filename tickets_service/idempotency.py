@@ -14,12 +14,12 @@ from datetime import timedelta
 from functools import wraps
 
 from flask import Response, abort, request
-from flask_jwt_extended import current_user
 from marshmallow import ValidationError
 from sqlalchemy import delete, select, update
 
 from .extensions import db, hold_commit, insert
 from .models import IdempotencyKey, utcnow
+from .scope import current_scope
 
 HEADER = "Idempotency-Key"
 LIFETIME = timedelta(hours=24)
@@ -76,12 +76,15 @@ def _claim(key: str, fingerprint: str) -> bool:
     now = utcnow()
     db.session.execute(
         delete(IdempotencyKey).where(
-            IdempotencyKey.user_id == current_user.id, IdempotencyKey.created_at < now - LIFETIME
+            IdempotencyKey.user_id == current_scope().principal_id,
+            IdempotencyKey.created_at < now - LIFETIME,
         )
     )
     claimed = db.session.execute(
         insert(IdempotencyKey)
-        .values(user_id=current_user.id, key=key, fingerprint=fingerprint, created_at=now)
+        .values(
+            user_id=current_scope().principal_id, key=key, fingerprint=fingerprint, created_at=now
+        )
         .on_conflict_do_nothing(index_elements=["user_id", "key"])
         .returning(IdempotencyKey.key)
     ).first()
@@ -102,7 +105,9 @@ def _replay(key: str, fingerprint: str, recheck, path: dict) -> Response:
                 IdempotencyKey.status_code,
                 IdempotencyKey.body,
                 IdempotencyKey.etag,
-            ).where(IdempotencyKey.user_id == current_user.id, IdempotencyKey.key == key)
+            ).where(
+                IdempotencyKey.user_id == current_scope().principal_id, IdempotencyKey.key == key
+            )
         ).first()
         db.session.rollback()
         if stored is None:
@@ -130,7 +135,7 @@ def _store(key: str, response: Response) -> None:
     """Keep the answer for replays, and commit it with the change it answers."""
     db.session.execute(
         update(IdempotencyKey)
-        .where(IdempotencyKey.user_id == current_user.id, IdempotencyKey.key == key)
+        .where(IdempotencyKey.user_id == current_scope().principal_id, IdempotencyKey.key == key)
         .values(
             status_code=response.status_code,
             body=response.get_data(as_text=True),

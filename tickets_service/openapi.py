@@ -28,6 +28,7 @@ from .responses import (
     envelope_schema,
     success,
 )
+from .scope import SCOPE_FIELDS, current_scope
 from .transport import IdConverter
 
 BEARER = "bearerAuth"
@@ -99,6 +100,23 @@ class Blueprint(flask_smorest.Blueprint):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._prepare_doc_cbks.append(self._prepare_errors_doc)
+
+    def arguments(self, schema, *args, **kwargs):
+        """smorest's arguments; those that can name an isp_id, branch_id or user_id are held
+        to the caller's scope once loaded (403), the one place the API checks them."""
+        declare = super().arguments(schema, *args, **kwargs)
+        if not set(SCOPE_FIELDS) & set(schema.fields):
+            return declare
+
+        def decorator(view):
+            @wraps(view)
+            def within_scope(*view_args, **view_kwargs):
+                current_scope().check(view_args[-1])  # smorest passes the loaded ones last
+                return view(*view_args, **view_kwargs)
+
+            return declare(within_scope)
+
+        return decorator
 
     def response(self, status_code, schema=None, *, message=None, meta=None, also=(), **kwargs):
         """The success answer: `schema` dumps the envelope's data, `message` is fixed text,

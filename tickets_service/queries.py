@@ -5,7 +5,6 @@ import re
 from functools import cache
 
 import orjson
-from flask_jwt_extended import current_user
 from marshmallow import Schema
 from psycopg.rows import dict_row, tuple_row
 from sqlalchemy import (
@@ -44,7 +43,7 @@ from .models import (
 )
 from .responses import Page
 from .schemas import TicketOut, TicketSummaryOut, search_words
-from .scope import scope_params, ticket_scope
+from .scope import Scope, tickets_within
 
 # Fetch Ticket shows the first replies; the rest are a page away (GET .../replies).
 REPLIES_SHOWN = 100
@@ -123,14 +122,14 @@ def page_of(model, args: dict, *conditions, order_by) -> Page:
 # --- The ticket list ------------------------------------------------------------------------
 
 
-def ticket_page(args: dict) -> Page:
+def ticket_page(scope: Scope, args: dict) -> Page:
     """One page of a branch's tickets, filtered and sorted as the list's arguments say: by
     page number, or after a cursor (keyset: a deep page costs what the first costs).
 
     The statement depends only on the list's shape (which filters, which sort, the caller's
     role...), never on its values: it is built once per shape, its values bound as parameters.
     """
-    shape, params = _list_shape(args)
+    shape, params = _list_shape(scope, args)
     page, per_page, cursor = args["page"], args["per_page"], args.get("cursor")
     params["limit"] = per_page + 1  # one more says whether a next page exists
     params["offset"] = 0 if cursor else (page - 1) * per_page
@@ -151,9 +150,9 @@ COUNTED = ("status", "priority")
 _PAGING = {"isp_id", "branch_id", "user_id", "page", "per_page", "sort", "cursor"}
 
 
-def _list_shape(args: dict) -> tuple[tuple, dict]:
+def _list_shape(scope: Scope, args: dict) -> tuple[tuple, dict]:
     """What the list's statement depends on (hashable), and the values to bind to it."""
-    params = {**scope_params(), "branch_id": args["branch_id"]}
+    params = {**scope.params(), "branch_id": args["branch_id"]}
     filters: list = []
     for name in COUNTED:
         if name in args:
@@ -167,7 +166,7 @@ def _list_shape(args: dict) -> tuple[tuple, dict]:
         assignee = args["assignee_id"]
         filters.append("unassigned" if assignee == "none" else "assignee_id")
         if assignee != "none":
-            params["assignee_id"] = current_user.id if assignee == "me" else assignee
+            params["assignee_id"] = scope.principal_id if assignee == "me" else assignee
     if "overdue" in args:
         filters.append("overdue" if args["overdue"] else "not_overdue")
         params["now"] = utcnow()
@@ -183,7 +182,7 @@ def _list_shape(args: dict) -> tuple[tuple, dict]:
             params["cursor_value"] = value
     shape = (
         db.session.get_bind().dialect.name,
-        current_user.is_admin,
+        scope.kind,
         args.get("deleted") == "only",
         args["sort"],
         tuple(filters),
@@ -197,7 +196,7 @@ def _list_shape(args: dict) -> tuple[tuple, dict]:
 @cache
 def _list_statement(shape: tuple) -> Select:
     """The page's statement for one shape of the list (see _list_shape)."""
-    _dialect, _admin, _deleted, sort, _filters, at, _capped = shape
+    _dialect, _kind, _deleted, sort, _filters, at, _capped = shape
     position = [cursors.after(sort, at == "null")] if at else []
     return (
         _named(select(*SUMMARY))
@@ -210,9 +209,9 @@ def _list_statement(shape: tuple) -> Select:
 
 def _conditions(shape: tuple) -> list[ColumnElement[bool]]:
     """The list's WHERE: the caller's scope, the branch, and each filter, all parameters."""
-    dialect, _admin, deleted, _sort, filters, _at, _capped = shape
+    dialect, kind, deleted, _sort, filters, _at, _capped = shape
     conditions = [
-        ticket_scope(deleted=deleted),
+        tickets_within(kind, deleted=deleted),
         Ticket.branch_id == bindparam("branch_id", type_=Integer),
     ]
     for name in filters:
@@ -345,7 +344,7 @@ def _total(shape: tuple, params: dict) -> tuple[int, bool]:
 
 @cache
 def _total_statement(shape: tuple) -> Select:
-    _dialect, _admin, _deleted, _sort, filters, _at, capped = shape
+    _dialect, _kind, _deleted, _sort, filters, _at, capped = shape
     if capped:
         matches = select(Ticket.id).where(*_conditions(shape)).limit(bindparam("cap")).subquery()
         return select(func.count()).select_from(matches)
@@ -361,15 +360,15 @@ def _total_statement(shape: tuple) -> Select:
 # --- One ticket -----------------------------------------------------------------------------
 
 
-def ticket_detail(ticket_id: int) -> dict | None:
+def ticket_detail(scope: Scope, ticket_id: int) -> dict | None:
     """A live ticket within reach, with its first replies, or None.
 
     On PostgreSQL one query reads both: the replies as the JSON text of ReplyOut, keys in its
     order and times in the API's format (the contract tests hold it to the schema), which the
     answer embeds as it is. Elsewhere the replies are a second query."""
     together = db.session.get_bind().dialect.name == "postgresql"
-    params = {**scope_params(), "ticket_id": ticket_id}
-    rows = fetch_rows(_detail(current_user.is_admin, together), params)
+    params = {**scope.params(), "ticket_id": ticket_id}
+    rows = fetch_rows(_detail(scope.kind, together), params)
     if not rows:
         return None
     if together:  # ReplyOut's JSON as the database wrote it: spliced in, not parsed
@@ -389,10 +388,11 @@ _REPLY_ROWS = select(
 
 
 @cache
-def _detail(_admin: bool, with_replies: bool) -> Select:
+def _detail(kind: str, with_replies: bool) -> Select:
     """Fetch Ticket's query, built once per role (the scope differs)."""
     columns = [*DETAIL, _replies_as_json()] if with_replies else DETAIL
-    return _named(select(*columns)).where(ticket_scope(), Ticket.id == bindparam("ticket_id"))
+    where = (tickets_within(kind), Ticket.id == bindparam("ticket_id"))
+    return _named(select(*columns)).where(*where)
 
 
 def _replies_as_json():
@@ -520,7 +520,7 @@ def history_rows(ticket_id: int, *, limit: int, offset: int) -> tuple[list, int]
 # --- Stats ----------------------------------------------------------------------------------
 
 
-def branch_stats(isp_id: int, branch_id: int) -> dict:
+def branch_stats(scope: Scope, branch_id: int) -> dict:
     """Live tickets of one branch per status and priority, the open unassigned ones (all from
     the kept counts) and the overdue ones (counted on their index)."""
     by_status = {str(int(code)): 0 for code in TicketStatus}
@@ -529,7 +529,7 @@ def branch_stats(isp_id: int, branch_id: int) -> dict:
     counts = db.session.execute(
         select(
             TicketCount.status, TicketCount.priority, TicketCount.assigned, TicketCount.tickets
-        ).where(TicketCount.isp_id == isp_id, TicketCount.branch_id == branch_id)
+        ).where(TicketCount.isp_id == scope.isp_id, TicketCount.branch_id == branch_id)
     )
     for status, priority, assigned, tickets in counts:
         by_status[str(status)] += tickets
@@ -539,8 +539,8 @@ def branch_stats(isp_id: int, branch_id: int) -> dict:
     late = read(
         select(func.count())
         .select_from(Ticket)
-        .where(ticket_scope(), Ticket.branch_id == branch_id, overdue(utcnow())),
-        scope_params(),
+        .where(scope.tickets(), Ticket.branch_id == branch_id, overdue(utcnow())),
+        scope.params(),
     ).scalar_one()
     return {
         "by_status": by_status,

@@ -3,11 +3,10 @@ responses. Instances are created once at the bottom; the views declare them on t
 
 import re
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from .cursors import Cursor
 from .fields import (
-    MIN_PASSWORD_LENGTH,
     AssigneeFilter,
     Id,
     Password,
@@ -30,7 +29,6 @@ from .fields import (
     title_field,
 )
 from .models import MAX_ID, HistoryAction, Role, TicketPriority, TicketStatus
-from .scope import check_scope
 from .webhooks.events import EVENT_TYPES
 
 MAX_PER_PAGE = 200
@@ -39,19 +37,7 @@ DEFAULT_PER_PAGE = 50
 # --- Requests -------------------------------------------------------------------------------
 
 
-class ScopedSchema(Schema):
-    """A request that may name isp_id / branch_id / user_id: they must agree with the token.
-
-    The check runs as the arguments are loaded, so no view repeats it (403 on disagreement).
-    """
-
-    @post_load
-    def within_reach(self, data: dict, **kwargs) -> dict:
-        check_scope(data)
-        return data
-
-
-class ScopeIn(ScopedSchema):
+class ScopeIn(Schema):
     """The isp_id / branch_id / user_id a client may send in a body."""
 
     isp_id = Id()
@@ -59,7 +45,7 @@ class ScopeIn(ScopedSchema):
     user_id = Id()
 
 
-class TicketScopeArgs(ScopedSchema):
+class TicketScopeArgs(Schema):
     """Optional scope in the query string of the per-ticket endpoints."""
 
     isp_id = QueryId()
@@ -67,7 +53,7 @@ class TicketScopeArgs(ScopedSchema):
     user_id = QueryId()
 
 
-class PageArgs(ScopedSchema):
+class PageArgs(Schema):
     """Optional scope and a page: every list but the ticket list takes these."""
 
     isp_id = QueryId()
@@ -160,7 +146,7 @@ class ReplyIn(ScopeIn):
     internal = StrictBoolean(load_default=False)
 
 
-class StatsArgs(ScopedSchema):
+class StatsArgs(Schema):
     """Scope of the stats: the branch counted defaults to the caller's."""
 
     isp_id = QueryId()
@@ -247,12 +233,6 @@ class WebhookIn(ScopeIn):
             raise ValidationError("Name each event once.", "events")
 
 
-class NewPasswordIn(Schema):
-    """A password set through the CLI, held to the API's rules."""
-
-    password = new_password_field(required=True)
-
-
 class NoArgs(Schema):
     """The query string of a route that takes no parameters: any is 422 (unknown)."""
 
@@ -260,31 +240,6 @@ class NoArgs(Schema):
 class LoginIn(Schema):
     email = Text(required=True, validate=validate.Length(1, 255))
     password = Password(required=True, validate=validate.Length(1, 1024))
-
-
-class UserIn(Schema):
-    """A new user, as given to the CLI."""
-
-    isp_id = Id(required=True)
-    branch_id = Id(required=True)
-    name = title_field(required=True)
-    email = email_field(required=True)
-    role = fields.String(required=True, validate=validate.OneOf([r.value for r in Role]))
-    password = Password(required=True, validate=validate.Length(MIN_PASSWORD_LENGTH, 1024))
-
-
-class SubscriberIn(Schema):
-    """A new subscriber, as given to the CLI."""
-
-    isp_id = Id(required=True)
-    branch_id = Id(required=True)
-    name = title_field(required=True)
-    phone = phone_field()
-    email = email_field(allow_none=True)
-
-
-# --- Responses ------------------------------------------------------------------------------
-# Field order is the spec's; fields the spec does not show come after its own.
 
 
 class OutSchema(Schema):
@@ -484,11 +439,9 @@ ticket_status_in = TicketStatusIn()
 reply_in = ReplyIn()
 ticket_list_args = TicketListArgs()
 ticket_scope_args = TicketScopeArgs()
+scope_in = ScopeIn()
 login_in = LoginIn()
 no_args = NoArgs()
-new_password = NewPasswordIn()
-user_in = UserIn()
-subscriber_in = SubscriberIn()
 user_out = UserOut()
 subscriber_out = SubscriberOut()
 reply_list_args = PageArgs()

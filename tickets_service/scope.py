@@ -1,88 +1,132 @@
-"""Tenant scope: who may act, and on what. Every view reaches data through these helpers."""
+"""Tenant scope: who acts, and on what. A Scope is built once per request from its caller and
+handed to every query builder; every view reaches data through it, and the CLI builds one of
+its own to run the same actions under the same rules.
 
-from flask import abort
+A user of one ISP never reads or changes another ISP's data, and a staff user only their
+branch's: another ISP's or branch's object is 404 (its existence is not the caller's to know),
+a claimed isp_id, branch_id or user_id that disagrees with the caller is 403.
+"""
+
+from dataclasses import dataclass
+
+from flask import abort, g
 from flask_jwt_extended import current_user
 from marshmallow import ValidationError
-from sqlalchemy import ColumnElement, Select, and_, bindparam, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, or_
 
-from .models import Role, Subscriber, Ticket, User
+from .models import Role, Subscriber, Ticket, User, WebhookEndpoint
 
 SCOPE_FIELDS = ("isp_id", "branch_id", "user_id")
 
 
-def require_admin() -> None:
-    """403 unless the caller is an admin."""
-    if not current_user.is_admin:
-        abort(403, "Only admins may do this.")
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The caller's reach: its ISP, its home branch, its role, and who it is (None for the
+    system: an operator's command)."""
+
+    isp_id: int
+    branch_id: int
+    role: str
+    principal_id: int | None
+
+    @classmethod
+    def of(cls, caller) -> "Scope":
+        return cls(caller.isp_id, caller.branch_id, caller.role, caller.id)
+
+    @classmethod
+    def system(cls, isp_id: int, branch_id: int) -> "Scope":
+        """An operator's command acting in an ISP: an admin's reach, and nobody's identity."""
+        return cls(isp_id, branch_id, Role.ADMIN, None)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+    @property
+    def kind(self) -> str:
+        """What a statement built for this scope depends on (never who, nor which ISP: those
+        are bound parameters): cached statements are keyed on it."""
+        return self.role
+
+    # --- Checks -------------------------------------------------------------------------
+
+    def require_admin(self) -> None:
+        """403 unless the caller is an admin."""
+        if not self.is_admin:
+            abort(403, "Only admins may do this.")
+
+    def reaches_branch(self, branch_id: int) -> bool:
+        """Admins reach every branch of their ISP; staff only their own."""
+        return self.is_admin or branch_id == self.branch_id
+
+    def check(self, claimed: dict) -> None:
+        """403 unless every isp_id, branch_id and user_id the client sent agrees with it."""
+        if "isp_id" in claimed and claimed["isp_id"] != self.isp_id:
+            abort(403, "isp_id does not match your account.")
+        if "branch_id" in claimed and not self.reaches_branch(claimed["branch_id"]):
+            abort(403, "branch_id is outside your reach.")
+        if "user_id" in claimed and claimed["user_id"] != self.principal_id:
+            abort(403, "user_id does not match your account.")
+
+    def named_branch(self, *claims: dict) -> int:
+        """The branch a create names in its query string or its body (each checked already),
+        else the caller's own; 422 when the two disagree."""
+        named = {claim["branch_id"] for claim in claims if "branch_id" in claim}
+        if len(named) > 1:
+            message = "The query string and the body name different branches."
+            raise ValidationError({"branch_id": [message]})
+        return named.pop() if named else self.branch_id
+
+    # --- What it reaches ----------------------------------------------------------------
+
+    def tickets(self, *, deleted: bool | None = False) -> ColumnElement[bool]:
+        """The tickets it reaches (see tickets_within)."""
+        return tickets_within(self.kind, deleted=deleted)
+
+    def params(self) -> dict:
+        """The values of tickets()' parameters."""
+        return {"scope_isp_id": self.isp_id, "scope_branch_id": self.branch_id}
+
+    def users(self) -> ColumnElement[bool]:
+        """The users it sees: its whole ISP for admins; for staff, those who can be assigned
+        its branch's tickets (that branch's active staff and the ISP's active admins)."""
+        clause = User.isp_id == self.isp_id
+        if not self.is_admin:
+            clause = and_(clause, assignable_to(self.branch_id), User.is_active)
+        return clause
+
+    def subscribers(self) -> ColumnElement[bool]:
+        """The subscribers it sees: its ISP, for staff only its branch."""
+        clause = Subscriber.isp_id == self.isp_id
+        if not self.is_admin:
+            clause = and_(clause, Subscriber.branch_id == self.branch_id)
+        return clause
+
+    def webhooks(self) -> ColumnElement[bool]:
+        """Its ISP's webhook endpoints (admins manage them; the views require it)."""
+        return WebhookEndpoint.isp_id == self.isp_id
 
 
-def can_reach_branch(user: User, branch_id: int) -> bool:
-    """Admins reach every branch of their ISP; staff only their own."""
-    return user.is_admin or branch_id == user.branch_id
-
-
-def check_scope(scope: dict) -> None:
-    """403 unless every isp_id, branch_id and user_id the client sent agrees with its token."""
-    user = current_user
-    if "isp_id" in scope and scope["isp_id"] != user.isp_id:
-        abort(403, "isp_id does not match your account.")
-    if "branch_id" in scope and not can_reach_branch(user, scope["branch_id"]):
-        abort(403, "branch_id is outside your reach.")
-    if "user_id" in scope and scope["user_id"] != user.id:
-        abort(403, "user_id does not match your account.")
-
-
-def named_branch(*scopes: dict) -> int:
-    """The branch a create names in its query string or its body (each already checked
-    against the token as it loaded), else the caller's own; 422 when the two disagree."""
-    named = {scope["branch_id"] for scope in scopes if "branch_id" in scope}
-    if len(named) > 1:
-        message = "The query string and the body name different branches."
-        raise ValidationError({"branch_id": [message]})
-    return named.pop() if named else current_user.branch_id
-
-
-def ticket_scope(*, deleted: bool | None = False) -> ColumnElement[bool]:
-    """The tickets the caller may see: its ISP, for staff only its branch, and live ones
-    (with `deleted` the deleted ones, with None both). Every ticket query, ORM or Core,
-    filters on it.
-
-    The caller's ISP and branch are bound parameters, given by scope_params() when the
-    statement runs: a statement built on this clause serves every caller of the same role, so
-    the hot queries are built once (queries.py).
-    """
+def tickets_within(kind: str, *, deleted: bool | None = False) -> ColumnElement[bool]:
+    """The tickets a scope of this kind reaches: its ISP, for staff only its branch, and live
+    ones (with `deleted` the deleted ones, with None both). The ISP and branch are bound
+    parameters (Scope.params()), so a statement built on this clause serves every scope of the
+    kind: the hot queries are built once per kind (queries.py)."""
     clause = Ticket.isp_id == bindparam("scope_isp_id")
     if deleted is not None:
         state = Ticket.deleted_at.is_not(None) if deleted else Ticket.deleted_at.is_(None)
         clause = and_(clause, state)
-    if not current_user.is_admin:
+    if kind != Role.ADMIN:
         clause = and_(clause, Ticket.branch_id == bindparam("scope_branch_id"))
     return clause
 
 
-def scope_params() -> dict:
-    """The values of ticket_scope's parameters for the caller."""
-    return {"scope_isp_id": current_user.isp_id, "scope_branch_id": current_user.branch_id}
-
-
-def without_scope(data: dict) -> dict:
-    """A body's fields less the scope it named (already checked against the token)."""
-    return {name: value for name, value in data.items() if name not in SCOPE_FIELDS}
-
-
-def scoped_tickets(*, deleted: bool | None = False) -> Select:
-    """The ticket rows within the caller's reach (run it with scope_params())."""
-    return select(Ticket).where(ticket_scope(deleted=deleted))
-
-
-def user_scope() -> ColumnElement[bool]:
-    """The users the caller may see: its whole ISP for admins; for staff, the users who can
-    be assigned its branch's tickets (that branch's active staff and the ISP's active admins)."""
-    user = current_user
-    clause = User.isp_id == user.isp_id
-    if not user.is_admin:
-        clause = and_(clause, assignable_to(user.branch_id), User.is_active)
-    return clause
+def current_scope() -> Scope:
+    """The scope of this request's caller, built once."""
+    scope = g.get("scope")
+    if scope is None:
+        scope = g.scope = Scope.of(current_user)
+    return scope
 
 
 def assignable_to(branch_id: int) -> ColumnElement[bool]:
@@ -90,10 +134,6 @@ def assignable_to(branch_id: int) -> ColumnElement[bool]:
     return or_(User.role == Role.ADMIN, User.branch_id == branch_id)
 
 
-def subscriber_scope() -> ColumnElement[bool]:
-    """The subscribers the caller may see: its ISP, for staff only its branch."""
-    user = current_user
-    clause = Subscriber.isp_id == user.isp_id
-    if not user.is_admin:
-        clause = and_(clause, Subscriber.branch_id == user.branch_id)
-    return clause
+def without_scope(data: dict) -> dict:
+    """A body's fields less the scope it named (already checked against the caller)."""
+    return {name: value for name, value in data.items() if name not in SCOPE_FIELDS}

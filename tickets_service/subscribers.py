@@ -2,7 +2,6 @@
 the ISP platform keeps them in sync by its own external ids."""
 
 from flask import abort
-from flask_jwt_extended import current_user
 from marshmallow import ValidationError
 from sqlalchemy import func, or_, select
 
@@ -22,7 +21,7 @@ from .schemas import (
     subscriber_update_in,
     ticket_scope_args,
 )
-from .scope import named_branch, require_admin, subscriber_scope, without_scope
+from .scope import Scope, current_scope, without_scope
 from .tokens import token_required
 from .transport import reject_impossible_ids
 
@@ -32,23 +31,25 @@ SUBSCRIBER = "/<id:subscriber_id>"
 EXTERNAL_ID = external_id_field()
 
 
-def get_subscriber_or_404(subscriber_id: int) -> Subscriber:
-    """A subscriber within the caller's reach; another ISP's or branch's is 404."""
+def get_subscriber_or_404(scope: Scope, subscriber_id: int) -> Subscriber:
+    """A subscriber within the scope's reach; another ISP's or branch's is 404."""
     subscriber = db.session.scalar(
-        select(Subscriber).where(subscriber_scope(), Subscriber.id == subscriber_id)
+        select(Subscriber).where(scope.subscribers(), Subscriber.id == subscriber_id)
     )
     if subscriber is None:
         abort(404, "Subscriber not found.")
     return subscriber
 
 
-def check_external_id_free(external_id: str | None, subscriber_id: int | None = None) -> None:
+def check_external_id_free(
+    scope: Scope, external_id: str | None, subscriber_id: int | None = None
+) -> None:
     """409 when another subscriber of the ISP already has this external id."""
     if external_id is None:
         return
     taken = db.session.scalar(
         select(Subscriber.id).where(
-            Subscriber.isp_id == current_user.isp_id,
+            Subscriber.isp_id == scope.isp_id,
             Subscriber.external_id == external_id,
             Subscriber.id != (subscriber_id or 0),
         )
@@ -65,9 +66,10 @@ def check_external_id_free(external_id: str | None, subscriber_id: int | None = 
 def list_subscribers(args):
     """The subscribers of one branch (the caller's by default), by name; `q` searches name,
     phone and email."""
+    scope = current_scope()
     conditions = [
-        subscriber_scope(),
-        Subscriber.branch_id == args.get("branch_id", current_user.branch_id),
+        scope.subscribers(),
+        Subscriber.branch_id == args.get("branch_id", scope.branch_id),
     ]
     if "q" in args:
         pattern = f"%{escape_like(args['q'].lower())}%"
@@ -89,24 +91,30 @@ def list_subscribers(args):
 @bp.errors(403, 404)
 def get_subscriber(_scope, subscriber_id: int):
     """One subscriber within the caller's reach."""
-    return get_subscriber_or_404(subscriber_id)
+    return get_subscriber_or_404(current_scope(), subscriber_id)
 
 
 @bp.post("")
 @token_required
 @bp.arguments(ticket_scope_args, location="query")
 @bp.arguments(subscriber_create_in)
-@idempotent(recheck=lambda _answer: require_admin())
+@idempotent(recheck=lambda _answer: current_scope().require_admin())
 @bp.response(201, CreatedOut, message="Subscriber created successfully")
 @bp.errors(403, 409)
 def create_subscriber(scope, data):
     """Create a subscriber (admins) in the branch of the ISP its query or body names, the
     admin's own by default."""
-    require_admin()
-    check_external_id_free(data.get("external_id"))
+    return add_subscriber(current_scope(), data, scope)
+
+
+def add_subscriber(scope: Scope, data: dict, *claims: dict) -> Subscriber:
+    """A new subscriber of the scope's ISP, in the branch the data (or `claims`) name; the
+    action behind POST /subscribers and `flask subscribers create`."""
+    scope.require_admin()
+    check_external_id_free(scope, data.get("external_id"))
     subscriber = Subscriber(
-        isp_id=current_user.isp_id,
-        branch_id=named_branch(scope, data),
+        isp_id=scope.isp_id,
+        branch_id=scope.named_branch(*claims, data),
         **without_scope(data),
     )
     db.session.add(subscriber)
@@ -122,9 +130,10 @@ def create_subscriber(scope, data):
 @bp.errors(403, 404, 409)
 def update_subscriber(_scope, data, subscriber_id: int):
     """Update a subscriber (admins); branch_id moves it, and its tickets keep their link."""
-    subscriber = get_subscriber_or_404(subscriber_id)
-    require_admin()
-    check_external_id_free(data.get("external_id"), subscriber.id)
+    scope = current_scope()
+    subscriber = get_subscriber_or_404(scope, subscriber_id)
+    scope.require_admin()
+    check_external_id_free(scope, data.get("external_id"), subscriber.id)
     for name, value in without_scope(data).items():
         setattr(subscriber, name, value)
     if "branch_id" in data:
@@ -142,21 +151,22 @@ def sync_subscriber(scope, data, external_id: str):
     """Create (201) or update (200) the subscriber the ISP platform knows by this external id
     (at most 255 characters, no slash); fields left out stay as they are, and the same call
     again changes nothing."""
-    require_admin()
-    branch_id = named_branch(scope, data)
+    within = current_scope()
+    within.require_admin()
+    branch_id = within.named_branch(scope, data)
     try:
         external_id = EXTERNAL_ID.deserialize(external_id)
     except ValidationError as err:
         raise ValidationError({"external_id": err.messages}) from None
     subscriber = db.session.scalar(
         select(Subscriber).where(
-            Subscriber.isp_id == current_user.isp_id, Subscriber.external_id == external_id
+            Subscriber.isp_id == within.isp_id, Subscriber.external_id == external_id
         )
     )
     created = subscriber is None
     if created:
         subscriber = Subscriber(
-            isp_id=current_user.isp_id,
+            isp_id=within.isp_id,
             branch_id=branch_id,
             external_id=external_id,
         )

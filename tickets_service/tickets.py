@@ -31,15 +31,7 @@ from .schemas import (
     ticket_status_in,
     ticket_update_in,
 )
-from .scope import (
-    assignable_to,
-    named_branch,
-    require_admin,
-    scope_params,
-    scoped_tickets,
-    ticket_scope,
-    without_scope,
-)
+from .scope import Scope, assignable_to, current_scope, without_scope
 from .tokens import token_required
 from .transport import reject_impossible_ids
 
@@ -66,15 +58,15 @@ def etag(version: int) -> str:
     return f"v{version}"
 
 
-def get_ticket_or_404(ticket_id: int, *, deleted: bool | None = False) -> Ticket:
-    """The ticket with this id within the caller's reach, locked for the change to come
-    (live; with `deleted` a deleted one, with None either), and still the version the client
-    read if it sent If-Match (412 otherwise).
+def get_ticket_or_404(scope: Scope, ticket_id: int, *, deleted: bool | None = False) -> Ticket:
+    """The ticket with this id within the scope's reach, locked for the change to come (live;
+    with `deleted` a deleted one, with None either), and still the version the client read if
+    it sent If-Match (412 otherwise).
 
     Another ISP's or branch's ticket is 404, not 403: its existence is not the caller's to know.
     """
-    query = scoped_tickets(deleted=deleted).where(Ticket.id == ticket_id).with_for_update()
-    ticket = db.session.scalar(query, scope_params())
+    query = select(Ticket).where(scope.tickets(deleted=deleted), Ticket.id == ticket_id)
+    ticket = db.session.scalar(query.with_for_update(), scope.params())
     if ticket is None:
         abort(404, "Ticket not found.")
     if request.if_match and not request.if_match.contains(etag(ticket.version)):
@@ -90,11 +82,13 @@ def commit(ticket: Ticket) -> dict:
     return headers
 
 
-def visible_ticket_or_404(ticket_id: int, column=Ticket.id, *, deleted: bool | None = False):
-    """One column of a ticket within the caller's reach (404 as above), unlocked: a live one,
+def visible_ticket_or_404(
+    scope: Scope, ticket_id: int, column=Ticket.id, *, deleted: bool | None = False
+):
+    """One column of a ticket within the scope's reach (404 as above), unlocked: a live one,
     or with `deleted` a deleted one, with None either."""
-    query = select(column).where(ticket_scope(deleted=deleted), Ticket.id == ticket_id)
-    value = db.session.scalar(query, scope_params())
+    query = select(column).where(scope.tickets(deleted=deleted), Ticket.id == ticket_id)
+    value = db.session.scalar(query, scope.params())
     if value is None:
         abort(404, "Ticket not found.")
     return value
@@ -153,9 +147,10 @@ def check_links(values: dict, isp_id: int, branch_id: int, linked: Ticket | None
 @bp.errors(403)
 def list_tickets(args):
     """Fetch All Tickets of one branch, filtered, sorted, a page at a time."""
+    scope = current_scope()
     if "deleted" in args:
-        require_admin()
-    return queries.ticket_page(args)
+        scope.require_admin()
+    return queries.ticket_page(scope, args)
 
 
 @bp.get(TICKET)
@@ -166,7 +161,7 @@ def list_tickets(args):
 @bp.versioned("read")
 def get_ticket(_scope, ticket_id: int):
     """Fetch Ticket, with its first 100 replies and notes, oldest first."""
-    ticket = queries.ticket_detail(ticket_id)
+    ticket = queries.ticket_detail(current_scope(), ticket_id)
     if ticket is None:
         abort(404, "Ticket not found.")
     tag = etag(ticket["version"])
@@ -187,7 +182,8 @@ def get_ticket(_scope, ticket_id: int):
 def create_ticket(scope, data):
     """Create Ticket in the caller's ISP, in the branch its query or body names (the caller's
     by default)."""
-    isp_id, branch_id = current_user.isp_id, named_branch(scope, data)
+    within = current_scope()
+    isp_id, branch_id = within.isp_id, within.named_branch(scope, data)
     values = without_scope(data)
     check_links(values, isp_id, branch_id)
     ticket = Ticket.open(current_user, isp_id=isp_id, branch_id=branch_id, **values)
@@ -204,7 +200,7 @@ def create_ticket(scope, data):
 def update_ticket(_scope, changes, ticket_id: int):
     """Update Ticket: title, description, priority, subscriber, assignee or due time (null
     unlinks, unassigns or clears)."""
-    ticket = get_ticket_or_404(ticket_id)
+    ticket = get_ticket_or_404(current_scope(), ticket_id)
     changes = without_scope(changes)
     check_links(changes, ticket.isp_id, ticket.branch_id, ticket)
     ticket.edit(changes, current_user)
@@ -220,8 +216,9 @@ def update_ticket(_scope, changes, ticket_id: int):
 def delete_ticket(_scope, ticket_id: int):
     """Delete Ticket (admins only): hidden everywhere, kept in the database."""
     # Out of reach is 404 before the role check, as on every other per-ticket endpoint.
-    ticket = get_ticket_or_404(ticket_id)
-    require_admin()
+    scope = current_scope()
+    ticket = get_ticket_or_404(scope, ticket_id)
+    scope.require_admin()
     ticket.delete(current_user)
     return None, commit(ticket)
 
@@ -230,13 +227,13 @@ def delete_ticket(_scope, ticket_id: int):
 @token_required
 @scope_query
 @bp.arguments(reply_in)
-@idempotent(recheck=lambda _answer, ticket_id: visible_ticket_or_404(ticket_id))
+@idempotent(recheck=lambda _answer, ticket_id: visible_ticket_or_404(current_scope(), ticket_id))
 @bp.response(201, message="Reply added successfully")
 @bp.errors(403, 404)
 @bp.versioned("write")
 def reply_to_ticket(_scope, data, ticket_id: int):
     """Reply to Ticket as the caller; `internal: true` makes it a note for staff only."""
-    ticket = get_ticket_or_404(ticket_id)
+    ticket = get_ticket_or_404(current_scope(), ticket_id)
     ticket.add_reply(data["message"], data["internal"], current_user)
     return None, commit(ticket)
 
@@ -250,7 +247,7 @@ def reply_to_ticket(_scope, data, ticket_id: int):
 @bp.versioned("write")
 def change_status(_scope, data, ticket_id: int):
     """Change Ticket Status (resolved_at / closed_at follow it)."""
-    ticket = get_ticket_or_404(ticket_id)
+    ticket = get_ticket_or_404(current_scope(), ticket_id)
     ticket.change_status(data["status"], current_user)
     return None, commit(ticket)
 
@@ -266,7 +263,8 @@ def change_status(_scope, data, ticket_id: int):
 def ticket_stats(args):
     """Live tickets of one branch (the caller's by default) per status and priority, open
     unassigned ones and overdue ones."""
-    return queries.branch_stats(current_user.isp_id, args.get("branch_id", current_user.branch_id))
+    scope = current_scope()
+    return queries.branch_stats(scope, args.get("branch_id", scope.branch_id))
 
 
 @bp.get(f"{TICKET}/replies")
@@ -276,7 +274,7 @@ def ticket_stats(args):
 @bp.errors(403, 404)
 def list_replies(args, ticket_id: int):
     """Every reply and note of a ticket, oldest first, a page at a time."""
-    total = visible_ticket_or_404(ticket_id, Ticket.reply_count)
+    total = visible_ticket_or_404(current_scope(), ticket_id, Ticket.reply_count)
     page, per_page = args["page"], args["per_page"]
     rows = queries.reply_rows(ticket_id, limit=per_page, offset=(page - 1) * per_page)
     return Page(rows, queries.page_meta(page, per_page, total))
@@ -289,7 +287,7 @@ def list_replies(args, ticket_id: int):
 @bp.errors(403, 404)
 def ticket_history(args, ticket_id: int):
     """Every change to a ticket, who made it and when, oldest first, a page at a time."""
-    visible_ticket_or_404(ticket_id)
+    visible_ticket_or_404(current_scope(), ticket_id)
     page, per_page = args["page"], args["per_page"]
     rows, total = queries.history_rows(ticket_id, limit=per_page, offset=(page - 1) * per_page)
     return Page(rows, queries.page_meta(page, per_page, total))
@@ -297,8 +295,9 @@ def ticket_history(args, ticket_id: int):
 
 def _may_restore(_answer: dict, ticket_id: int) -> None:
     """A restore is replayed only to an admin who still reaches the ticket."""
-    visible_ticket_or_404(ticket_id, deleted=None)
-    require_admin()
+    scope = current_scope()
+    visible_ticket_or_404(scope, ticket_id, deleted=None)
+    scope.require_admin()
 
 
 @bp.post(f"{TICKET}/restore")
@@ -310,8 +309,9 @@ def _may_restore(_answer: dict, ticket_id: int) -> None:
 @bp.versioned("write")
 def restore_ticket(_scope, ticket_id: int):
     """Restore a deleted ticket (admins only); a ticket that is not deleted is 409."""
-    ticket = get_ticket_or_404(ticket_id, deleted=None)
-    require_admin()
+    scope = current_scope()
+    ticket = get_ticket_or_404(scope, ticket_id, deleted=None)
+    scope.require_admin()
     if ticket.deleted_at is None:
         abort(409, "Ticket is not deleted.")
     ticket.restore(current_user)

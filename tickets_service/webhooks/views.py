@@ -7,7 +7,6 @@ import secrets
 from datetime import UTC, timedelta
 
 from flask import abort, current_app
-from flask_jwt_extended import current_user
 from marshmallow import ValidationError
 from sqlalchemy import delete, func, select
 from werkzeug.exceptions import TooManyRequests
@@ -28,7 +27,7 @@ from ..schemas import (
     ticket_scope_args,
     webhook_in,
 )
-from ..scope import require_admin
+from ..scope import Scope, current_scope
 from ..tokens import token_required
 from ..transport import reject_impossible_ids
 from .destinations import UnsafeDestination, check_destination
@@ -41,12 +40,10 @@ WEBHOOK = "/<id:webhook_id>"
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def get_endpoint_or_404(webhook_id: int) -> WebhookEndpoint:
-    """One of the caller's ISP's endpoints; another ISP's is 404."""
+def get_endpoint_or_404(scope: Scope, webhook_id: int) -> WebhookEndpoint:
+    """One of the scope's ISP's endpoints; another ISP's is 404."""
     endpoint = db.session.scalar(
-        select(WebhookEndpoint).where(
-            WebhookEndpoint.id == webhook_id, WebhookEndpoint.isp_id == current_user.isp_id
-        )
+        select(WebhookEndpoint).where(scope.webhooks(), WebhookEndpoint.id == webhook_id)
     )
     if endpoint is None:
         abort(404, "Webhook not found.")
@@ -56,11 +53,10 @@ def get_endpoint_or_404(webhook_id: int) -> WebhookEndpoint:
 def _may_see_secret(answer: dict) -> None:
     """A create is replayed, with the secret it showed, only to an admin, and only while the
     endpoint it made still exists (410 once it is deleted)."""
-    require_admin()
+    scope = current_scope()
+    scope.require_admin()
     found = db.session.scalar(
-        select(WebhookEndpoint.id).where(
-            WebhookEndpoint.id == answer.get("id"), WebhookEndpoint.isp_id == current_user.isp_id
-        )
+        select(WebhookEndpoint.id).where(scope.webhooks(), WebhookEndpoint.id == answer.get("id"))
     )
     if found is None:
         abort(410, "The webhook this key created has been deleted since; its secret is gone.")
@@ -76,7 +72,8 @@ def _may_see_secret(answer: dict) -> None:
 def create_webhook(_scope, data):
     """Register an endpoint (admins) for some events, at most WEBHOOK_MAX_ENDPOINTS per ISP;
     the answer shows its signing secret, this once and never again."""
-    require_admin()
+    scope = current_scope()
+    scope.require_admin()
     config = current_app.config
     try:
         check_destination(
@@ -85,19 +82,17 @@ def create_webhook(_scope, data):
     except UnsafeDestination as err:
         raise ValidationError({"url": [str(err)]}) from None
     # Two admins registering at once are counted one after the other: the limit holds.
-    lock_until_commit("webhook endpoints of an ISP", current_user.isp_id)
-    registered = db.session.scalar(
-        select(func.count()).where(WebhookEndpoint.isp_id == current_user.isp_id)
-    )
+    lock_until_commit("webhook endpoints of an ISP", scope.isp_id)
+    registered = db.session.scalar(select(func.count()).where(scope.webhooks()))
     if registered >= config["WEBHOOK_MAX_ENDPOINTS"]:
         message = f"Your ISP has {registered} webhook endpoints, the most allowed."
         abort(409, message + " Delete one first.")
     endpoint = WebhookEndpoint(
-        isp_id=current_user.isp_id,
+        isp_id=scope.isp_id,
         url=data["url"],
         events=data["events"],
         secret="whsec_" + secrets.token_urlsafe(32),
-        created_by_id=current_user.id,
+        created_by_id=scope.principal_id,
     )
     db.session.add(endpoint)
     db.session.commit()
@@ -111,9 +106,9 @@ def create_webhook(_scope, data):
 @bp.errors(403)
 def list_webhooks(args):
     """The ISP's endpoints (admins), oldest first, without their secrets."""
-    require_admin()
-    condition = WebhookEndpoint.isp_id == current_user.isp_id
-    return page_of(WebhookEndpoint, args, condition, order_by=(WebhookEndpoint.id,))
+    scope = current_scope()
+    scope.require_admin()
+    return page_of(WebhookEndpoint, args, scope.webhooks(), order_by=(WebhookEndpoint.id,))
 
 
 @bp.delete(WEBHOOK)
@@ -123,8 +118,9 @@ def list_webhooks(args):
 @bp.errors(403, 404)
 def delete_webhook(_scope, webhook_id: int):
     """Stop sending to an endpoint (admins); its pending deliveries go with it."""
-    require_admin()
-    endpoint = get_endpoint_or_404(webhook_id)
+    scope = current_scope()
+    scope.require_admin()
+    endpoint = get_endpoint_or_404(scope, webhook_id)
     db.session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == endpoint.id))
     db.session.commit()
 
@@ -136,8 +132,9 @@ def delete_webhook(_scope, webhook_id: int):
 @bp.errors(403, 404)
 def list_deliveries(args, webhook_id: int):
     """Every attempt to deliver to an endpoint (admins), newest first."""
-    require_admin()
-    endpoint = get_endpoint_or_404(webhook_id)
+    scope = current_scope()
+    scope.require_admin()
+    endpoint = get_endpoint_or_404(scope, webhook_id)
     condition = WebhookDelivery.endpoint_id == endpoint.id
     page, per_page = args["page"], args["per_page"]
     rows = db.session.execute(
@@ -164,8 +161,8 @@ def list_deliveries(args, webhook_id: int):
     return Page(items, page_meta(page, per_page, total))
 
 
-def _original_or_404(delivery_id: str) -> WebhookDelivery:
-    """A delivery of one of the caller's ISP's endpoints, by its (case-insensitive) id."""
+def _original_or_404(scope: Scope, delivery_id: str) -> WebhookDelivery:
+    """A delivery of one of the scope's ISP's endpoints, by its (case-insensitive) id."""
     delivery_id = delivery_id.lower()  # a UUID's hex digits are case-insensitive
     if not _UUID.fullmatch(delivery_id):
         abort(404, "Delivery not found.")
@@ -174,7 +171,7 @@ def _original_or_404(delivery_id: str) -> WebhookDelivery:
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
         .where(
             WebhookDelivery.delivery_id == delivery_id,
-            WebhookEndpoint.isp_id == current_user.isp_id,
+            scope.webhooks(),
         )
     )
     if original is None:
@@ -183,8 +180,9 @@ def _original_or_404(delivery_id: str) -> WebhookDelivery:
 
 
 def _may_redeliver(_answer: dict, delivery_id: str) -> None:
-    require_admin()
-    _original_or_404(delivery_id)
+    scope = current_scope()
+    scope.require_admin()
+    _original_or_404(scope, delivery_id)
 
 
 REDELIVERY_WINDOW = timedelta(hours=1)
@@ -200,14 +198,15 @@ def redeliver(_scope, delivery_id: str):
     """Send a delivery's event to its endpoint again (admins), as a new delivery with its own
     delivery id, so receivers that dropped the first as a duplicate take this one. An ISP may
     ask for WEBHOOK_REDELIVER_LIMIT redeliveries an hour (429 beyond, with Retry-After)."""
-    require_admin()
-    original = _original_or_404(delivery_id)
+    scope = current_scope()
+    scope.require_admin()
+    original = _original_or_404(scope, delivery_id)
     now = utcnow()
     recent = db.session.scalars(
         select(WebhookDelivery.created_at)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
         .where(
-            WebhookEndpoint.isp_id == current_user.isp_id,
+            scope.webhooks(),
             WebhookDelivery.redelivery,
             WebhookDelivery.created_at > now - REDELIVERY_WINDOW,
         )
