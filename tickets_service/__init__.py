@@ -5,7 +5,7 @@ import sqlite3
 from collections.abc import Mapping
 
 import psycopg
-from flask import Flask, has_request_context, request
+from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -64,7 +64,7 @@ def configure_database(app: Flask) -> None:
 @event.listens_for(Engine, "connect")
 def _configure_sqlite(dbapi_connection, _record) -> None:
     """SQLite leaves foreign keys off unless each connection turns them on, and we begin its
-    transactions ourselves (see _begin_sqlite)."""
+    transactions ourselves (transactions.py)."""
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -101,18 +101,6 @@ def _end_session(_error) -> None:
     except SQLAlchemyError:
         discard_transaction()
         db.session.remove()
-
-
-@event.listens_for(Engine, "begin")
-def _begin_sqlite(connection) -> None:
-    """A transaction that may write takes SQLite's write lock when it begins, so it waits its
-    turn (busy timeout) instead of failing when it would upgrade a read snapshot that a
-    concurrent writer has overtaken: every request but GET and HEAD, and the CLI (the
-    webhook workers, the loaders)."""
-    if connection.dialect.name != "sqlite":
-        return
-    reads = has_request_context() and request.method in {"GET", "HEAD", "OPTIONS"}
-    connection.exec_driver_sql("BEGIN" if reads else "BEGIN IMMEDIATE")
 
 
 def register_extensions(app: Flask) -> None:

@@ -1,21 +1,21 @@
 """Extensions, created unbound and bound to the app in create_app, and the database session's
-two habits: reads need no transaction, and a dropped connection costs a retry, not a 500."""
+habits in the face of faults: a dropped connection costs a retry, not a 500. Which requests
+read without a transaction, and when a request commits, is transactions.py's to say."""
 
 import time
 from collections import OrderedDict
-from contextlib import contextmanager
 
 import orjson
-from flask import g, has_request_context, request
 from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from flask_sqlalchemy.session import Session
 from psycopg.types.json import set_json_loads
 from sqlalchemy import MetaData, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase
+
+from .transactions import RequestSession
 
 # One naming convention for every constraint, so migrations name them the same on every
 # database and SQLite batch migrations can find them again.
@@ -34,52 +34,6 @@ class Base(DeclarativeBase):
 
 # psycopg parses JSON columns (history values, Fetch Ticket's replies) with orjson.
 set_json_loads(orjson.loads)
-
-
-class RequestSession(Session):
-    """A GET or HEAD on PostgreSQL reads in autocommit: no BEGIN and no ROLLBACK round trips
-    around its queries (each is consistent on its own; a page and its total may see writes
-    between them, as they could across two requests). Writes keep their transaction."""
-
-    def get_bind(self, *args, **kwargs):
-        engine = super().get_bind(*args, **kwargs)
-        if (
-            engine.dialect.name == "postgresql"
-            and has_request_context()
-            and request.method in {"GET", "HEAD"}
-        ):
-            return _autocommit(engine)
-        return engine
-
-    def commit(self) -> None:
-        """Commit, unless the request's commit is held back (see hold_commit): then flush, and
-        the holder commits the same transaction with what it adds."""
-        if has_request_context() and g.get("commit_held"):
-            self.flush()
-            return
-        super().commit()
-
-
-@contextmanager
-def hold_commit():
-    """Within this block the views' commits only flush; the caller commits at its end, so what
-    it writes after the view (an idempotent request's stored answer) commits with the change."""
-    g.commit_held = True
-    try:
-        yield
-    finally:
-        g.commit_held = False
-
-
-_AUTOCOMMIT_ENGINES: dict = {}
-
-
-def _autocommit(engine):
-    """The engine's autocommit twin (same pool), made once."""
-    twin = _AUTOCOMMIT_ENGINES.get(engine)
-    if twin is None:
-        twin = _AUTOCOMMIT_ENGINES[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return twin
 
 
 def discard_transaction() -> None:

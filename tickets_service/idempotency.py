@@ -17,9 +17,10 @@ from flask import Response, abort, request
 from marshmallow import ValidationError
 from sqlalchemy import delete, select, update
 
-from .extensions import db, hold_commit, insert
+from .extensions import db, insert
 from .models import IdempotencyKey, utcnow
 from .scope import current_scope
+from .transactions import hold_commit
 
 HEADER = "Idempotency-Key"
 LIFETIME = timedelta(hours=24)
