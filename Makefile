@@ -5,15 +5,25 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 SECRET_FILE := instance/jwt-secret
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean constraints
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+# Every dependency at the version constraints.txt pins (refresh it with `make constraints`).
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
+
+# Re-pin every dependency to the newest release setup.cfg allows, resolved in a fresh
+# virtualenv; review the diff, run the suite, commit constraints.txt.
+constraints:
+	rm -rf /tmp/tickets-constraints && $(PYTHON) -m venv /tmp/tickets-constraints
+	/tmp/tickets-constraints/bin/python -m pip install --quiet --upgrade pip
+	/tmp/tickets-constraints/bin/python -m pip install --quiet -e ".[dev]"
+	/tmp/tickets-constraints/bin/python -m pip freeze --exclude-editable | sort > constraints.txt
+	rm -rf /tmp/tickets-constraints
 
 # SQLite in instance/, demo data, a printed login, gunicorn on 127.0.0.1:8000.
 run: install

@@ -247,9 +247,31 @@ def test_the_procfile_migrates_on_release_and_serves_with_gunicorn():
     assert lines["web"].strip().endswith("wsgi:app")
 
 
-def test_python_is_pinned_and_requirements_install_the_package_itself():
+def test_python_is_pinned_and_requirements_install_the_package_itself_pinned():
     assert (ROOT / ".python-version").read_text().strip() == "3.11"
-    assert (ROOT / "requirements.txt").read_text().split() == ["."]
+    lines = [line for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    assert [line for line in lines if line and not line.startswith("#")] == [
+        "-c constraints.txt",
+        ".",
+    ]
+
+
+def test_every_dependency_is_pinned_and_installed_at_its_pin():
+    """constraints.txt pins what setup.cfg asks for, and the environment has those versions
+    (make install and CI install through it; `make constraints` refreshes it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = dict(
+        line.split("==")
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    )
+    for name in ("flask", "gunicorn", "sqlalchemy", "psycopg", "marshmallow", "flask-smorest"):
+        pinned = {key.lower(): value for key, value in pins.items()}[name]
+        try:
+            assert version(name) == pinned, name
+        except PackageNotFoundError:
+            pytest.fail(f"{name} is pinned but not installed")
 
 
 def test_flask_db_upgrade_builds_the_schema_on_an_empty_database(tmp_path):

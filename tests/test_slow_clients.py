@@ -7,7 +7,6 @@ as soon as the service drops one, as an attacker would), and /healthz and the ti
 timed with and without them. The figures are printed (pytest -s) and recorded as properties.
 """
 
-import importlib
 import json
 import os
 import selectors
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tickets_service.config import from_environment
-from tickets_service.serving import GUNICORN_INTERNALS, HEAD_LIMIT, Framing, Refusal, RequestReader
+from tickets_service.serving import HEAD_LIMIT, Framing, Refusal, RequestReader
 
 from conftest import JWT_SECRET, scope_of
 
@@ -433,23 +432,3 @@ def test_a_head_without_end_over_the_limit_is_431():
 
 def test_framing_of_a_get_without_body_is_complete():
     assert Framing.of(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 100).complete
-
-
-def resolve(dotted: str):
-    """A module's attribute by its dotted path (the module being the longest importable part)."""
-    parts = dotted.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            target = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for part in parts[cut:]:
-            target = getattr(target, part)
-        return target
-    raise ImportError(dotted)
-
-
-@pytest.mark.parametrize("name", sorted(GUNICORN_INTERNALS))
-def test_every_gunicorn_internal_the_worker_relies_on_is_still_there(name):
-    """The worker leans on these; an upgrade of gunicorn that moves one fails here."""
-    assert resolve(name) is not None

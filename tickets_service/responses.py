@@ -146,4 +146,4 @@ def _converter(field: fields.Field) -> Callable[[Any], Any] | None:
     write = getattr(field, "write", None)  # a field of our own (Timestamp) writes one value
     if write is not None:
         return lambda value: value if isinstance(value, str) else write(value)
-    return lambda value: field._serialize(value, None, None)
+    return lambda value: field.serialize("value", {"value": value})

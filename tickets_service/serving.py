@@ -19,8 +19,8 @@ and the bytes it sent, never a thread:
 
 gunicorn's threaded worker already parks connections without data in its poller; this worker
 uses that: `handle` reads what has arrived and returns gunicorn's "defer" sentinel until the
-request is whole. The gunicorn internals it relies on are named in `GUNICORN_INTERNALS`, which
-a test holds to the installed gunicorn.
+request is whole. The gunicorn internals it relies on are named in internals.py, whose test
+holds them to the installed gunicorn.
 """
 
 import contextlib
@@ -35,24 +35,6 @@ from gunicorn import util
 from gunicorn.workers import gthread
 
 from .config import ConfigError, from_environment
-
-# What this module takes from gunicorn beyond its documented settings (see the test).
-GUNICORN_INTERNALS = {
-    "gunicorn.workers.gthread._DEFER": "handle() returns it to park a connection in the poller",
-    "gunicorn.workers.gthread.ThreadWorker.handle": "runs in a thread for each readable conn",
-    "gunicorn.workers.gthread.ThreadWorker.handle_request": "serves one parsed request",
-    "gunicorn.workers.gthread.ThreadWorker.accept": "makes a TConn for each new connection",
-    "gunicorn.workers.gthread.ThreadWorker.enqueue_req": "hands a connection to a thread",
-    "gunicorn.workers.gthread.ThreadWorker.finish_request": "runs when the thread is done",
-    "gunicorn.workers.gthread.ThreadWorker.set_accept_enabled": "the run loop toggles accept",
-    "gunicorn.workers.gthread.ThreadWorker.murder_pending": "closes silent parked conns",
-    "gunicorn.workers.gthread.ThreadWorker.wait_for_and_dispatch_events": "one loop turn",
-    "gunicorn.workers.gthread.PollableMethodQueue.fileno": "threads report back through it",
-    "gunicorn.workers.gthread.PollableMethodQueue.run_callbacks": "runs what they reported",
-    "gunicorn.workers.gthread.TConn": "a connection: sock, parser, initialized, init()",
-    "gunicorn.http.unreader.Unreader.unread": "hands the buffered bytes to the parser",
-    "gunicorn.util.write_error": "writes gunicorn's own error answers",
-}
 
 # A request head larger than this is refused (431): real clients send a few hundred bytes.
 HEAD_LIMIT = 64 * 1024
