@@ -17,17 +17,10 @@ from flask_smorest.utils import prepare_response
 from marshmallow import Schema
 from swagger_ui_bundle import swagger_ui_path
 
+from .fastpath import answer, dumper
 from .models import MAX_ID
 from .parsing import StrictParser
-from .responses import (
-    ErrorResponse,
-    Page,
-    ValidationErrorResponse,
-    answer,
-    dumper,
-    envelope_schema,
-    success,
-)
+from .responses import ErrorResponse, Page, ValidationErrorResponse, envelope_schema, success
 from .scope import SCOPE_FIELDS, current_scope
 from .transport import IdConverter
 

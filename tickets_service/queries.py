@@ -4,8 +4,6 @@ within the caller's scope (scope.py)."""
 import re
 from functools import cache
 
-import orjson
-from marshmallow import Schema
 from psycopg.rows import dict_row, tuple_row
 from sqlalchemy import (
     ColumnElement,
@@ -15,7 +13,6 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
-    cast,
     func,
     literal_column,
     not_,
@@ -28,6 +25,7 @@ from sqlalchemy.orm import aliased
 
 from . import cursors
 from .extensions import db
+from .fastpath import answer_columns, json_object, json_text, spliced
 from .models import (
     OPEN_STATUSES,
     SEARCH_DOCUMENT,
@@ -42,7 +40,7 @@ from .models import (
     utcnow,
 )
 from .responses import Page
-from .schemas import TicketOut, TicketSummaryOut, search_words
+from .schemas import ReplyOut, TicketOut, TicketSummaryOut, search_words
 from .scope import Scope, tickets_within
 
 # Fetch Ticket shows the first replies; the rest are a page away (GET .../replies).
@@ -51,46 +49,18 @@ REPLIES_SHOWN = 100
 COUNT_CAP = 10_000
 
 Assignee = aliased(User, name="assignee")
-# Where each field of a ticket's answers comes from (TicketSummaryOut, TicketOut).
+# The fields of a ticket's answers that are not the ticket's own columns.
 TICKET_COLUMNS = {
-    "id": Ticket.id,
-    "title": Ticket.title,
-    "description": Ticket.description,
-    "subscriber_id": Ticket.subscriber_id,
     "subscriber_name": Subscriber.name,
-    "priority": Ticket.priority,
-    "status": Ticket.status,
-    "created_at": Ticket.created_at,
-    "isp_id": Ticket.isp_id,
-    "branch_id": Ticket.branch_id,
-    "created_by": Ticket.created_by_id,
-    "updated_at": Ticket.updated_at,
-    "assignee_id": Ticket.assignee_id,
     "assignee_name": Assignee.name,
-    "due_at": Ticket.due_at,
-    "first_response_at": Ticket.first_response_at,
-    "resolved_at": Ticket.resolved_at,
-    "closed_at": Ticket.closed_at,
-    "deleted_at": Ticket.deleted_at,
+    "created_by": Ticket.created_by_id,
     "replies_total": Ticket.reply_count,
 }
 
 
-def answer_columns(schema: type[Schema], columns: dict, *, besides=()) -> list:
-    """The columns of a schema's answer, in its fields' order, each labelled with its field's
-    name: a row of them dumps by position (responses.dumper). `besides`: fields that do not
-    come from a column (a ticket's replies). A field without a column fails here, at import,
-    not in a request."""
-    return [
-        columns[field.attribute or name].label(name)
-        for name, field in schema().dump_fields.items()
-        if name not in besides
-    ]
-
-
-SUMMARY = answer_columns(TicketSummaryOut, TICKET_COLUMNS)  # never the description
+SUMMARY = answer_columns(TicketSummaryOut, Ticket, TICKET_COLUMNS)  # never the description
 _SUMMARY_NAMES = [column.name for column in SUMMARY]
-DETAIL = [*answer_columns(TicketOut, TICKET_COLUMNS, besides={"replies"}), Ticket.version]
+DETAIL = [*answer_columns(TicketOut, Ticket, TICKET_COLUMNS, besides={"replies"}), Ticket.version]
 
 
 def _named(query: Select) -> Select:
@@ -372,19 +342,14 @@ def ticket_detail(scope: Scope, ticket_id: int) -> dict | None:
     if not rows:
         return None
     if together:  # ReplyOut's JSON as the database wrote it: spliced in, not parsed
-        return {**rows[0], "replies": orjson.Fragment(rows[0]["replies"])}
+        return {**rows[0], "replies": spliced(rows[0]["replies"])}
     return {**rows[0], "replies": reply_rows(ticket_id, limit=REPLIES_SHOWN)}
 
 
-# A reply as ReplyOut shows it, with its author's name.
-_REPLY_ROWS = select(
-    TicketReply.id,
-    TicketReply.message,
-    User.name.label("user_name"),
-    TicketReply.created_at,
-    TicketReply.user_id,
-    TicketReply.internal,
-).join(User, User.id == TicketReply.user_id)
+# A reply as ReplyOut shows it: its columns, and its author's name.
+_REPLY_ROWS = select(*answer_columns(ReplyOut, TicketReply, {"user_name": User.name})).join(
+    User, User.id == TicketReply.user_id
+)
 
 
 @cache
@@ -404,15 +369,10 @@ def _replies_as_json():
         .correlate(Ticket)  # the outer query's ticket, two levels up
         .subquery("shown")
     )
-    written = func.to_char(func.timezone("UTC", shown.c.created_at), "YYYY-MM-DD HH24:MI:SS")
-    reply = func.json_build_object(
-        *("id", shown.c.id, "message", shown.c.message, "user_name", shown.c.user_name),
-        *("created_at", written, "user_id", shown.c.user_id, "internal", shown.c.internal),
-    )
+    reply = json_object(ReplyOut, shown.c)
     replies = func.json_agg(aggregate_order_by(reply, shown.c.created_at, shown.c.id))
     empty = literal_column("'[]'::json")
-    text = cast(func.coalesce(replies, empty), Text)
-    return select(text).scalar_subquery().label("replies")
+    return select(json_text(func.coalesce(replies, empty))).scalar_subquery().label("replies")
 
 
 _REPLIES = (

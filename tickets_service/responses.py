@@ -1,11 +1,9 @@
 """The envelope: every body the API answers with, and the schemas that publish its shape."""
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import orjson
 from flask import Response, jsonify
 from marshmallow import Schema, fields, validate
 
@@ -28,11 +26,6 @@ def success(data: Any = None, message: str | None = None, meta: dict | None = No
     if meta is not None:
         body["meta"] = meta
     return body
-
-
-def answer(body: dict, status: int, headers=None) -> Response:
-    """A JSON response (orjson: the hot paths' bodies are large and frequent)."""
-    return Response(orjson.dumps(body), status, headers, mimetype="application/json")
 
 
 def error(message: str, status: int, errors: dict | None = None) -> Response:
@@ -84,66 +77,3 @@ def envelope_schema(
     if meta is not None:
         members["meta"] = fields.Nested(meta, required=True)
     return Schema.from_dict(members, name=name)()
-
-
-# --- Dumping data through its schema, fast ----------------------------------------------------
-
-
-@cache
-def dumper(schema: type[Schema], many: bool = False) -> Callable[[Any], Any]:
-    """A function that dumps what `schema` dumps, compiled once from its fields.
-
-    Marshmallow's general machinery costs about a millisecond for a ticket with its replies;
-    the response schemas only use plain fields, timestamps and nesting, so each field becomes
-    one step: read the attribute (or key), convert it when its field says so. A tuple is a
-    row of the schema's own columns, in its order (queries.answer_columns): it is zipped with
-    the field names, and only the fields that need it are converted.
-    """
-    steps = [
-        (field.data_key or name, field.attribute or name, _converter(field))
-        for name, field in schema().dump_fields.items()
-    ]
-    names = [name for name, _, _ in steps]
-    converted = [(n, convert) for n, (_, _, convert) in enumerate(steps) if convert is not None]
-
-    def dump_row(row: tuple) -> dict:
-        values = list(row[: len(names)])
-        for n, convert in converted:
-            if values[n] is not None:
-                values[n] = convert(values[n])
-        return dict(zip(names, values, strict=True))
-
-    def dump_one(obj):
-        if isinstance(obj, tuple):
-            return dump_row(obj)
-        if isinstance(obj, Mapping):
-            values = [obj[attribute] for _, attribute, _ in steps]
-        else:
-            values = [getattr(obj, attribute) for _, attribute, _ in steps]
-        return {
-            name: value if convert is None or value is None else convert(value)
-            for (name, _, convert), value in zip(steps, values, strict=True)
-        }
-
-    if many:
-        # JSON the database already wrote in this schema's shape passes through as it is.
-        return lambda objs: (
-            objs if isinstance(objs, orjson.Fragment) else [dump_one(o) for o in objs]
-        )
-    return dump_one
-
-
-def _converter(field: fields.Field) -> Callable[[Any], Any] | None:
-    """None when the value is written as it is; else the conversion the field makes."""
-    if isinstance(field, fields.Nested):
-        return dumper(type(field.schema), field.many)
-    if isinstance(field, fields.List) and isinstance(field.inner, fields.Nested):
-        return dumper(type(field.inner.schema), True)
-    if isinstance(field, fields.Integer | fields.Boolean | fields.Raw | fields.Dict | fields.List):
-        return None
-    if type(field) is fields.String:
-        return None
-    write = getattr(field, "write", None)  # a field of our own (Timestamp) writes one value
-    if write is not None:
-        return lambda value: value if isinstance(value, str) else write(value)
-    return lambda value: field.serialize("value", {"value": value})

@@ -293,63 +293,55 @@ class ReplyOut(OutSchema):
     internal = fields.Boolean()
 
 
-class DeskFields(OutSchema):
-    """What the desk adds to a ticket, after the spec's fields."""
-
-    assignee_id = fields.Integer(allow_none=True)
-    assignee_name = fields.String(allow_none=True)
-    due_at = Timestamp(allow_none=True)
-    first_response_at = Timestamp(allow_none=True)
-    resolved_at = Timestamp(allow_none=True)
-    closed_at = Timestamp(allow_none=True)
-
-
-class TicketSummaryOut(DeskFields):
-    id = fields.Integer()
-    title = fields.String()
-    subscriber_id = fields.Integer(allow_none=True)
-    subscriber_name = fields.String(allow_none=True)
-    priority = fields.Integer()
-    status = fields.Integer()
-    created_at = Timestamp()
-    isp_id = fields.Integer()
-    branch_id = fields.Integer()
-    updated_at = Timestamp()
-    deleted_at = Timestamp(allow_none=True)
-
-    class Meta:
-        fields = (
-            *("id", "title", "subscriber_id", "subscriber_name", "priority", "status"),
-            *("created_at", "isp_id", "branch_id", "updated_at"),
-            *DeskFields._declared_fields,
-            "deleted_at",
-        )
+# Every field a ticket's answers show, defined once. Each answer lists its own, in its order:
+# the spec's fields first (as the spec orders them), then the service's.
+TICKET_FIELDS = {
+    "id": fields.Integer,
+    "title": fields.String,
+    "description": fields.String,
+    "subscriber_id": lambda: fields.Integer(allow_none=True),
+    "subscriber_name": lambda: fields.String(allow_none=True),
+    "priority": fields.Integer,
+    "status": fields.Integer,
+    "replies": lambda: fields.List(
+        fields.Nested(ReplyOut), metadata={"description": "The first 100."}
+    ),
+    "created_at": Timestamp,
+    "isp_id": fields.Integer,
+    "branch_id": fields.Integer,
+    "created_by": fields.Integer,
+    "updated_at": Timestamp,
+    "assignee_id": lambda: fields.Integer(allow_none=True),
+    "assignee_name": lambda: fields.String(allow_none=True),
+    "due_at": lambda: Timestamp(allow_none=True),
+    "first_response_at": lambda: Timestamp(allow_none=True),
+    "resolved_at": lambda: Timestamp(allow_none=True),
+    "closed_at": lambda: Timestamp(allow_none=True),
+    "deleted_at": lambda: Timestamp(allow_none=True),
+    "replies_total": fields.Integer,
+}
+# What the desk adds to every ticket answer, after the spec's fields.
+_DESK = ("assignee_id", "assignee_name", "due_at", "first_response_at", "resolved_at", "closed_at")
 
 
-class TicketOut(DeskFields):
-    id = fields.Integer()
-    title = fields.String()
-    description = fields.String()
-    subscriber_id = fields.Integer(allow_none=True)
-    subscriber_name = fields.String(allow_none=True)
-    priority = fields.Integer()
-    status = fields.Integer()
-    replies = fields.List(fields.Nested(ReplyOut), metadata={"description": "The first 100."})
-    created_at = Timestamp()
-    isp_id = fields.Integer()
-    branch_id = fields.Integer()
-    created_by = fields.Integer()
-    updated_at = Timestamp()
-    replies_total = fields.Integer()
+def ticket_answer(name: str, *shown: str) -> type[OutSchema]:
+    """An answer about a ticket: these fields of TICKET_FIELDS, in this order."""
+    return OutSchema.from_dict({field: TICKET_FIELDS[field]() for field in shown}, name=name)
 
-    class Meta:
-        fields = (
-            *("id", "title", "description", "subscriber_id", "subscriber_name", "priority"),
-            *("status", "replies", "created_at", "isp_id", "branch_id", "created_by"),
-            "updated_at",
-            *DeskFields._declared_fields,
-            "replies_total",
-        )
+
+# A ticket in the list: never its description or its replies.
+TicketSummaryOut = ticket_answer(
+    "TicketSummaryOut",
+    *("id", "title", "subscriber_id", "subscriber_name", "priority", "status", "created_at"),
+    *("isp_id", "branch_id", "updated_at", *_DESK, "deleted_at"),
+)
+# Fetch Ticket: with the description and the first replies.
+TicketOut = ticket_answer(
+    "TicketOut",
+    *("id", "title", "description", "subscriber_id", "subscriber_name", "priority", "status"),
+    *("replies", "created_at", "isp_id", "branch_id", "created_by", "updated_at", *_DESK),
+    "replies_total",
+)
 
 
 class HistoryOut(OutSchema):
