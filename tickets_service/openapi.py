@@ -29,19 +29,27 @@ DOCS_ASSETS = "/api/v1/docs/assets/"
 
 # Every error status a route may document, and what it means here.
 ERRORS = {
-    400: "The body is not valid JSON, or not a JSON object.",
+    400: "The body is not valid JSON, or not a JSON object; or the request is not valid HTTP.",
     401: "Missing, malformed, expired, revoked or not genuine token; or, on login, wrong "
     "credentials.",
     403: "isp_id, branch_id or user_id disagree with the token, or the role may not do this.",
     404: "No such object within the caller's reach.",
+    408: "The request's head or body took too long to arrive.",
     409: "The request conflicts with the current state (see message).",
     412: "If-Match does not match: the resource changed since it was read (ETag: the current).",
     410: "What this request's Idempotency-Key answered with is gone (see message).",
-    413: "The body is larger than the limit ({limit} bytes).",
+    413: "The body is larger than the limit ({limit} bytes; 4096 for login).",
+    414: "The request line is longer than 4094 bytes.",
+    417: "An Expect header other than 100-continue.",
     422: "A parameter or body field is invalid: see errors.",
     429: "Too many requests (failed logins, redeliveries): retry after Retry-After seconds.",
+    431: "A header is longer than 8190 bytes, or the request head longer than 64 KiB.",
+    501: "A Transfer-Encoding other than chunked.",
     503: "The database is unreachable: retry shortly.",
 }
+# What the server answers itself, before any route (gunicorn, serving.BufferingWorker), on
+# every operation alike: each is documented on each operation, as a shared response.
+SERVER_ANSWERS = (400, 408, 413, 414, 417, 431, 501)
 ETAG = {
     "description": "The resource's version; send it back in If-Match or If-None-Match.",
     "schema": {"type": "string"},
@@ -173,14 +181,13 @@ class Blueprint(flask_smorest.Blueprint):
 
     @staticmethod
     def _prepare_errors_doc(doc, doc_info, **kwargs):
-        """A token implies 401 and 503 (the user is read), a body 400 and 413, a versioned
-        resource its conditional header, ETag and 304 or 412."""
-        codes = set(doc_info.get("errors", ()))
+        """What the server answers itself goes on every operation (SERVER_ANSWERS); a token
+        implies 401 and 503 (the user is read), a versioned resource its conditional header,
+        ETag and 304 or 412."""
+        codes = set(doc_info.get("errors", ())) | set(SERVER_ANSWERS)
         if doc_info.get("token"):
             codes |= {401, 503}
             doc["security"] = [{BEARER: []}]
-        if "requestBody" in doc:
-            codes |= {400, 413}
         responses = doc.setdefault("responses", {})
         if doc_info.get("idempotent"):
             doc.setdefault("parameters", []).append(IDEMPOTENCY_KEY)

@@ -1,0 +1,87 @@
+"""The API's documents: every status the server answers itself (gunicorn's and the worker's:
+400, 408, 413, 414, 417, 431, 501) is documented on every operation, and the docs page loads
+in a real browser (Debian's chromium, driven by Playwright) with no console error and no
+failed request: it names its own icon, so the browser never asks for /favicon.ico.
+"""
+
+import os
+import shutil
+import threading
+
+import pytest
+from werkzeug.serving import make_server
+
+from tickets_service.openapi import SERVER_ANSWERS
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+
+
+def test_every_operation_documents_what_the_server_answers_itself(client):
+    document = client.get("/api/v1/openapi.json").get_json()
+    missing = {
+        f"{method.upper()} {path}": sorted(
+            code for code in SERVER_ANSWERS if str(code) not in operation["responses"]
+        )
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS
+    }
+    assert {name: codes for name, codes in missing.items() if codes} == {}
+    for code in SERVER_ANSWERS:
+        assert document["components"]["responses"][_name(code)]["content"]
+
+
+def _name(code: int) -> str:
+    from http import HTTPStatus
+
+    return HTTPStatus(code).name
+
+
+def test_the_docs_page_names_its_icon(client):
+    page = client.get("/api/v1/docs").get_data(as_text=True)
+    assert 'rel="icon"' in page
+    icon = page.split('rel="icon"')[1].split('href="')[1].split('"')[0]
+    with client.get(icon) as response:
+        assert (response.status_code, response.mimetype) == (200, "image/png")
+
+
+@pytest.fixture
+def served(app):
+    """The app on a loopback port, in a thread (werkzeug's server)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.mark.slow
+def test_the_docs_page_loads_in_a_browser_without_a_console_error(served):
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is missing: .ci/run installs it (apt-get install chromium)")
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
+            page.on(
+                "response",
+                lambda r: r.status >= 400 and problems.append(f"{r.status}: {r.url}"),
+            )
+            page.goto(f"{served}/api/v1/docs", wait_until="networkidle")
+            page.wait_for_selector("text=Fetch All Tickets", timeout=15_000)
+            assert page.title() == "Tickets API"
+        finally:
+            browser.close()
+    assert problems == []
