@@ -9,23 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 import jwt as pyjwt
 import pytest
 from jwt.warnings import InsecureKeyLengthWarning
+from support.catalogue import ENDPOINTS, LIST, LOGIN, LOGOUT, ME, World
+from support.client import JWT_SECRET, PASSWORD, assert_error, assert_success
 
 from tickets_service import login_limits
 from tickets_service.extensions import db
 from tickets_service.models import LoginAttempt, RevokedToken, User
-
-from conftest import (
-    ENDPOINTS,
-    JWT_SECRET,
-    LIST,
-    LOGIN,
-    LOGOUT,
-    ME,
-    PASSWORD,
-    World,
-    assert_error,
-    assert_success,
-)
 
 USER_FIELDS = ("id", "name", "email", "role", "isp_id", "branch_id")
 PROBES = [pytest.param(ME, id="me"), pytest.param(LIST, id="list")]

@@ -11,14 +11,13 @@ import logging
 
 import pytest
 from flask import Response
-from reliability_helpers import LOGIN, TICKETS, database_state
+from support.client import LOGIN, PASSWORD, TICKETS, assert_error, assert_success
+from support.database import database_state
 from werkzeug.test import EnvironBuilder
 
 from tickets_service.auth import LOGIN_BODY_LIMIT
 from tickets_service.errors import MAX_FIELD_ERRORS
 from tickets_service.models import LoginAttempt
-
-from conftest import PASSWORD, assert_error, assert_success
 
 
 def unknown_keys(count: int, **known) -> bytes:

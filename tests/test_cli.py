@@ -6,10 +6,10 @@ import re
 from itertools import pairwise
 
 import pytest
+from support.catalogue import LOGIN
+from support.client import PASSWORD
 
 from tickets_service.models import Subscriber, Ticket, TicketReply, User
-
-from conftest import LOGIN, PASSWORD
 
 NEW_PASSWORD = "a new and long enough password"
 USER_OPTIONS = {

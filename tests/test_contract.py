@@ -27,6 +27,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 from sqlalchemy import select
+from support.client import PASSWORD, Account
+from support.database import app_config
 
 from tickets_service import create_app
 from tickets_service.extensions import db
@@ -41,9 +43,6 @@ from tickets_service.models import (
 )
 from tickets_service.tokens import issue_token
 from tickets_service.webhooks.events import new_delivery
-
-from conftest import PASSWORD, Account
-from conftest import test_config as app_config
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch"}
 # Routes that are the documentation itself, not the API it documents.

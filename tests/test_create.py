@@ -2,10 +2,10 @@
 in the caller's ISP, created by the caller."""
 
 import pytest
+from support.catalogue import CREATE
+from support.client import assert_success, scope_of
 
 from tickets_service.models import Ticket
-
-from conftest import CREATE, assert_success, scope_of
 
 
 @pytest.mark.parametrize(

@@ -10,16 +10,16 @@ import flask_migrate
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from load_helpers import terminate_other_connections
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
+from support.catalogue import FETCH, LIST, REPLY, World
+from support.client import assert_error, assert_success
+from support.processes import terminate_other_connections
 
 from tickets_service.config import normalize_database_url
 from tickets_service.errors import handle_database_unavailable
 from tickets_service.extensions import db
 from tickets_service.models import Ticket, TicketReply, compared_by_autogenerate
-
-from conftest import FETCH, LIST, REPLY, World, assert_error, assert_success
 
 # Every list page and Fetch Ticket costs these statements, whatever it returns.
 LIST_PAGE_STATEMENTS = 3  # the caller with its token's revocation, the page, the total

@@ -2,10 +2,11 @@
 while its row and replies stay. (Only admins may delete: see test_tenancy.)"""
 
 import pytest
+from support.catalogue import DELETE, LIST, PER_TICKET
+from support.client import assert_success
+from support.database import without
 
 from tickets_service.models import Ticket, TicketReply
-
-from conftest import DELETE, LIST, PER_TICKET, assert_success, without
 
 
 @pytest.fixture

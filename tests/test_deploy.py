@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect
+from support.catalogue import CREATE, FETCH, LOGIN, ME, REPLY, STATUS, World
+from support.client import JWT_SECRET, PASSWORD
 
 from tickets_service import create_app
 from tickets_service.config import ConfigError, from_environment, normalize_database_url
 from tickets_service.extensions import db
 from tickets_service.models import User
-
-from conftest import CREATE, FETCH, JWT_SECRET, LOGIN, ME, PASSWORD, REPLY, STATUS, World
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = ("JWT_SECRET_KEY", "FLASK_DEBUG", "DATABASE_URL", "JWT_ACCESS_TOKEN_EXPIRES")

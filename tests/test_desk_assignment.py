@@ -3,21 +3,21 @@ ISP who reaches its branch; set on create and update, shown on List and Fetch; a
 leaves keeps their open tickets, and the list still finds them."""
 
 import pytest
-from desk_helpers import (
+from support.client import (
     DESK_FIELDS,
     TICKETS,
     USERS,
+    assert_error,
+    assert_success,
     call,
-    desk_state,
     get,
     ids,
     list_tickets,
     ticket_url,
 )
+from support.database import desk_state
 
 from tickets_service.models import Ticket
-
-from conftest import assert_error, assert_success
 
 NEW = {"title": "Router down", "description": "No link light", "priority": 3}
 ASSIGNABLE = ["admin of the ISP", "admin of the ISP, home branch 2", "staff of the branch"]

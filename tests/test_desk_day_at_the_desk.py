@@ -3,23 +3,21 @@ high-priority unassigned tickets, take one, note it, answer the subscriber and r
 then read its history and SLA times; an admin restores a ticket deleted by mistake, hires
 staff and syncs a subscriber."""
 
-from desk_helpers import (
+from support.client import (
     STATS,
     SUBSCRIBERS,
     TICKETS,
-    TIMESTAMP,
     USERS,
-    as_utc,
+    assert_success,
     call,
     ids,
     list_tickets,
-    stamp,
+    scope_of,
     ticket_url,
 )
+from support.database import TIMESTAMP, as_utc, stamp
 
 from tickets_service.models import Subscriber, Ticket, User
-
-from conftest import assert_success, scope_of
 
 
 def create(client, account, title: str, priority: int, **extra) -> int:

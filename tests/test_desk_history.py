@@ -3,23 +3,19 @@ transaction of the change; GET /tickets/{id}/history pages through it oldest fir
 never edits or deletes it."""
 
 import pytest
-from desk_helpers import (
-    TIMESTAMP,
+from support.client import (
+    assert_error,
+    assert_success,
     call,
     create_ticket,
-    desk_state,
     get,
-    history_in_db,
-    now,
     reply,
     set_status,
-    stamp,
     ticket_url,
 )
+from support.database import TIMESTAMP, desk_state, history_in_db, now, stamp
 
 from tickets_service.models import TicketHistory
-
-from conftest import assert_error, assert_success
 
 HISTORY_KEYS = ["id", "action", "field", "old", "new", "user_id", "user_name", "created_at"]
 

@@ -5,19 +5,10 @@ caller's ISP and branch."""
 from datetime import timedelta
 
 import pytest
-from desk_helpers import (
-    at,
-    call,
-    desk_state,
-    ids,
-    list_tickets,
-    now,
-    set_columns,
-)
+from support.client import assert_error, assert_success, call, ids, list_tickets
+from support.database import at, desk_state, now, set_columns
 
 from tickets_service.models import Ticket
-
-from conftest import assert_error, assert_success
 
 
 def listed(client, account, **params) -> list[int]:

@@ -5,24 +5,21 @@ cleared on reopening), an optional due_at, and the overdue filter."""
 from datetime import timedelta
 
 import pytest
-from desk_helpers import (
+from support.client import (
     TICKETS,
-    as_utc,
+    assert_error,
+    assert_success,
     call,
-    desk_state,
     get,
     ids,
     list_tickets,
-    now,
     reply,
     set_status,
-    stamp,
     ticket_url,
 )
+from support.database import as_utc, desk_state, now, stamp
 
 from tickets_service.models import Ticket, TicketReply
-
-from conftest import assert_error, assert_success
 
 
 def shown(client, account, ticket_id: int) -> dict:

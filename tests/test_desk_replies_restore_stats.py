@@ -4,23 +4,21 @@ GET .../replies pages through all), restoring a deleted ticket, and a branch's s
 from datetime import timedelta
 
 import pytest
-from desk_helpers import (
+from support.client import (
     STATS,
     TICKETS,
-    add_replies,
-    as_utc,
+    assert_error,
+    assert_success,
     call,
-    desk_state,
     get,
     ids,
     list_tickets,
-    now,
+    scope_of,
     ticket_url,
 )
+from support.database import add_replies, as_utc, desk_state, now
 
 from tickets_service.models import Ticket, TicketReply
-
-from conftest import assert_error, assert_success, scope_of
 
 REPLY_KEYS = ["id", "message", "user_name", "created_at", "user_id", "internal"]
 

@@ -6,11 +6,10 @@ from datetime import timedelta
 from itertools import count
 
 import pytest
-from desk_helpers import STATS, SUBSCRIBERS, TICKETS, USERS, add_replies, now, ticket_url
+from support.client import STATS, SUBSCRIBERS, TICKETS, USERS, assert_success, scope_of, ticket_url
+from support.database import add_replies, now
 
 from tickets_service.models import Ticket
-
-from conftest import assert_success, scope_of
 
 MANY = 25
 

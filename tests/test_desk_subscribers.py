@@ -2,19 +2,10 @@
 platform syncs them by an external id unique per ISP. Deleting is not offered."""
 
 import pytest
-from desk_helpers import (
-    SUBSCRIBERS,
-    TIMESTAMP,
-    call,
-    desk_state,
-    get,
-    ids,
-    stamp,
-)
+from support.client import SUBSCRIBERS, assert_error, assert_success, call, get, ids
+from support.database import TIMESTAMP, desk_state, stamp
 
 from tickets_service.models import Subscriber, Ticket
-
-from conftest import assert_error, assert_success
 
 SUBSCRIBER_KEYS = ["id", "isp_id", "branch_id", "name", "phone", "email", "external_id"]
 SUBSCRIBER_KEYS += ["created_at", "updated_at"]

@@ -5,22 +5,23 @@ disagrees with their token; they never get data, and nothing changes."""
 from dataclasses import dataclass
 
 import pytest
-from desk_helpers import (
+from support.client import (
     STATS,
     SUBSCRIBERS,
     USERS,
+    Account,
+    assert_error,
+    assert_success,
     call,
-    desk_state,
     get,
     ids,
     list_tickets,
-    now,
+    scope_of,
     ticket_url,
 )
+from support.database import desk_state, now
 
 from tickets_service.models import Subscriber
-
-from conftest import Account, assert_error, assert_success, scope_of
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,10 @@ admins the whole ISP), and admins managing their ISP's users. An admin cannot de
 demote themselves; no answer ever carries a password or its hash."""
 
 import pytest
-from desk_helpers import USERS, call, desk_state, get, ids
+from support.client import PASSWORD, USERS, assert_error, assert_success, call, get, ids
+from support.database import desk_state
 
 from tickets_service.models import User
-
-from conftest import PASSWORD, assert_error, assert_success
 
 USER_KEYS = ["id", "name", "email", "role", "isp_id", "branch_id", "is_active"]
 NEW = {"name": "Nina New", "email": "Nina@Example.test", "role": "staff", "password": "8 chars!"}

@@ -5,10 +5,11 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from support.catalogue import CREATE, FETCH, LIST, World
+from support.client import assert_success
+from support.database import as_utc
 
 from tickets_service.models import Ticket, TicketReply
-
-from conftest import CREATE, FETCH, LIST, World, as_utc, assert_success
 
 TICKET_FIELDS = [
     "id",

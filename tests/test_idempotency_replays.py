@@ -6,24 +6,23 @@ request again as staff: the replay answered 201 with the signing secret (without
 """
 
 import pytest
-from reliability_helpers import (
+from support.client import (
     DELIVERIES,
     LOGIN,
+    PASSWORD,
     SUBSCRIBERS,
     USERS,
     WEBHOOKS,
+    assert_error,
+    assert_success,
     call,
     create_ticket,
-    database_state,
-    read_rows,
-    set_columns,
     ticket_url,
 )
+from support.database import database_state, read_rows, set_columns
 
 from tickets_service.models import Ticket, User, WebhookDelivery
 from tickets_service.webhooks import worker
-
-from conftest import PASSWORD, assert_error, assert_success
 
 HEADER = "Idempotency-Key"
 HOOK = {"url": "https://93.184.216.34/hook", "events": ["ticket.created"]}

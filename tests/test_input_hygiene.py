@@ -13,25 +13,23 @@ from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import inspect
-
-from tickets_service.extensions import db
-from tickets_service.models import MAX_ID, Ticket, TicketReply
-
-from conftest import (
+from support.catalogue import (
     CREATE,
     ENDPOINTS,
     FETCH,
     LIST,
     LOGIN,
-    PASSWORD,
     PER_TICKET,
     REPLY,
     UPDATE,
     WITH_BODY,
     cases,
-    encode,
     matrix,
 )
+from support.client import PASSWORD, encode
+
+from tickets_service.extensions import db
+from tickets_service.models import MAX_ID, Ticket, TicketReply
 
 MIB = 1024 * 1024  # the default MAX_CONTENT_LENGTH
 RAW = "\u2063raw\u2063"  # stands in for a literal spliced into a body's JSON text

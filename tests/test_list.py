@@ -5,11 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import update
+from support.catalogue import LIST
+from support.client import assert_success, scope_of
+from support.database import as_utc
 
 from tickets_service.extensions import db
 from tickets_service.models import Ticket
-
-from conftest import LIST, as_utc, assert_success, scope_of
 
 # The spec's keys, in the spec's order; extra fields may follow them.
 ITEM_FIELDS = [

@@ -6,11 +6,10 @@ import json
 from datetime import timedelta
 
 import pytest
+from support.client import assert_error, assert_success, scope_of
 
 from tickets_service import cursors, queries
 from tickets_service.models import utcnow
-
-from conftest import assert_error, assert_success, scope_of
 
 TICKETS = "/api/v1/tickets"
 SORTS = ["created_at", "updated_at", "priority", "status", "due_at"]

@@ -38,23 +38,22 @@ from pathlib import Path
 
 import pytest
 import requests
-from load_helpers import (
+from sqlalchemy import create_engine, select, text
+from support.client import JWT_SECRET
+from support.processes import (
     Processes,
-    Receiver,
     WorkerSupervisor,
     start_gunicorn,
     terminate_other_connections,
     wait_until_up,
 )
-from sqlalchemy import create_engine, select, text
+from support.webhooks import Receiver
 
 from tickets_service.config import normalize_database_url
 from tickets_service.extensions import db
 from tickets_service.models import Subscriber, Ticket, User, utcnow
 from tickets_service.tokens import issue_token
 from tickets_service.webhooks.events import EVENT_TYPES, EVENTS
-
-from conftest import JWT_SECRET
 
 ON_POSTGRES = os.environ.get("TEST_DATABASE_URL", "").startswith("postgres")
 pytestmark = [

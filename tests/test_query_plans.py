@@ -6,10 +6,9 @@ import json
 
 import pytest
 from sqlalchemy import event, text
+from support.client import assert_success, scope_of
 
 from tickets_service.extensions import db
-
-from conftest import assert_success, scope_of
 
 pytestmark = pytest.mark.postgres
 

@@ -3,7 +3,17 @@ parameter is 422, a scope parameter that disagrees with the token is 403, and ne
 anything. A create places its object in the branch its query string or its body names."""
 
 import pytest
-from desk_helpers import SUBSCRIBERS, TICKETS, USERS, call, desk_state
+from support.client import (
+    PASSWORD,
+    SUBSCRIBERS,
+    TICKETS,
+    USERS,
+    assert_error,
+    assert_success,
+    call,
+    scope_of,
+)
+from support.database import desk_state
 from test_contract import routed_operations
 
 from tickets_service.models import (
@@ -14,8 +24,6 @@ from tickets_service.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-
-from conftest import PASSWORD, assert_error, assert_success, scope_of
 
 # Every operation of the API. A parameter is read before the object a path names is looked up,
 # so the ids filled in need not exist.

@@ -7,21 +7,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-from reliability_helpers import (
+from support.client import (
     SUBSCRIBERS,
     USERS,
+    assert_error,
+    assert_success,
     call,
     create_ticket,
-    database_state,
-    history_of,
-    read_rows,
+    scope_of,
     ticket_url,
 )
+from support.database import database_state, history_of, read_rows
 
 from tickets_service.extensions import db
 from tickets_service.models import HistoryAction, Ticket
-
-from conftest import assert_error, assert_success, scope_of
 
 STRONG_ETAG = re.compile(r'^"[!#-~]+"$')  # quoted, no W/ prefix
 
@@ -43,7 +42,8 @@ class Write:
         body = self.body(admin)
         if body is not None:
             body = {**scope_of(admin), **body}
-        return call(client, admin, self.method, ticket_url(ticket_id, self.suffix), body, headers)
+        url = ticket_url(ticket_id, self.suffix)
+        return call(client, admin, self.method, url, body, headers=headers)
 
 
 WRITES = [
@@ -357,10 +357,20 @@ def test_of_two_editors_holding_one_etag_the_second_is_412_and_keeps_the_first_e
     assert held == fetch_etag(client, staff, ticket_id)
 
     first = call(
-        client, staff, "PUT", ticket_url(ticket_id), {"title": "Staff's"}, {"If-Match": held}
+        client,
+        staff,
+        "PUT",
+        ticket_url(ticket_id),
+        {"title": "Staff's"},
+        headers={"If-Match": held},
     )
     second = call(
-        client, admin, "PUT", ticket_url(ticket_id), {"title": "Admin's"}, {"If-Match": held}
+        client,
+        admin,
+        "PUT",
+        ticket_url(ticket_id),
+        {"title": "Admin's"},
+        headers={"If-Match": held},
     )
 
     assert_success(first, 200)
@@ -387,7 +397,12 @@ def test_if_match_on_another_isps_ticket_is_404_without_an_etag(
     before = database_state(app)
 
     response = call(
-        client, other_admin, "PUT", ticket_url(ticket_id), {"title": "Mine"}, {"If-Match": '"v1"'}
+        client,
+        other_admin,
+        "PUT",
+        ticket_url(ticket_id),
+        {"title": "Mine"},
+        headers={"If-Match": '"v1"'},
     )
 
     assert_error(response, 404)

@@ -7,21 +7,21 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from reliability_helpers import (
+from sqlalchemy.exc import OperationalError
+from support.client import (
     DELIVERIES,
     SUBSCRIBERS,
     TICKETS,
     USERS,
     WEBHOOKS,
+    assert_error,
+    assert_success,
     call,
     create_ticket,
-    database_state,
     in_parallel,
-    read_rows,
-    set_columns,
     ticket_url,
 )
-from sqlalchemy.exc import OperationalError
+from support.database import database_state, read_rows, set_columns
 
 from tickets_service import idempotency
 from tickets_service.extensions import db
@@ -33,8 +33,6 @@ from tickets_service.models import (
     utcnow,
 )
 from tickets_service.webhooks.events import new_delivery
-
-from conftest import assert_error, assert_success
 
 HEADER = "Idempotency-Key"
 TICKET_BODY = {"title": "No internet", "description": "Since this morning", "priority": 2}
@@ -126,7 +124,7 @@ every_post = pytest.mark.parametrize("post", POSTS, ids=lambda post: post.name)
 
 def send(client, account, url, body, key=None):
     headers = {} if key is None else {HEADER: key}
-    return call(client, account, "POST", url, body, headers)
+    return call(client, account, "POST", url, body, headers=headers)
 
 
 def keys_in_db(app) -> list[tuple[int, str]]:

@@ -6,18 +6,19 @@ from datetime import UTC
 from itertools import pairwise
 
 import pytest
-from reliability_helpers import (
+from support.client import (
     LOGOUT,
     SUBSCRIBERS,
     TICKETS,
     USERS,
+    assert_error,
+    assert_success,
     call,
     create_ticket,
-    history_of,
     in_parallel,
-    read_rows,
     ticket_url,
 )
+from support.database import history_of, read_rows
 
 from tickets_service.models import (
     HistoryAction,
@@ -28,14 +29,12 @@ from tickets_service.models import (
     User,
 )
 
-from conftest import assert_error, assert_success
-
 
 def fire(app, requests: list[tuple]) -> list:
     """Send (account, method, url[, body[, headers]]) requests all at once; their answers."""
 
     def sender(account, method, url, body=None, headers=None):
-        return lambda: call(app.test_client(), account, method, url, body, headers)
+        return lambda: call(app.test_client(), account, method, url, body, headers=headers)
 
     return in_parallel([sender(*request) for request in requests])
 

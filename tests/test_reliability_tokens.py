@@ -5,12 +5,19 @@ caller and the token's revocation together."""
 
 import jwt as pyjwt
 import pytest
-from reliability_helpers import LOGIN, ME, USERS, call
+from support.client import (
+    JWT_SECRET,
+    LOGIN,
+    ME,
+    PASSWORD,
+    USERS,
+    assert_error,
+    assert_success,
+    call,
+)
 
 from tickets_service.extensions import db
 from tickets_service.models import User
-
-from conftest import JWT_SECRET, PASSWORD, assert_error, assert_success
 
 NEW_PASSWORD = "a brand new secret phrase"
 

@@ -11,23 +11,10 @@ from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
-from reliability_helpers import (
-    DELIVERIES,
-    ON_POSTGRES,
-    WEBHOOKS,
-    Receiver,
-    Redirect,
-    Slow,
-    Trickle,
-    call,
-    create_ticket,
-    read_rows,
-    set_columns,
-    ticket_url,
-    verify_signature,
-    work,
-)
 from sqlalchemy import create_engine, text
+from support.client import DELIVERIES, WEBHOOKS, assert_success, call, create_ticket, ticket_url
+from support.database import ON_POSTGRES, read_rows, set_columns
+from support.webhooks import Receiver, Redirect, Slow, Trickle, verify_signature, work
 
 from tickets_service.config import normalize_database_url
 from tickets_service.models import (
@@ -41,8 +28,6 @@ from tickets_service.models import (
 from tickets_service.webhooks import worker
 from tickets_service.webhooks.events import EVENT_TYPES
 from tickets_service.webhooks.worker import MAX_TRIES, RETRY_DELAYS
-
-from conftest import assert_success
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
@@ -658,13 +643,14 @@ def test_the_procfile_runs_the_worker():
     assert "worker: flask --app wsgi webhooks work" in lines
 
 
-def test_the_readme_shows_the_worker_its_settings_and_how_to_verify_a_signature():
-    readme = (ROOT / "README.md").read_text()
-    python_blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+def test_the_docs_show_the_worker_its_settings_and_how_to_verify_a_signature():
+    webhooks = (ROOT / "docs" / "webhooks.md").read_text()
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    python_blocks = re.findall(r"```python\n(.*?)```", webhooks, flags=re.DOTALL)
 
-    assert "webhooks work" in readme
-    assert "| `WEBHOOK_ALLOW_PRIVATE` |" in readme
-    assert "| `WEBHOOK_TIMEOUT` |" in readme
+    assert "webhooks work" in webhooks
+    for setting in ("WEBHOOK_ALLOW_PRIVATE", "WEBHOOK_TIMEOUT", "WEBHOOK_CONCURRENCY"):
+        assert f"| `{setting}` |" in operations or f"| `{setting}` /" in operations, setting
     assert any("X-Tickets-Signature" in block and "hmac" in block for block in python_blocks)
 
 

@@ -6,13 +6,12 @@ WEBHOOK_ALLOW_PRIVATE is on, are accepted."""
 import uuid
 
 import pytest
-from reliability_helpers import DELIVERIES, WEBHOOKS, call, create_ticket, database_state, read_rows
+from support.client import DELIVERIES, WEBHOOKS, assert_error, assert_success, call, create_ticket
+from support.database import database_state, read_rows
 
 from tickets_service.extensions import db
 from tickets_service.models import TicketHistory, WebhookEndpoint, utcnow
 from tickets_service.webhooks.events import EVENT_TYPES, new_delivery
-
-from conftest import assert_error, assert_success
 
 PUBLIC = "https://93.184.216.34/hooks/tickets"
 EVENTS = ["ticket.created", "ticket.status_changed"]

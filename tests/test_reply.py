@@ -4,10 +4,10 @@ Ticket shows it last, under the caller's name."""
 from datetime import timedelta
 
 import pytest
+from support.catalogue import FETCH, REPLY, World
+from support.client import assert_success
 
 from tickets_service.models import TicketReply
-
-from conftest import FETCH, REPLY, World, assert_success
 
 
 @pytest.mark.parametrize("caller", ["admin", "staff"])

@@ -8,10 +8,9 @@ import threading
 from contextlib import contextmanager, suppress
 
 import pytest
+from support.client import assert_success, scope_of
 
 from tickets_service.config import normalize_database_url
-
-from conftest import assert_success, scope_of
 
 LIST_ROUND_TRIPS = 3  # the caller with its token's revocation, the page, the kept total
 FETCH_ROUND_TRIPS = 2  # the caller, the ticket with its first replies (reads: autocommit)

@@ -20,11 +20,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from support.client import JWT_SECRET, scope_of
 
 from tickets_service.config import from_environment
 from tickets_service.serving import HEAD_LIMIT, Framing, Refusal, RequestReader
-
-from conftest import JWT_SECRET, scope_of
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"

@@ -2,10 +2,10 @@
 changes."""
 
 import pytest
+from support.catalogue import STATUS, World
+from support.database import without
 
 from tickets_service.models import Ticket
-
-from conftest import STATUS, World, without
 
 
 @pytest.mark.parametrize("status", [0, 1, 2, 3])

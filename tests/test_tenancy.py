@@ -5,10 +5,10 @@ sends must agree with its token."""
 from dataclasses import replace
 
 import pytest
+from support.catalogue import LIST, PER_TICKET, SCOPED
+from support.client import assert_success, scope_of
 
 from tickets_service.models import Ticket
-
-from conftest import LIST, PER_TICKET, SCOPED, assert_success, scope_of
 
 INTRUDERS = ["other_admin", "other_staff", "staff_branch2"]
 

@@ -13,11 +13,10 @@ import os
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from support.client import assert_success, scope_of
 
 from tickets_service.extensions import db
 from tickets_service.models import Ticket
-
-from conftest import assert_success, scope_of
 
 FIRST, LAST = "0001-01-01 00:00:00", "9999-12-31 23:59:59"
 ON_POSTGRES = os.environ.get("TEST_DATABASE_URL", "").startswith("postgres")

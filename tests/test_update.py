@@ -4,10 +4,10 @@ subscriber, and every change (an update, a status, a reply) advances updated_at.
 from datetime import timedelta
 
 import pytest
+from support.catalogue import REPLY, STATUS, UPDATE, World
+from support.database import as_utc, without
 
 from tickets_service.models import Ticket
-
-from conftest import REPLY, STATUS, UPDATE, World, as_utc, without
 
 NEW_SUBSCRIBER = object()  # stands for a second subscriber created by the test
 

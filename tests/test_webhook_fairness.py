@@ -16,22 +16,20 @@ import time
 from datetime import timedelta
 
 import pytest
-from reliability_helpers import (
+from support.client import (
     DELIVERIES,
     WEBHOOKS,
-    Receiver,
+    assert_error,
+    assert_success,
     call,
     create_ticket,
-    database_state,
     in_parallel,
-    read_rows,
-    set_columns,
 )
+from support.database import database_state, read_rows, set_columns
+from support.webhooks import Receiver
 
 from tickets_service.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, utcnow
 from tickets_service.webhooks import sending, worker
-
-from conftest import assert_error, assert_success
 
 ON_POSTGRES = os.environ.get("TEST_DATABASE_URL", "").startswith("postgres")
 
