@@ -1,6 +1,6 @@
 """Settings, all read from the environment in one place.
 
-Every variable is listed with its default in the README. Secrets have no default outside
+Every variable is listed with its default in docs/operations.md. Secrets have no default outside
 debug and testing: a misconfigured deploy stops at start with a one-line reason.
 """
 

@@ -44,7 +44,7 @@ ERRORS = {
     422: "A parameter or body field is invalid: see errors.",
     429: "Too many requests (failed logins, redeliveries): retry after Retry-After seconds.",
     431: "A header is longer than 8190 bytes, or the request head longer than 64 KiB.",
-    501: "A Transfer-Encoding other than chunked.",
+    501: "A Transfer-Encoding the server does not know.",
     503: "The database is unreachable: retry shortly.",
 }
 # What the server answers itself, before any route (gunicorn, serving.BufferingWorker), on
