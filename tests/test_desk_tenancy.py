@@ -1,4 +1,4 @@
-"""Issue 9, point 11: tenant isolation on every new endpoint. Another ISP's admin and staff, and
+"""Tenant isolation on every new endpoint. Another ISP's admin and staff, and
 another branch's staff, get 404 for an object out of reach and 403 for a scope parameter that
 disagrees with their token; they never get data, and nothing changes."""
 

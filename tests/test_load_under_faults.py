@@ -1,4 +1,4 @@
-"""Issue 8, point 7: proof under load, on PostgreSQL.
+"""Proof under load, on PostgreSQL.
 
 One scenario, run once for the module (the `load_run` fixture), then checked from several
 angles so that each property passes or fails on its own:
@@ -830,7 +830,7 @@ def test_every_acknowledged_reply_status_change_and_delete_is_stored(load_run):
 
 
 def test_a_write_retried_with_its_key_gets_its_answer(load_run):
-    """Issue 8, point 3: a client that retries with the same key after a timeout or a 5xx
+    """A client that retries with the same key after a timeout or a 5xx
     learns what became of its write (the first answer replayed, or it is done now); no key is
     left claimed without an answer once every request has ended."""
     run = load_run

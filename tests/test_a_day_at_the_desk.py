@@ -1,4 +1,4 @@
-"""Issue 9, "Done when": a day at the desk through the API alone. Staff find the open
+"""A day at the desk through the API alone. Staff find the open
 high-priority unassigned tickets, take one, note it, answer the subscriber and resolve it,
 then read its history and SLA times; an admin restores a ticket deleted by mistake, hires
 staff and syncs a subscriber."""

@@ -1,4 +1,4 @@
-"""Issue 8, point 2: the lost-update guard. Fetch Ticket sends a strong ETag that every change
+"""The lost-update guard. Fetch Ticket sends a strong ETag that every change
 bumps; If-None-Match answers 304; every ticket write honours If-Match (412, nothing changed,
 when it is stale) and answers with the ticket's new ETag."""
 

@@ -1,4 +1,4 @@
-"""Issue 9, point 1: a ticket's owner. assignee_id is null or an active user of the ticket's
+"""A ticket's owner. assignee_id is null or an active user of the ticket's
 ISP who reaches its branch; set on create and update, shown on List and Fetch; a user who
 leaves keeps their open tickets, and the list still finds them."""
 

@@ -1,4 +1,4 @@
-"""Issue 9, point 10: who can be assigned (staff see their branch's staff and the ISP's admins,
+"""Who can be assigned (staff see their branch's staff and the ISP's admins,
 admins the whole ISP), and admins managing their ISP's users. An admin cannot deactivate or
 demote themselves; no answer ever carries a password or its hash."""
 

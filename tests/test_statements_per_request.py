@@ -1,4 +1,4 @@
-"""Issue 9, points 6, 8 and 11: no N+1. The SQL statements behind each new list (and the
+"""No N+1. The SQL statements behind each new list (and the
 filtered ticket list, Fetch with many replies, and the stats) stay the same whether they
 answer one row or many; each row brings its own user or subscriber, so a lazy load shows."""
 

@@ -1,4 +1,4 @@
-"""Issue 9, points 6, 7 and 8: replies at scale (Fetch shows the first 100 and the total,
+"""Replies at scale (Fetch shows the first 100 and the total,
 GET .../replies pages through all), restoring a deleted ticket, and a branch's stats."""
 
 from datetime import timedelta

@@ -1,4 +1,4 @@
-"""Issue 9, points 2 and 4: internal notes beside public replies, and the SLA clock:
+"""Internal notes beside public replies, and the SLA clock:
 first_response_at (the first public reply), resolved_at / closed_at (the last move into 2 / 3,
 cleared on reopening), an optional due_at, and the overdue filter."""
 

@@ -1,4 +1,4 @@
-"""Issue 8, point 1: no 5xx from races, and no corrupted work. Requests are fired at the same
+"""No 5xx from races, and no corrupted work. Requests are fired at the same
 instant from threads (each with its own app context and database session): on PostgreSQL they
 really run at once (row locks, unique keys); on SQLite writers queue on BEGIN IMMEDIATE."""
 

@@ -1,4 +1,4 @@
-"""Issue 9, point 9: staff read the subscribers of their reach, admins write them, and the ISP
+"""Staff read the subscribers of their reach, admins write them, and the ISP
 platform syncs them by an external id unique per ISP. Deleting is not offered."""
 
 import pytest

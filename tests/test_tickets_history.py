@@ -1,4 +1,4 @@
-"""Issue 9, point 3: every change to a ticket is recorded with who made it and when, in the
+"""Every change to a ticket is recorded with who made it and when, in the
 transaction of the change; GET /tickets/{id}/history pages through it oldest first, and the API
 never edits or deletes it."""
 

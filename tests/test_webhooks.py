@@ -1,4 +1,4 @@
-"""Issue 8, point 6 (the endpoints): admins register where their ISP's ticket events go. The
+"""Admins register where their ISP's ticket events go. The
 secret is shown once; staff are refused; another ISP's endpoints and deliveries are 404; only
 https to public hosts, or http/https to private, loopback and link-local hosts when
 WEBHOOK_ALLOW_PRIVATE is on, are accepted."""

@@ -1,4 +1,4 @@
-"""Issue 9, points 5 and 7 (the list): filters, text search, sorts, and deleted=only for
+"""Filters, text search, sorts, and deleted=only for
 admins. A bad value in any of them is 422 on that parameter; no filter reaches past the
 caller's ISP and branch."""
 

@@ -1,4 +1,4 @@
-"""Issue 8, point 6 (delivery): the worker takes events from the history outbox to a real HTTP
+"""The worker takes events from the history outbox to a real HTTP
 receiver on 127.0.0.1, signed; retries with the same delivery id, backing off with jitter, then
 fails; never follows a redirect; loses nothing when it dies; shares the outbox with other
 workers. Time passes by moving next_attempt_at into the past, never by sleeping."""

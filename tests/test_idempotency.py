@@ -1,4 +1,4 @@
-"""Issue 8, point 3: Idempotency-Key on every POST. The same key, user and request within a day
+"""Idempotency-Key on every POST. The same key, user and request within a day
 replay the first answer (status and body, with Idempotent-Replayed: true) and do nothing
 twice; another request under the key is 422; keys are per user, 1 to 255 printable characters,
 pruned after a day, and only a request that succeeded keeps its key."""

@@ -1,4 +1,4 @@
-"""Issue 8, point 4: tokens follow the user. A new password (API or CLI), role, ISP or branch,
+"""Tokens follow the user. A new password (API or CLI), role, ISP or branch,
 or a deactivation ends every token the user holds at once; reactivation revives none of them; a
 rename ends none; a token without the version claim is refused; and one SQL statement reads the
 caller and the token's revocation together."""
