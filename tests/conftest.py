@@ -19,8 +19,17 @@ from werkzeug.security import generate_password_hash
 
 from tickets_service import create_app
 from tickets_service.extensions import db
-from tickets_service.models import Subscriber, Ticket, TicketReply, User, utcnow
+from tickets_service.models import (
+    Subscriber,
+    Ticket,
+    TicketHistory,
+    TicketReply,
+    User,
+    WebhookEndpoint,
+    utcnow,
+)
 from tickets_service.tokens import issue_token  # the only import of it: tokens come from here
+from tickets_service.webhooks.events import new_delivery
 
 
 def database_url(tmp_path_factory) -> str:
@@ -342,15 +351,51 @@ def count_queries(app):
 
 
 @pytest.fixture
-def make_world(make_subscriber, make_ticket):
+def make_world(app, make_subscriber, make_ticket, make_user):
     """make_world(caller, branch_id=None, author=None, scope=None) -> a World whose ticket,
-    created by `author` (the caller by default), is linked to a subscriber of its branch."""
+    created by `author` (the caller by default), is linked to a subscriber of its branch, with
+    the other objects a path may name (a deleted ticket, a colleague, a webhook and one of its
+    deliveries) in its ISP and branch."""
 
     def build(caller: Account, branch_id=None, author=None, scope=None) -> World:
         branch_id = branch_id or caller.branch_id
+        author = author or caller
         subscriber_id = make_subscriber(isp_id=caller.isp_id, branch_id=branch_id)
-        ticket_id = make_ticket(author or caller, branch_id=branch_id, subscriber_id=subscriber_id)
-        return World(caller, ticket_id, subscriber_id, scope)
+        ticket_id = make_ticket(author, branch_id=branch_id, subscriber_id=subscriber_id)
+
+        def make(kind: str):
+            if kind == "deleted_ticket":
+                return make_ticket(author, branch_id=branch_id, deleted_at=utcnow())
+            if kind == "user":
+                return make_user(isp_id=caller.isp_id, branch_id=branch_id).id
+            if kind == "external_id":
+                return "crm-1"
+            with app.app_context():
+                endpoint = WebhookEndpoint(
+                    isp_id=caller.isp_id,
+                    url="https://93.184.216.34/hook",
+                    events=["ticket.created"],
+                    secret="whsec_world",
+                    created_by_id=author.id,
+                )
+                db.session.add(endpoint)
+                db.session.flush()
+                made = endpoint.id
+                if kind == "delivery":
+                    entry = db.session.scalar(
+                        select(TicketHistory.id).where(TicketHistory.ticket_id == ticket_id)
+                    )
+                    delivery = new_delivery(endpoint.id, entry, "ticket.created", utcnow())
+                    db.session.add(delivery)
+                    made = delivery.delivery_id
+                db.session.commit()
+                db.session.remove()
+            return made
+
+        world = World(caller, ticket_id, subscriber_id, scope, make)
+        for kind in ("deleted_ticket", "user", "webhook", "delivery", "external_id"):
+            world.target(kind)  # made now: a snapshot taken before a request holds them
+        return world
 
     return build
 
@@ -371,7 +416,7 @@ def send(client):
 
     def request(endpoint: Endpoint, world: World, data=None, **options):
         to = options.pop("to", client)
-        ticket_id = options.pop("ticket_id", world.ticket_id)
+        ticket_id = options.pop("ticket_id", None)
         headers = {"Accept": "application/json"}
         if endpoint.authenticated and not options.pop("anonymous", False):
             headers.update(world.caller.headers)
@@ -385,7 +430,7 @@ def send(client):
             options.setdefault("content_type", "application/json")
         if endpoint.query and "query_string" not in options:
             options["query_string"] = endpoint.query(world)
-        path = endpoint.path.format(id=ticket_id)
+        path = world.path_of(endpoint, ticket=ticket_id)
         return to.open(path, method=endpoint.method, data=data, headers=headers, **options)
 
     return request

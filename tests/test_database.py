@@ -64,7 +64,7 @@ def test_a_database_with_data_downgrades_and_upgrades_again(app, client, world, 
     (on SQLite a table rebuilt by a batch operation is referred to by other rows), and the
     upgrade brings the schema back."""
     reply = client.post(
-        REPLY.path.format(id=world.ticket_id),
+        REPLY.path.format(ticket=world.ticket_id),
         json={"message": "On it."},
         headers=world.caller.headers,
     )

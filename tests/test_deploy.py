@@ -534,20 +534,20 @@ def test_token_and_tickets_work_across_instances(instances, admin, make_subscrib
     assert status == 201
     ticket = World(admin, body["data"]["id"])
 
-    status, body = call(second, "GET", FETCH.path.format(id=ticket.ticket_id), token=token)
+    status, body = call(second, "GET", FETCH.path.format(ticket=ticket.ticket_id), token=token)
     assert (status, body["data"]["subscriber_name"]) == (200, "John Doe")
 
     status, body = call(
-        second, "POST", REPLY.path.format(id=ticket.ticket_id), {"message": "On it."}, token
+        second, "POST", REPLY.path.format(ticket=ticket.ticket_id), {"message": "On it."}, token
     )
     assert (status, body["message"]) == (201, "Reply added successfully")
 
     status, body = call(
-        second, "PUT", STATUS.path.format(id=ticket.ticket_id), {"status": 1}, token
+        second, "PUT", STATUS.path.format(ticket=ticket.ticket_id), {"status": 1}, token
     )
     assert (status, body["message"]) == (200, "Ticket status updated successfully")
 
-    status, body = call(first, "GET", FETCH.path.format(id=ticket.ticket_id), token=token)
+    status, body = call(first, "GET", FETCH.path.format(ticket=ticket.ticket_id), token=token)
     assert status == 200
     assert body["data"]["status"] == 1
     assert [reply["message"] for reply in body["data"]["replies"]] == ["On it."]

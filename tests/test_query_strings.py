@@ -3,6 +3,7 @@ parameter is 422, a scope parameter that disagrees with the token is 403, and ne
 anything. A create places its object in the branch its query string or its body names."""
 
 import pytest
+from support.catalogue import ENDPOINTS, LOGIN
 from support.client import (
     PASSWORD,
     SUBSCRIBERS,
@@ -25,47 +26,6 @@ from tickets_service.models import (
     WebhookEndpoint,
 )
 
-# Every operation of the API. A parameter is read before the object a path names is looked up,
-# so the ids filled in need not exist.
-OPERATIONS = [
-    ("get", "/api/v1/tickets"),
-    ("post", "/api/v1/tickets"),
-    ("get", "/api/v1/tickets/stats"),
-    ("get", "/api/v1/tickets/{ticket_id}"),
-    ("put", "/api/v1/tickets/{ticket_id}"),
-    ("delete", "/api/v1/tickets/{ticket_id}"),
-    ("post", "/api/v1/tickets/{ticket_id}/reply"),
-    ("put", "/api/v1/tickets/{ticket_id}/status"),
-    ("get", "/api/v1/tickets/{ticket_id}/history"),
-    ("get", "/api/v1/tickets/{ticket_id}/replies"),
-    ("post", "/api/v1/tickets/{ticket_id}/restore"),
-    ("get", "/api/v1/subscribers"),
-    ("post", "/api/v1/subscribers"),
-    ("get", "/api/v1/subscribers/{subscriber_id}"),
-    ("put", "/api/v1/subscribers/{subscriber_id}"),
-    ("put", "/api/v1/subscribers/by-external-id/{external_id}"),
-    ("get", "/api/v1/users"),
-    ("post", "/api/v1/users"),
-    ("get", "/api/v1/users/{user_id}"),
-    ("put", "/api/v1/users/{user_id}"),
-    ("get", "/api/v1/webhooks"),
-    ("post", "/api/v1/webhooks"),
-    ("delete", "/api/v1/webhooks/{webhook_id}"),
-    ("get", "/api/v1/webhooks/{webhook_id}/deliveries"),
-    ("post", "/api/v1/deliveries/{delivery_id}/redeliver"),
-    ("get", "/api/v1/auth/me"),
-    ("post", "/api/v1/auth/logout"),
-    ("post", "/api/v1/auth/login"),
-]
-PATH_VALUES = {
-    "ticket_id": "1",
-    "subscriber_id": "1",
-    "user_id": "1",
-    "webhook_id": "1",
-    "delivery_id": "0b7c4a52-5f0e-4c36-9d55-3f1f8a1e2b6d",
-    "external_id": "crm-1",
-}
-LOGIN = ("post", "/api/v1/auth/login")
 # Probes a load balancer calls, which must not fail on a cache-busting parameter.
 PROBES = {("get", "/healthz"), ("get", "/readyz")}
 MODELS = (RevokedToken, WebhookEndpoint, WebhookDelivery)
@@ -73,15 +33,16 @@ MODELS = (RevokedToken, WebhookEndpoint, WebhookDelivery)
 
 def ops(*, login: bool = True) -> list:
     return [
-        pytest.param(method, path, id=f"{method.upper()} {path}")
-        for method, path in OPERATIONS
-        if login or (method, path) != LOGIN
+        pytest.param(endpoint, id=f"{endpoint.method} {endpoint.path}")
+        for endpoint in ENDPOINTS
+        if login or endpoint is not LOGIN
     ]
 
 
 def test_the_catalogue_holds_every_operation(app):
-    """A route added later joins these tests, or this fails."""
-    assert set(OPERATIONS) == routed_operations(app) - PROBES
+    """A route added later joins every matrix of the catalogue, or this fails."""
+    assert {endpoint.route for endpoint in ENDPOINTS} == routed_operations(app) - PROBES
+    assert len({endpoint.route for endpoint in ENDPOINTS}) == len(ENDPOINTS)
 
 
 @pytest.fixture
@@ -94,40 +55,41 @@ def state(rows):
     return read
 
 
-def send(client, admin, method: str, path: str, query: list[tuple[str, str]]):
-    """The operation as the admin, with its own scope in the query string (which the list
-    needs) and then `query`; with an empty body where it takes one. Login: as nobody."""
-    url = path.format(**PATH_VALUES)
-    if (method, path) == LOGIN:
+def send(client, world, endpoint, query: list[tuple[str, str]]):
+    """The operation as the world's admin, with its own scope in the query string (which the
+    list needs) and then `query`; with an empty body where it takes one. Login: as nobody."""
+    url = world.path_of(endpoint)
+    admin = world.caller
+    if endpoint is LOGIN:
         credentials = {"email": admin.email, "password": PASSWORD}
         return client.post(url, json=credentials, query_string=query)
     named = {name for name, _ in query}
     own = [(name, str(value)) for name, value in scope_of(admin).items() if name not in named]
-    body = {} if method in {"post", "put"} else None
-    return call(client, admin, method.upper(), url, body, own + query)
+    body = {} if endpoint.method in {"POST", "PUT"} else None
+    return call(client, admin, endpoint.method, url, body, own + query)
 
 
-@pytest.mark.parametrize(("method", "path"), ops())
-def test_an_unknown_query_parameter_is_422_and_changes_nothing(client, admin, state, method, path):
+@pytest.mark.parametrize("endpoint", ops())
+def test_an_unknown_query_parameter_is_422_and_changes_nothing(client, world, state, endpoint):
     before = state()
 
-    response = send(client, admin, method, path, [("unknown_probe", "1")])
+    response = send(client, world, endpoint, [("unknown_probe", "1")])
 
     assert_error(response, 422, "unknown_probe")
     assert state() == before
 
 
-@pytest.mark.parametrize(("method", "path"), ops(login=False))
-def test_a_repeated_scope_parameter_is_422(client, admin, state, method, path):
+@pytest.mark.parametrize("endpoint", ops(login=False))
+def test_a_repeated_scope_parameter_is_422(client, world, state, endpoint):
     before = state()
 
-    response = send(client, admin, method, path, [("isp_id", "1"), ("isp_id", "1")])
+    response = send(client, world, endpoint, [("isp_id", "1"), ("isp_id", "1")])
 
     assert_error(response, 422, "isp_id")
     assert state() == before
 
 
-@pytest.mark.parametrize(("method", "path"), ops(login=False))
+@pytest.mark.parametrize("endpoint", ops(login=False))
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
@@ -136,18 +98,18 @@ def test_a_repeated_scope_parameter_is_422(client, admin, state, method, path):
     ],
 )
 def test_a_scope_parameter_that_disagrees_with_the_token_is_403(
-    client, admin, state, method, path, name, value, message
+    client, world, state, endpoint, name, value, message
 ):
     before = state()
 
-    response = send(client, admin, method, path, [(name, value)])
+    response = send(client, world, endpoint, [(name, value)])
 
     assert assert_error(response, 403)["message"] == message
     assert state() == before
 
 
-def test_login_takes_no_scope_from_its_query_string(client, admin):
-    response = send(client, admin, *LOGIN, [("isp_id", str(admin.isp_id))])
+def test_login_takes_no_scope_from_its_query_string(client, world):
+    response = send(client, world, LOGIN, [("isp_id", str(world.caller.isp_id))])
     assert_error(response, 422, "isp_id")
 
 

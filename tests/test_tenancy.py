@@ -5,10 +5,21 @@ sends must agree with its token."""
 from dataclasses import replace
 
 import pytest
-from support.catalogue import LIST, PER_TICKET, SCOPED
-from support.client import assert_success, scope_of
+from support.catalogue import LIST, REACHING, ROLE_FIRST, SCOPED
+from support.client import (
+    STATS,
+    SUBSCRIBERS,
+    USERS,
+    assert_error,
+    assert_success,
+    call,
+    get,
+    ids,
+    list_tickets,
+    scope_of,
+)
 
-from tickets_service.models import Ticket
+from tickets_service.models import Subscriber, Ticket
 
 INTRUDERS = ["other_admin", "other_staff", "staff_branch2"]
 
@@ -18,17 +29,19 @@ INTRUDERS = ["other_admin", "other_staff", "staff_branch2"]
 
 @pytest.mark.parametrize("claims", ["own-scope", "no-scope"])
 @pytest.mark.parametrize("intruder", INTRUDERS)
-@pytest.mark.parametrize("endpoint", PER_TICKET, ids=str)
-def test_a_ticket_outside_ones_reach_is_404_and_untouched(
+@pytest.mark.parametrize("endpoint", REACHING, ids=str)
+def test_an_object_outside_ones_reach_is_404_and_untouched(
     request, send, staff, make_world, make_reply, assert_refused, endpoint, intruder, claims
 ):
-    """Another ISP's users, and another branch's staff, cannot tell the ticket exists: 404, not
-    403, so ids cannot be probed across tenants."""
+    """Another ISP's users, and another branch's staff, cannot tell the ticket, subscriber,
+    user, webhook or delivery exists: 404, not 403, so ids cannot be probed across tenants.
+    (Webhooks are an admin's only: staff are 403 there before anything is looked up.)"""
     world = make_world(staff)
     make_reply(world.ticket_id, staff)
     caller = request.getfixturevalue(intruder)
     intruding = replace(world, caller=caller, scope={} if claims == "no-scope" else None)
-    assert_refused(lambda: send(endpoint, intruding), 404)
+    expected = 403 if endpoint in ROLE_FIRST and caller.role == "staff" else 404
+    assert "data" not in assert_refused(lambda: send(endpoint, intruding), expected).get_json()
 
 
 @pytest.mark.parametrize("caller", ["admin", "staff"])
@@ -156,3 +169,52 @@ def test_a_subscriber_outside_the_tickets_isp_and_branch_is_422(
         subscriber_id = make_subscriber(isp_id=subscriber[0], branch_id=subscriber[1])
     sent = {**endpoint.body(world), "subscriber_id": subscriber_id}
     assert_refused(lambda: send(endpoint, world, sent), 422, "subscriber_id")
+
+
+# --- Across tenants, by external id and in lists and counts -----------------------------------
+
+
+@pytest.mark.parametrize("intruder", INTRUDERS)
+def test_sync_never_reaches_another_tenants_subscriber(request, client, admin, rows, intruder):
+    """The same external id names a different subscriber in another ISP; staff may not sync."""
+    made = call(client, admin, "PUT", f"{SUBSCRIBERS}/by-external-id/crm-1", {"name": "Ann"})
+    mine = assert_success(made, 201)["data"]["id"]
+    account = request.getfixturevalue(intruder)
+
+    response = call(client, account, "PUT", f"{SUBSCRIBERS}/by-external-id/crm-1", {"name": "X"})
+
+    if account.role == "admin":
+        assert assert_success(response, 201)["data"]["id"] != mine
+    else:
+        assert_error(response, 403)
+    assert (rows(Subscriber)[0]["isp_id"], rows(Subscriber)[0]["name"]) == (1, "Ann")
+
+
+@pytest.mark.parametrize("intruder", INTRUDERS)
+def test_another_tenants_lists_and_counts_hold_nothing_of_branch_one(
+    request, client, staff, make_world, make_reply, intruder
+):
+    """Branch 1 of ISP 1 holds a ticket with a reply, a deleted ticket, a subscriber and its
+    staff: another ISP's users and branch 2's staff see none of it."""
+    world = make_world(staff)
+    make_reply(world.ticket_id, staff)
+    account = request.getfixturevalue(intruder)
+
+    subscribers = assert_success(get(client, account, SUBSCRIBERS, q="ann"), 200)
+    users = assert_success(get(client, account, USERS), 200)
+    stats = assert_success(get(client, account, STATS), 200)["data"]
+    tickets = assert_success(list_tickets(client, account, status="0,1,2,3"), 200)
+
+    assert (subscribers["data"], subscribers["meta"]["total"]) == ([], 0)
+    assert staff.id not in ids(users)
+    assert sum(stats["by_status"].values()) == stats["unassigned_open"] == stats["overdue"] == 0
+    assert (tickets["data"], tickets["meta"]["total"]) == ([], 0)
+
+
+def test_another_isps_admin_lists_no_deleted_ticket_of_isp_one(
+    client, other_admin, staff, make_world
+):
+    make_world(staff)  # a live and a deleted ticket
+    body = assert_success(list_tickets(client, other_admin, deleted="only"), 200)
+
+    assert (ids(body), body["meta"]["total"]) == ([], 0)

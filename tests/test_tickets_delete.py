@@ -1,5 +1,5 @@
-"""Delete Ticket, DELETE /api/v1/tickets/{id}: soft, so the ticket disappears from every endpoint
-while its row and replies stay. (Only admins may delete: see test_tenancy.)"""
+"""Delete Ticket, DELETE /api/v1/tickets/{ticket}: soft, so the ticket disappears from every
+endpoint while its row and replies stay. (Only admins may delete: see test_tenancy.)"""
 
 import pytest
 from support.catalogue import DELETE, LIST, PER_TICKET
@@ -44,6 +44,7 @@ def test_a_deleted_ticket_is_absent_from_the_list(send, world, deleted, rows):
 
     body = assert_success(send(LIST, world), 200)
 
-    [kept] = [row["id"] for row in rows(Ticket) if row["id"] != world.ticket_id]
+    live = [row["id"] for row in rows(Ticket) if row["deleted_at"] is None]
+    [kept] = [ticket_id for ticket_id in live if ticket_id != world.ticket_id]
     assert [item["id"] for item in body["data"]] == [kept]
     assert body["meta"]["total"] == 1

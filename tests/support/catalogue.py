@@ -11,21 +11,48 @@ from tickets_service.models import RevokedToken, Ticket, TicketReply
 
 from .client import PASSWORD, SCOPE, Account, scope_of
 
-# are generated from it: a new endpoint is one more entry in ENDPOINTS.
+# What a path names, and the route parameter it fills.
+PLACEHOLDERS = {
+    "ticket": "ticket_id",
+    "deleted_ticket": "ticket_id",
+    "subscriber": "subscriber_id",
+    "user": "user_id",
+    "webhook": "webhook_id",
+    "delivery": "delivery_id",
+    "external_id": "external_id",
+}
 
 
 @dataclass(frozen=True)
 class World:
-    """Who calls, the live ticket a per-ticket path names, and a subscriber a body may link."""
+    """Who calls, the live ticket a per-ticket path names, a subscriber a body may link, and
+    the other objects a path may name (a deleted ticket, a colleague, a webhook and one of its
+    deliveries), made by `make`."""
 
     caller: Account
     ticket_id: int
     subscriber_id: int | None = None
     scope: dict | None = None  # the isp/branch/user the request claims; the caller's by default
+    make: Callable[[str], object] | None = field(default=None, compare=False, repr=False)
+    made: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def claimed(self) -> dict:
         return scope_of(self.caller) if self.scope is None else self.scope
+
+    def target(self, kind: str):
+        if kind == "ticket":
+            return self.ticket_id
+        if kind == "subscriber" and self.subscriber_id is not None:
+            return self.subscriber_id
+        if kind not in self.made:
+            self.made[kind] = self.make(kind)
+        return self.made[kind]
+
+    def path_of(self, endpoint: "Endpoint", **given) -> str:
+        """The endpoint's path with this world's objects (or the ones `given`) in it."""
+        names = {kind: given.get(kind) or self.target(kind) for kind in endpoint.placeholders}
+        return endpoint.path.format(**names)
 
 
 @dataclass(frozen=True)
@@ -47,8 +74,8 @@ class Endpoint:
 
     name: str
     method: str
-    path: str  # "{id}" is a ticket id
-    effect: Callable[[Outcome], None]  # asserts what a success did
+    path: str  # "{ticket}", "{subscriber}"...: an object of the World (PLACEHOLDERS)
+    effect: Callable[[Outcome], None] | None = None  # asserts what a success did
     body: Callable[[World], dict] | None = None  # a body it accepts
     query: Callable[[World], dict] | None = None  # the query string a client sends
     status: int = 200
@@ -66,6 +93,7 @@ class Endpoint:
     authenticated: bool = True
     admin_only: bool = False
     body_limit: int | None = None  # a route's own body limit, below MAX_CONTENT_LENGTH
+    claims_in: str | None = None  # where it takes isp_id / branch_id / user_id: query, body
 
     def within_limit(self, data: bytes, limit: int, status: int) -> int:
         """`status`, or 413 when `data` is over this route's body limit (or `limit`)."""
@@ -75,13 +103,31 @@ class Endpoint:
         return self.name
 
     @property
+    def placeholders(self) -> list[str]:
+        return [kind for kind in PLACEHOLDERS if "{" + kind + "}" in self.path]
+
+    @property
+    def reaches(self) -> str | None:
+        """The object its path names, which out of the caller's reach is 404."""
+        kinds = [kind for kind in self.placeholders if kind != "external_id"]
+        return kinds[0] if kinds else None
+
+    @property
+    def route(self) -> tuple[str, str]:
+        """(method, path) as the OpenAPI document and the URL map write it."""
+        path = self.path
+        for kind, parameter in PLACEHOLDERS.items():
+            path = path.replace("{" + kind + "}", "{" + parameter + "}")
+        return self.method.lower(), path
+
+    @property
     def per_ticket(self) -> bool:
-        return "{id}" in self.path
+        return "{ticket}" in self.path
 
     @property
     def scoped(self) -> bool:
         """It takes isp_id / branch_id / user_id, which must agree with the token."""
-        return "isp_id" in self.integer_fields + self.query_integers
+        return self.claims_in is not None
 
 
 def assert_stored(row: dict, sent: dict) -> None:
@@ -142,6 +188,7 @@ TICKET_FIELDS = {
     "codes": {"priority": PRIORITIES},
     "max_lengths": {"title": 255, "description": 10_000},
     "query_integers": SCOPE,
+    "claims_in": "body",
 }
 
 LIST = Endpoint(
@@ -152,14 +199,16 @@ LIST = Endpoint(
     query=lambda w: w.claimed,
     codes={"status": STATUSES, "priority": PRIORITIES},
     query_integers=(*SCOPE, "status", "priority", "page", "per_page"),
+    claims_in="query",
 )
 FETCH = Endpoint(
     "fetch",
     "GET",
-    "/api/v1/tickets/{id}",
+    "/api/v1/tickets/{ticket}",
     _fetched,
     query=lambda w: w.claimed,
     query_integers=SCOPE,
+    claims_in="query",
 )
 CREATE = Endpoint(
     "create",
@@ -194,7 +243,7 @@ CREATE = Endpoint(
 UPDATE = Endpoint(
     "update",
     "PUT",
-    "/api/v1/tickets/{id}",
+    "/api/v1/tickets/{ticket}",
     _changed,
     body=lambda w: {
         **w.claimed,
@@ -216,17 +265,18 @@ UPDATE = Endpoint(
 DELETE = Endpoint(
     "delete",
     "DELETE",
-    "/api/v1/tickets/{id}",
+    "/api/v1/tickets/{ticket}",
     _deleted,
     query=lambda w: w.claimed,
     message="Ticket deleted successfully",
     query_integers=SCOPE,
     admin_only=True,
+    claims_in="query",
 )
 REPLY = Endpoint(
     "reply",
     "POST",
-    "/api/v1/tickets/{id}/reply",
+    "/api/v1/tickets/{ticket}/reply",
     _replied,
     body=lambda w: {**w.claimed, "message": "We are looking into this issue."},
     status=201,
@@ -241,11 +291,12 @@ REPLY = Endpoint(
         "created_at": "2000-01-01 00:00:00",
     },
     query_integers=SCOPE,
+    claims_in="body",
 )
 STATUS = Endpoint(
     "status",
     "PUT",
-    "/api/v1/tickets/{id}/status",
+    "/api/v1/tickets/{ticket}/status",
     _changed,
     body=lambda w: {**w.claimed, "status": 2},
     message="Ticket status updated successfully",
@@ -254,6 +305,7 @@ STATUS = Endpoint(
     codes={"status": STATUSES},
     refused_fields={"priority": 3, "title": "x", "deleted_at": None},
     query_integers=SCOPE,
+    claims_in="body",
 )
 LOGIN = Endpoint(
     "login",
@@ -274,9 +326,167 @@ LOGOUT = Endpoint(
     "logout", "POST", "/api/v1/auth/logout", _logged_out, message="Logged out successfully"
 )
 
-ENDPOINTS = (LIST, FETCH, CREATE, UPDATE, DELETE, REPLY, STATUS, LOGIN, ME, LOGOUT)
+
+# --- The desk, subscribers, users and webhooks ----------------------------------------------
+
+
+def _a_list(o: Outcome) -> None:
+    assert isinstance(o.data, list)
+
+
+def _the_object(kind: str):
+    """The answer shows the object the path names."""
+
+    def check(o: Outcome) -> None:
+        assert o.data["id"] == o.world.target(kind)
+
+    return check
+
+
+def _made(o: Outcome) -> None:
+    assert isinstance(o.data["id"], int)
+
+
+def _restored(o: Outcome) -> None:
+    assert o.fetch(Ticket, o.world.target("deleted_ticket"))["deleted_at"] is None
+
+
+def _done(_o: Outcome) -> None:
+    """Its success envelope is the whole of what it promises here."""
+
+
+def _reads(name: str, path: str, effect=_a_list, **rules) -> Endpoint:
+    """A GET taking the optional scope (and paging) in its query string."""
+    return Endpoint(
+        name, "GET", path, effect, query=lambda w: w.claimed, claims_in="query", **rules
+    )
+
+
+def _writes(name: str, method: str, path: str, body, effect, message: str, **rules) -> Endpoint:
+    """An admin's write taking the optional scope in its body (or its query string)."""
+    where = "body" if body is not None else "query"
+    query = (lambda w: w.claimed) if body is None else None
+    body_with_scope = (lambda w: {**w.claimed, **body(w)}) if body is not None else None
+    return Endpoint(
+        name,
+        method,
+        path,
+        effect,
+        body=body_with_scope,
+        query=query,
+        message=message,
+        admin_only=True,
+        claims_in=where,
+        **rules,
+    )
+
+
+STATS = _reads("stats", "/api/v1/tickets/stats", _done)
+HISTORY = _reads("history", "/api/v1/tickets/{ticket}/history")
+REPLIES = _reads("replies", "/api/v1/tickets/{ticket}/replies")
+RESTORE = _writes(
+    "restore",
+    "POST",
+    "/api/v1/tickets/{deleted_ticket}/restore",
+    None,
+    _restored,
+    "Ticket restored successfully",
+)
+SUBSCRIBERS = _reads("subscribers", "/api/v1/subscribers")
+SUBSCRIBER = _reads("subscriber", "/api/v1/subscribers/{subscriber}", _the_object("subscriber"))
+ADD_SUBSCRIBER = _writes(
+    "add subscriber",
+    "POST",
+    "/api/v1/subscribers",
+    lambda w: {"name": "Ana Gomez", "phone": "+15550123"},
+    _made,
+    "Subscriber created successfully",
+    status=201,
+)
+EDIT_SUBSCRIBER = _writes(
+    "edit subscriber",
+    "PUT",
+    "/api/v1/subscribers/{subscriber}",
+    lambda w: {"name": "Ana Gomez"},
+    _done,
+    "Subscriber updated successfully",
+)
+SYNC_SUBSCRIBER = _writes(
+    "sync subscriber",
+    "PUT",
+    "/api/v1/subscribers/by-external-id/{external_id}",
+    lambda w: {"name": "Chen Wei"},
+    _made,
+    "Subscriber synced successfully",
+    status=201,
+)
+USERS = _reads("users", "/api/v1/users")
+USER = _reads("user", "/api/v1/users/{user}", _the_object("user"))
+ADD_USER = _writes(
+    "add user",
+    "POST",
+    "/api/v1/users",
+    lambda w: {
+        "name": "Sam Lee",
+        "email": "sam@example.test",
+        "role": "staff",
+        "password": "pw-12345678",
+    },
+    _made,
+    "User created successfully",
+    status=201,
+)
+EDIT_USER = _writes(
+    "edit user",
+    "PUT",
+    "/api/v1/users/{user}",
+    lambda w: {"name": "Renamed"},
+    _done,
+    "User updated successfully",
+)
+# Webhooks are an admin's only: a staff user is 403 before any lookup.
+WEBHOOKS = _reads("webhooks", "/api/v1/webhooks", admin_only=True)
+ADD_WEBHOOK = _writes(
+    "add webhook",
+    "POST",
+    "/api/v1/webhooks",
+    lambda w: {"url": "https://93.184.216.34/hook", "events": ["ticket.created"]},
+    _made,
+    "Webhook created successfully",
+    status=201,
+)
+REMOVE_WEBHOOK = _writes(
+    "remove webhook",
+    "DELETE",
+    "/api/v1/webhooks/{webhook}",
+    None,
+    _done,
+    "Webhook deleted successfully",
+)
+DELIVERIES = _reads("deliveries", "/api/v1/webhooks/{webhook}/deliveries", admin_only=True)
+REDELIVER = _writes(
+    "redeliver",
+    "POST",
+    "/api/v1/deliveries/{delivery}/redeliver",
+    None,
+    _done,
+    "Delivery scheduled",
+    status=201,
+)
+ROLE_FIRST = (WEBHOOKS, ADD_WEBHOOK, REMOVE_WEBHOOK, DELIVERIES, REDELIVER)
+
+ENDPOINTS = (
+    *(LIST, FETCH, CREATE, UPDATE, DELETE, REPLY, STATUS, LOGIN, ME, LOGOUT),
+    *(STATS, HISTORY, REPLIES, RESTORE),
+    *(SUBSCRIBERS, SUBSCRIBER, ADD_SUBSCRIBER, EDIT_SUBSCRIBER, SYNC_SUBSCRIBER),
+    *(USERS, USER, ADD_USER, EDIT_USER),
+    *(WEBHOOKS, ADD_WEBHOOK, REMOVE_WEBHOOK, DELIVERIES, REDELIVER),
+)
+# The spec's ticket endpoints and the auth routes: every field rule of theirs is declared.
+WITH_RULES = tuple(e for e in ENDPOINTS if e.body and (e.integer_fields or e.string_fields))
 WITH_BODY = tuple(endpoint for endpoint in ENDPOINTS if endpoint.body)
 PER_TICKET = tuple(endpoint for endpoint in ENDPOINTS if endpoint.per_ticket)
+REACHING = tuple(endpoint for endpoint in ENDPOINTS if endpoint.reaches)
 SCOPED = tuple(endpoint for endpoint in ENDPOINTS if endpoint.scoped)
 
 
