@@ -8,8 +8,6 @@ takes at most WEBHOOK_TIMEOUT; an endpoint that keeps failing rests (its circuit
 has at most WEBHOOK_MAX_ENDPOINTS endpoints and WEBHOOK_REDELIVER_LIMIT redeliveries an hour.
 """
 
-import contextlib
-import os
 import socket
 import threading
 import time
@@ -25,71 +23,11 @@ from support.client import (
     create_ticket,
     in_parallel,
 )
-from support.database import database_state, read_rows, set_columns
-from support.webhooks import Receiver
+from support.database import ON_POSTGRES, database_state, read_rows, set_columns
+from support.webhooks import Receiver, Silent
 
 from tickets_service.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, utcnow
 from tickets_service.webhooks import sending, worker
-
-ON_POSTGRES = os.environ.get("TEST_DATABASE_URL", "").startswith("postgres")
-
-
-class Silent:
-    """Endpoints that take the connection and the request, then never answer: it holds each
-    connection until stopped, and counts how many it held at once, in all and per path."""
-
-    def __init__(self):
-        self.server = socket.create_server(("127.0.0.1", 0), backlog=128)
-        self.held: list[socket.socket] = []
-        self.now: dict[str, int] = {}
-        self.peak: dict[str, int] = {}
-        self.peak_total = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.getsockname()[1]}{path}"
-
-    def _accept(self):
-        self.server.settimeout(0.1)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
-
-    def _hold(self, conn: socket.socket):
-        conn.settimeout(5)
-        head = b""
-        try:
-            while b"\r\n\r\n" not in head:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                head += chunk
-        except OSError:
-            return
-        path = head.split(b" ")[1].decode()
-        with self._lock:
-            self.held.append(conn)
-            self.now[path] = self.now.get(path, 0) + 1
-            self.peak[path] = max(self.peak.get(path, 0), self.now[path])
-            self.peak_total = max(self.peak_total, sum(self.now.values()))
-        conn.settimeout(None)
-        with contextlib.suppress(OSError):
-            conn.recv(1)  # until the sender gives up and closes
-        with self._lock:
-            self.now[path] -= 1
-
-    def stop(self):
-        self._stop.set()
-        self.server.close()
-        for conn in self.held:
-            conn.close()
 
 
 @pytest.fixture
