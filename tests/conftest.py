@@ -7,14 +7,15 @@ import os
 from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import timedelta
+from functools import partial
 
 import flask_migrate
 import pytest
-from sqlalchemy import event, inspect, select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import OperationalError
 from support.catalogue import Endpoint, Outcome, World
 from support.client import PASSWORD, Account, assert_error, assert_success, encode
-from support.database import app_config, row_of
+from support.database import app_config, read_rows, row_of, saved, session
 from werkzeug.security import generate_password_hash
 
 from tickets_service import create_app
@@ -28,7 +29,9 @@ from tickets_service.models import (
     WebhookEndpoint,
     utcnow,
 )
-from tickets_service.tokens import issue_token  # the only import of it: tokens come from here
+
+# The only import of issue_token: tests get their tokens from here.
+from tickets_service.tokens import Caller, issue_token
 from tickets_service.webhooks.events import new_delivery
 
 
@@ -126,63 +129,45 @@ def make_user(app, password_hash):
 
     def factory(isp_id=1, branch_id=1, role="staff", name=None, email=None, active=True):
         n = next(counter)
-        with app.app_context():
-            user = User(
-                isp_id=isp_id,
-                branch_id=branch_id,
-                role=role,
-                name=name or f"{role.title()} {isp_id}-{branch_id}-{n}",
-                email=email or f"{role}{n}.isp{isp_id}.b{branch_id}@example.test",
-                password_hash=password_hash,
-                is_active=active,
-            )
-            db.session.add(user)
-            db.session.commit()
+        user = User(
+            isp_id=isp_id,
+            branch_id=branch_id,
+            role=role,
+            name=name or f"{role.title()} {isp_id}-{branch_id}-{n}",
+            email=email or f"{role}{n}.isp{isp_id}.b{branch_id}@example.test",
+            password_hash=password_hash,
+            is_active=active,
+        )
+        with session(app) as own:
+            own.add(user)
+            own.commit()
             token = issue_token(user)["access_token"]
-            account = Account(
-                id=user.id,
-                isp_id=user.isp_id,
-                branch_id=user.branch_id,
-                role=user.role,
-                name=user.name,
-                email=user.email,
-                headers={"Authorization": f"Bearer {token}"},
-                token=token,
-            )
-            db.session.remove()
-        return account
+            columns = {name: getattr(user, name) for name in Caller.__dataclass_fields__}
+        return Account(**columns, headers={"Authorization": f"Bearer {token}"}, token=token)
 
     return factory
 
 
-@pytest.fixture
-def admin(make_user):
-    """Admin of ISP 1 (home branch 1)."""
-    return make_user(isp_id=1, branch_id=1, role="admin", name="Admin")
+# The accounts tests act as, by fixture name: ISP, branch, role and name. ISP 2's accounts must
+# never see ISP 1's data.
+ACCOUNTS = {
+    "admin": (1, 1, "admin", "Admin"),
+    "staff": (1, 1, "staff", "Staff One"),
+    "staff_branch2": (1, 2, "staff", "Staff Two"),
+    "other_admin": (2, 1, "admin", "Other Admin"),
+    "other_staff": (2, 1, "staff", "Other Staff"),
+}
 
 
-@pytest.fixture
-def staff(make_user):
-    """Staff of ISP 1, branch 1."""
-    return make_user(isp_id=1, branch_id=1, role="staff", name="Staff One")
+def account_fixture(isp_id: int, branch_id: int, role: str, name: str):
+    def account(make_user):
+        return make_user(isp_id=isp_id, branch_id=branch_id, role=role, name=name)
+
+    return account
 
 
-@pytest.fixture
-def staff_branch2(make_user):
-    """Staff of ISP 1, branch 2."""
-    return make_user(isp_id=1, branch_id=2, role="staff", name="Staff Two")
-
-
-@pytest.fixture
-def other_admin(make_user):
-    """Admin of ISP 2: must never see ISP 1's data."""
-    return make_user(isp_id=2, branch_id=1, role="admin", name="Other Admin")
-
-
-@pytest.fixture
-def other_staff(make_user):
-    """Staff of ISP 2, branch 1."""
-    return make_user(isp_id=2, branch_id=1, role="staff", name="Other Staff")
+for _name, _columns in ACCOUNTS.items():
+    globals()[_name] = pytest.fixture(account_fixture(*_columns), name=_name)
 
 
 # --- Data and database read-back ------------------------------------------------------------
@@ -191,15 +176,8 @@ def other_staff(make_user):
 @pytest.fixture
 def make_subscriber(app):
     def factory(isp_id=1, branch_id=1, name="John Doe", phone=None, email=None) -> int:
-        with app.app_context():
-            subscriber = Subscriber(
-                isp_id=isp_id, branch_id=branch_id, name=name, phone=phone, email=email
-            )
-            db.session.add(subscriber)
-            db.session.commit()
-            subscriber_id = subscriber.id
-            db.session.remove()
-        return subscriber_id
+        columns = dict(isp_id=isp_id, branch_id=branch_id, name=name, phone=phone, email=email)
+        return saved(app, Subscriber(**columns))
 
     return factory
 
@@ -216,21 +194,16 @@ def make_ticket(app):
             "status": 0,
         }
         values.update(fields)
-        with app.app_context():
-            created = utcnow() - age
-            ticket = Ticket(
-                isp_id=author.isp_id,
-                branch_id=branch_id or author.branch_id,
-                created_by_id=author.id,
-                created_at=created,
-                updated_at=created,
-                **values,
-            )
-            db.session.add(ticket)
-            db.session.commit()
-            ticket_id = ticket.id
-            db.session.remove()
-        return ticket_id
+        created = utcnow() - age
+        ticket = Ticket(
+            isp_id=author.isp_id,
+            branch_id=branch_id or author.branch_id,
+            created_by_id=author.id,
+            created_at=created,
+            updated_at=created,
+            **values,
+        )
+        return saved(app, ticket)
 
     return factory
 
@@ -238,15 +211,10 @@ def make_ticket(app):
 @pytest.fixture
 def make_reply(app):
     def factory(ticket_id: int, author: Account, message="We are looking into this.", age=None):
-        with app.app_context():
-            reply = TicketReply(ticket_id=ticket_id, user_id=author.id, message=message)
-            if age is not None:
-                reply.created_at = utcnow() - age
-            db.session.add(reply)
-            db.session.commit()
-            reply_id = reply.id
-            db.session.remove()
-        return reply_id
+        reply = TicketReply(ticket_id=ticket_id, user_id=author.id, message=message)
+        if age is not None:
+            reply.created_at = utcnow() - age
+        return saved(app, reply)
 
     return factory
 
@@ -256,27 +224,17 @@ def fetch(app):
     """fetch(Model, id) -> the row as a dict of its columns, or None."""
 
     def reader(model, object_id):
-        with app.app_context():
-            obj = db.session.get(model, object_id)
-            row = row_of(obj) if obj is not None else None
-            db.session.remove()
-        return row
+        with session(app) as own:
+            obj = own.get(model, object_id)
+            return row_of(obj) if obj is not None else None
 
     return reader
 
 
 @pytest.fixture
 def rows(app):
-    """rows(Model) -> every row of the table, as dicts ordered by id."""
-
-    def reader(model):
-        with app.app_context():
-            key = inspect(model).primary_key[0]
-            result = [row_of(obj) for obj in db.session.scalars(select(model).order_by(key))]
-            db.session.remove()
-        return result
-
-    return reader
+    """rows(Model) -> every row of the table, as dicts ordered by its primary key."""
+    return partial(read_rows, app)
 
 
 @pytest.fixture
@@ -370,7 +328,7 @@ def make_world(app, make_subscriber, make_ticket, make_user):
                 return make_user(isp_id=caller.isp_id, branch_id=branch_id).id
             if kind == "external_id":
                 return "crm-1"
-            with app.app_context():
+            with session(app) as own:
                 endpoint = WebhookEndpoint(
                     isp_id=caller.isp_id,
                     url="https://93.184.216.34/hook",
@@ -378,18 +336,17 @@ def make_world(app, make_subscriber, make_ticket, make_user):
                     secret="whsec_world",
                     created_by_id=author.id,
                 )
-                db.session.add(endpoint)
-                db.session.flush()
+                own.add(endpoint)
+                own.flush()
                 made = endpoint.id
                 if kind == "delivery":
-                    entry = db.session.scalar(
+                    entry = own.scalar(
                         select(TicketHistory.id).where(TicketHistory.ticket_id == ticket_id)
                     )
                     delivery = new_delivery(endpoint.id, entry, "ticket.created", utcnow())
-                    db.session.add(delivery)
+                    own.add(delivery)
                     made = delivery.delivery_id
-                db.session.commit()
-                db.session.remove()
+                own.commit()
             return made
 
         world = World(caller, ticket_id, subscriber_id, scope, make)

@@ -80,10 +80,14 @@ def compared_by_autogenerate(_object, name, type_, _reflected, _compare_to) -> b
     return not (type_ == "index" and name == "ix_tickets_live_search")
 
 
+def _partial_index(name: str, *columns: str, where: str) -> Index:
+    """An index over the rows `where` holds, on both databases."""
+    return Index(name, *columns, postgresql_where=text(where), sqlite_where=text(where))
+
+
 def _live_index(name: str, *columns: str) -> Index:
     """An index over tickets that are not deleted (what every query of the API reads)."""
-    live = text("deleted_at IS NULL")
-    return Index(name, *columns, postgresql_where=live, sqlite_where=live)
+    return _partial_index(name, *columns, where="deleted_at IS NULL")
 
 
 class User(db.Model):
@@ -190,13 +194,12 @@ class Ticket(db.Model):
             postgresql_where=text("deleted_at IS NULL"),
         ).ddl_if(dialect="postgresql"),
         # Admins list the deleted tickets of a branch.
-        Index(
+        _partial_index(
             "ix_tickets_deleted_scope",
             "isp_id",
             "branch_id",
             "deleted_at",
-            postgresql_where=text("deleted_at IS NOT NULL"),
-            sqlite_where=text("deleted_at IS NOT NULL"),
+            where="deleted_at IS NOT NULL",
         ),
     )
 
@@ -378,16 +381,10 @@ class TicketHistory(db.Model):
     __tablename__ = "ticket_history"
     __table_args__ = (
         CheckConstraint(
-            "action IN ({})".format(", ".join(f"'{a.value}'" for a in HistoryAction)),
-            name="action",
+            "action IN ({})".format(", ".join(f"'{a.value}'" for a in HistoryAction)), name="action"
         ),
         Index("ix_ticket_history_ticket_id_id", "ticket_id", "id"),
-        Index(
-            "ix_ticket_history_undispatched",
-            "id",
-            postgresql_where=text("dispatched_at IS NULL"),
-            sqlite_where=text("dispatched_at IS NULL"),
-        ),
+        _partial_index("ix_ticket_history_undispatched", "id", where="dispatched_at IS NULL"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -454,20 +451,15 @@ class WebhookDelivery(db.Model):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         # Each endpoint's next due delivery (the worker takes endpoints in turn).
-        Index(
+        _partial_index(
             "ix_webhook_deliveries_endpoint_due",
             "endpoint_id",
             "next_attempt_at",
-            postgresql_where=text("status = 'pending'"),
-            sqlite_where=text("status = 'pending'"),
+            where="status = 'pending'",
         ),
         # An ISP's recent redeliveries (limited per hour).
-        Index(
-            "ix_webhook_deliveries_redelivered",
-            "endpoint_id",
-            "created_at",
-            postgresql_where=text("redelivery"),
-            sqlite_where=text("redelivery"),
+        _partial_index(
+            "ix_webhook_deliveries_redelivered", "endpoint_id", "created_at", where="redelivery"
         ),
     )
 

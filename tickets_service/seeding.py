@@ -199,30 +199,18 @@ def seed_bulk(isp_id, branch_id, tickets, replies):
 
 def _bulk_subscribers(isp_id: int, branch_id: int) -> list[int]:
     """The branch's subscribers; a thousand are made when it has none."""
-    existing = db.session.scalars(
-        select(Subscriber.id).where(Subscriber.isp_id == isp_id, Subscriber.branch_id == branch_id)
-    ).all()
-    if existing:
-        return list(existing)
-    now = utcnow()
-    rows = [
-        {
-            "isp_id": isp_id,
-            "branch_id": branch_id,
-            "name": f"Subscriber {n}",
-            "created_at": now,
-            "updated_at": now,
-        }
-        for n in range(1, BULK_SUBSCRIBERS + 1)
-    ]
-    db.session.execute(insert(Subscriber), rows)
-    return list(
-        db.session.scalars(
-            select(Subscriber.id).where(
-                Subscriber.isp_id == isp_id, Subscriber.branch_id == branch_id
-            )
-        )
+    in_branch = select(Subscriber.id).where(
+        Subscriber.isp_id == isp_id, Subscriber.branch_id == branch_id
     )
+    if db.session.scalar(in_branch.limit(1)) is None:
+        now = utcnow()
+        names = (f"Subscriber {n}" for n in range(1, BULK_SUBSCRIBERS + 1))
+        rows = [
+            dict(isp_id=isp_id, branch_id=branch_id, name=name, created_at=now, updated_at=now)
+            for name in names
+        ]
+        db.session.execute(insert(Subscriber), rows)
+    return list(db.session.scalars(in_branch))
 
 
 _BULK_COLUMNS = (
@@ -276,13 +264,13 @@ def _copy_tickets(isp_id, branch_id, author, subscribers, count) -> int:
 def _bulk_replies(ticket_id: int, author: int, count: int) -> None:
     now = utcnow()
     rows = [
-        {
-            "ticket_id": ticket_id,
-            "user_id": author,
-            "message": f"Reply {n + 1}",
-            "internal": False,
-            "created_at": now + timedelta(seconds=n),
-        }
+        dict(
+            ticket_id=ticket_id,
+            user_id=author,
+            message=f"Reply {n + 1}",
+            internal=False,
+            created_at=now + timedelta(seconds=n),
+        )
         for n in range(count)
     ]
     db.session.execute(insert(TicketReply), rows)

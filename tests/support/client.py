@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from tickets_service.tokens import Caller
+
 T = TypeVar("T")
 
 PASSWORD = "correct horse battery staple"
@@ -23,16 +25,10 @@ DESK_FIELDS = ["assignee_id", "assignee_name", "due_at", "first_response_at", "r
 DESK_FIELDS += ["closed_at"]
 
 
-@dataclass
-class Account:
-    """A user the tests act as, with a valid bearer token."""
+@dataclass(frozen=True)
+class Account(Caller):
+    """A user the tests act as: its columns as the API sees them, and a valid bearer token."""
 
-    id: int
-    isp_id: int
-    branch_id: int
-    role: str
-    name: str
-    email: str
     headers: dict
     token: str
 

@@ -3,6 +3,7 @@ changed nothing), and columns moved by hand where the tests stand in for the pas
 
 import os
 import re
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import inspect, select, update
@@ -56,17 +57,33 @@ WRITTEN_TABLES = (
 DESK_TABLES = (User, Subscriber, Ticket, TicketReply, TicketHistory, TicketCount)
 
 
+@contextmanager
+def session(app):
+    """The app's session, in an app context of its own, removed afterwards."""
+    with app.app_context():
+        try:
+            yield db.session
+        finally:
+            db.session.remove()
+
+
+def saved(app, row) -> int:
+    """Commit a new row through a session of its own; its id."""
+    with session(app) as own:
+        own.add(row)
+        own.commit()
+        return row.id
+
+
 def row_of(obj) -> dict:
     return {column.key: getattr(obj, column.key) for column in inspect(obj).mapper.column_attrs}
 
 
 def read_rows(app, model) -> list[dict]:
     """Every row of a table as a dict of its columns, ordered by the whole primary key."""
-    with app.app_context():
+    with session(app) as own:
         order = inspect(model).primary_key
-        result = [row_of(obj) for obj in db.session.scalars(select(model).order_by(*order))]
-        db.session.remove()
-    return result
+        return [row_of(obj) for obj in own.scalars(select(model).order_by(*order))]
 
 
 def database_state(app, tables=WRITTEN_TABLES) -> dict:
@@ -86,10 +103,9 @@ def set_columns(app, model, where, **values) -> None:
         where = model.id == where
     if "updated_at" in model.__table__.c and "updated_at" not in values:
         values["updated_at"] = model.updated_at
-    with app.app_context():
-        db.session.execute(update(model).where(where).values(**values))
-        db.session.commit()
-        db.session.remove()
+    with session(app) as own:
+        own.execute(update(model).where(where).values(**values))
+        own.commit()
 
 
 def history_of(app, ticket_id: int) -> list[dict]:
@@ -109,13 +125,12 @@ def history_in_db(rows, ticket_id: int) -> list[tuple]:
 def add_replies(app, ticket_id: int, author_ids: list[int], internal: bool = False) -> None:
     """One reply per author through the model's own action (history and counts kept), in one
     transaction: fast enough for hundreds."""
-    with app.app_context():
-        ticket = db.session.get(Ticket, ticket_id)
-        authors = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(author_ids)))}
+    with session(app) as own:
+        ticket = own.get(Ticket, ticket_id)
+        authors = {u.id: u for u in own.scalars(select(User).where(User.id.in_(author_ids)))}
         for n, author_id in enumerate(author_ids):
             ticket.add_reply(f"Reply number {n}", internal, authors[author_id])
-        db.session.commit()
-        db.session.remove()
+        own.commit()
 
 
 def as_utc(value: datetime) -> datetime:
