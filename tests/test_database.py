@@ -2,7 +2,6 @@
 the list's indexes, integrity, faults (killed connections, an unreachable server), PostgreSQL
 settings, and the exact SQL statements behind the hot endpoints."""
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,18 +13,20 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from support.catalogue import FETCH, LIST, REPLY, World
 from support.client import assert_error, assert_success
+from support.database import ON_POSTGRES, session
 from support.processes import terminate_other_connections
 
 from tickets_service.config import normalize_database_url
 from tickets_service.errors import handle_database_unavailable
 from tickets_service.extensions import db
 from tickets_service.models import Ticket, TicketReply, compared_by_autogenerate
+from tickets_service.webhooks.worker import run as run_worker
 
 # Every list page and Fetch Ticket costs these statements, whatever it returns.
 LIST_PAGE_STATEMENTS = 3  # the caller with its token's revocation, the page, the total
 # The caller with its token's revocation, then the ticket with its first replies: one query on
 # PostgreSQL (the replies aggregated as JSON), two elsewhere.
-FETCH_TICKET_STATEMENTS = 2 if os.environ.get("TEST_DATABASE_URL", "").startswith("postgres") else 3
+FETCH_TICKET_STATEMENTS = 2 if ON_POSTGRES else 3
 
 UNREACHABLE_DATABASE = "postgresql://postgres@127.0.0.1:9/unreachable"
 
@@ -59,16 +60,11 @@ def test_downgrade_to_base_then_upgrade_rebuilds_the_schema(app):
 
 
 @pytest.mark.parametrize("revision", ["0004", "base"])
-def test_a_database_with_data_downgrades_and_upgrades_again(app, client, world, revision):
+def test_a_database_with_data_downgrades_and_upgrades_again(app, send, world, revision):
     """Tickets, replies, history, users and subscribers in place: every downgrade step runs
     (on SQLite a table rebuilt by a batch operation is referred to by other rows), and the
     upgrade brings the schema back."""
-    reply = client.post(
-        REPLY.path.format(ticket=world.ticket_id),
-        json={"message": "On it."},
-        headers=world.caller.headers,
-    )
-    assert_success(reply, 201)
+    assert_success(send(REPLY, world), 201)
     with app.app_context():
         db.session.remove()
         flask_migrate.downgrade(revision=revision)
@@ -106,25 +102,21 @@ def test_list_filters_and_order_are_indexed_over_live_tickets(app):
         assert any("deleted_at IS NULL" in str(v) for v in where.values()), where
 
 
+@pytest.mark.skipif(ON_POSTGRES, reason="PRAGMA foreign_keys is SQLite's")
 def test_sqlite_connections_enforce_foreign_keys(app):
-    with app.app_context():
-        if db.engine.dialect.name != "sqlite":
-            db.session.remove()
-            pytest.skip("PRAGMA foreign_keys is SQLite's")
-        enabled = db.session.execute(text("PRAGMA foreign_keys")).scalar()
-        db.session.remove()
+    with session(app) as own:
+        enabled = own.execute(text("PRAGMA foreign_keys")).scalar()
     assert enabled == 1
 
 
 def test_a_reply_to_a_missing_ticket_is_refused_by_the_database(app, admin, rows, snapshot):
     assert rows(Ticket) == []  # so no ticket id can match
     before = snapshot()
-    with app.app_context():
-        db.session.add(TicketReply(ticket_id=1, user_id=admin.id, message="orphan"))
+    with session(app) as own:
+        own.add(TicketReply(ticket_id=1, user_id=admin.id, message="orphan"))
         with pytest.raises(IntegrityError):
-            db.session.commit()
-        db.session.rollback()
-        db.session.remove()
+            own.commit()
+        own.rollback()
     assert snapshot() == before
 
 
@@ -196,9 +188,8 @@ def test_a_request_that_loses_a_deadlock_is_409_not_503(postgres_url, app, admin
 
 @pytest.mark.postgres
 def test_the_statement_timeout_comes_from_the_config(postgres_url, make_app):
-    with make_app(DB_STATEMENT_TIMEOUT_MS=1234).app_context():
-        assert db.session.execute(text("SHOW statement_timeout")).scalar_one() == "1234ms"
-        db.session.remove()
+    with session(make_app(DB_STATEMENT_TIMEOUT_MS=1234)) as own:
+        assert own.execute(text("SHOW statement_timeout")).scalar_one() == "1234ms"
 
 
 @pytest.mark.postgres
@@ -246,18 +237,13 @@ def test_fetch_ticket_costs_a_fixed_number_of_statements(
 def test_the_webhook_worker_says_once_that_the_database_is_unreachable_and_keeps_trying(
     make_app, caplog
 ):
-    from tickets_service.webhooks.worker import run as run_worker
-
     app = make_app(SQLALCHEMY_DATABASE_URI=UNREACHABLE_DATABASE)
-    rounds = []
-    with app.app_context(), caplog.at_level("WARNING", logger="tickets_service.webhooks.worker"):
+    rounds, logger = [], "tickets_service.webhooks.worker"
+    with session(app), caplog.at_level("WARNING", logger=logger):
         attempts = run_worker(
             idle_seconds=0, should_stop=lambda: rounds.append(1) or len(rounds) > 3
         )
-        db.session.remove()
 
     assert attempts == 0 and len(rounds) == 4  # three tries, then told to stop
-    warnings = [
-        r.getMessage() for r in caplog.records if r.name == "tickets_service.webhooks.worker"
-    ]
+    warnings = [r.getMessage() for r in caplog.records if r.name == logger]
     assert len(warnings) == 1 and "database unavailable" in warnings[0]

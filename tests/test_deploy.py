@@ -8,20 +8,18 @@ import logging
 import os
 import re
 import runpy
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 from sqlalchemy import create_engine, inspect
-from support.catalogue import CREATE, FETCH, LOGIN, ME, REPLY, STATUS, World
+from support.catalogue import CREATE, FETCH, LOGIN, ME, REPLY, STATUS
 from support.client import JWT_SECRET, PASSWORD
+from support.processes import exchange, free_port, gunicorns, parse, service_env
 
 from tickets_service import create_app
 from tickets_service.config import ConfigError, from_environment, normalize_database_url
@@ -30,8 +28,9 @@ from tickets_service.models import User
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = ("JWT_SECRET_KEY", "FLASK_DEBUG", "DATABASE_URL", "JWT_ACCESS_TOKEN_EXPIRES")
+SETTINGS += ("LOG_LEVEL",)
 MEMORY = {"SQLALCHEMY_DATABASE_URI": "sqlite://"}
-UNREACHABLE_DATABASE = "postgresql://postgres@127.0.0.1:9/unreachable"
+NO_DB = "postgresql://postgres@127.0.0.1:9/unreachable"  # nothing listens there
 PANEL = "https://panel.isp.example"
 
 
@@ -249,11 +248,8 @@ def test_the_procfile_migrates_on_release_and_serves_with_gunicorn():
 
 def test_python_is_pinned_and_requirements_install_the_package_itself_pinned():
     assert (ROOT / ".python-version").read_text().strip() == "3.11"
-    lines = [line for line in (ROOT / "requirements.txt").read_text().splitlines()]
-    assert [line for line in lines if line and not line.startswith("#")] == [
-        "-c constraints.txt",
-        ".",
-    ]
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    assert [ln for ln in lines if ln and not ln.startswith("#")] == ["-c constraints.txt", "."]
 
 
 def test_every_dependency_is_pinned_and_installed_at_its_pin():
@@ -261,15 +257,11 @@ def test_every_dependency_is_pinned_and_installed_at_its_pin():
     (make install and CI install through it; `make constraints` refreshes it)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    pins = dict(
-        line.split("==")
-        for line in (ROOT / "constraints.txt").read_text().splitlines()
-        if "==" in line
-    )
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    pins = {name.lower(): pin for name, pin in (ln.split("==") for ln in lines if "==" in ln)}
     for name in ("flask", "gunicorn", "sqlalchemy", "psycopg", "marshmallow", "flask-smorest"):
-        pinned = {key.lower(): value for key, value in pins.items()}[name]
         try:
-            assert version(name) == pinned, name
+            assert version(name) == pins[name], name
         except PackageNotFoundError:
             pytest.fail(f"{name} is pinned but not installed")
 
@@ -290,24 +282,19 @@ def test_flask_db_upgrade_builds_the_schema_on_an_empty_database(tmp_path):
 # --- Health probes: no token needed ----------------------------------------------------------
 
 
-def test_healthz_answers_without_token_or_database(make_app):
-    client = make_app(SQLALCHEMY_DATABASE_URI=UNREACHABLE_DATABASE).test_client()
-    response = client.get("/healthz")
-    assert response.status_code == 200
-    assert response.json == {"success": True, "data": {"status": "ok"}}
-
-
-def test_readyz_answers_after_a_query_without_token(client):
-    response = client.get("/readyz")
-    assert response.status_code == 200
-    assert response.json == {"success": True, "data": {"status": "ready", "database": "ok"}}
-
-
-def test_readyz_is_503_in_the_envelope_when_the_database_is_unreachable(make_app):
-    response = make_app(SQLALCHEMY_DATABASE_URI=UNREACHABLE_DATABASE).test_client().get("/readyz")
-    assert response.status_code == 503
-    assert response.is_json
-    assert response.json == {"success": False, "message": "Database unreachable."}
+@pytest.mark.parametrize(
+    ("database", "path", "status", "body"),
+    [
+        (NO_DB, "/healthz", 200, {"success": True, "data": {"status": "ok"}}),
+        (None, "/readyz", 200, {"success": True, "data": {"status": "ready", "database": "ok"}}),
+        (NO_DB, "/readyz", 503, {"success": False, "message": "Database unreachable."}),
+    ],
+    ids=["healthz-needs-no-database", "readyz-queries-it", "readyz-503-without-it"],
+)
+def test_probes_answer_in_the_envelope_without_a_token(make_app, database, path, status, body):
+    app = make_app(**({"SQLALCHEMY_DATABASE_URI": database} if database else {}))
+    response = app.test_client().get(path)
+    assert (response.status_code, response.is_json, response.json) == (status, True, body)
 
 
 # --- Headers and CORS ------------------------------------------------------------------------
@@ -332,14 +319,8 @@ def test_responses_are_neither_sniffed_nor_cached(client, admin, method, path, e
 
 
 def preflight(client, headers="Authorization, Content-Type"):
-    return client.options(
-        "/api/v1/tickets",
-        headers={
-            "Origin": PANEL,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": headers,
-        },
-    )
+    asked = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": headers}
+    return client.options("/api/v1/tickets", headers={"Origin": PANEL, **asked})
 
 
 def test_cors_is_off_by_default(client, admin):
@@ -369,10 +350,8 @@ def test_cors_allows_the_listed_origins(cors_client, admin):
 
 def test_a_browser_may_send_and_read_the_concurrency_headers(cors_client, admin):
     response = preflight(cors_client, "If-Match, If-None-Match, Idempotency-Key")
-    allowed = response.headers["Access-Control-Allow-Headers"].lower()
-    assert {"if-match", "if-none-match", "idempotency-key"} <= set(
-        allowed.replace(" ", "").split(",")
-    )
+    allowed = response.headers["Access-Control-Allow-Headers"].lower().replace(" ", "").split(",")
+    assert {"if-match", "if-none-match", "idempotency-key"} <= set(allowed)
     response = cors_client.get(ME.path, headers={**admin.headers, "Origin": PANEL})
     exposed = response.headers["Access-Control-Expose-Headers"]
     assert "ETag" in exposed and "Idempotent-Replayed" in exposed
@@ -388,10 +367,8 @@ def test_cors_refuses_other_origins(cors_client, admin):
 
 @pytest.fixture
 def request_log(app):
-    """request_log() -> the JSON lines the app wrote to stdout during the test, parsed.
-
-    Read from the app's own log handler (pointed at a buffer for the test), so the test sees
-    exactly the text that reaches stdout, whatever formatter writes it."""
+    """request_log() -> the JSON lines the app wrote to stdout during the test, parsed: its own
+    handler writes to a buffer, so the test sees the very text, whatever formatter writes it."""
     [handler] = logging.getLogger("tickets_service").handlers
     buffer = io.StringIO()
     stdout = handler.setStream(buffer)
@@ -440,89 +417,27 @@ def test_no_token_password_or_hash_reaches_the_log(send, world, request_log):
 # --- Two gunicorn instances on one database --------------------------------------------------
 # Real processes on loopback ports, started once for the section; every wait is bounded.
 
-GUNICORN = Path(sys.executable).parent / "gunicorn"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def call(base, method, path, body=None, token=None):
     """One HTTP request; returns (status, parsed JSON body)."""
-    headers = {"Accept": "application/json"}
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
-def wait_until_up(base: str, process: subprocess.Popen, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(base + "/healthz", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"gunicorn at {base} did not answer within {seconds}s")
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = {"Accept": "application/json", **auth}
+    response = requests.request(method, base + path, json=body, headers=headers, timeout=10)
+    return response.status_code, response.json()
 
 
 @pytest.fixture(scope="module")
 def instances(app, db_url, tmp_path_factory):
     """Two gunicorn instances (one worker each) on the test database; yields their base URLs."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "JWT_SECRET_KEY": JWT_SECRET,
-        "WEB_CONCURRENCY": "1",
-        "FLASK_DEBUG": "",
-        "PORT": "",
-    }
-    logs = tmp_path_factory.mktemp("gunicorn")
-    processes, bases = [], []
-    try:
-        for n in range(2):
-            port = free_port()
-            log = open(logs / f"gunicorn-{n}.log", "wb")  # noqa: SIM115 - closed below
-            command = [str(GUNICORN), "--config", "gunicorn.conf.py"]
-            command += ["--bind", f"127.0.0.1:{port}", "wsgi:app"]
-            process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-            processes.append((process, log))
-            bases.append(f"http://127.0.0.1:{port}")
-        for (process, _log), base in zip(processes, bases, strict=True):
-            wait_until_up(base, process)
+    with gunicorns(tmp_path_factory.mktemp("gunicorn"), service_env(db_url), count=2) as bases:
         yield bases
-    finally:
-        for process, log in processes:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-            log.close()
 
 
 @pytest.mark.slow
 def test_token_and_tickets_work_across_instances(instances, admin, make_subscriber):
     first, second = instances
     subscriber_id = make_subscriber(name="John Doe")
-    credentials = {"email": admin.email, "password": PASSWORD}
-    status, body = call(first, "POST", LOGIN.path, credentials)
+    status, body = call(first, "POST", LOGIN.path, {"email": admin.email, "password": PASSWORD})
     assert status == 200
     token = body["data"]["access_token"]
 
@@ -532,25 +447,20 @@ def test_token_and_tickets_work_across_instances(instances, admin, make_subscrib
     sent = {"title": "Connection Issue", "description": "Cannot connect", "priority": 2}
     status, body = call(first, "POST", CREATE.path, {**sent, "subscriber_id": subscriber_id}, token)
     assert status == 201
-    ticket = World(admin, body["data"]["id"])
+    ticket = body["data"]["id"]
+    fetch, reply, change = (e.path.format(ticket=ticket) for e in (FETCH, REPLY, STATUS))
 
-    status, body = call(second, "GET", FETCH.path.format(ticket=ticket.ticket_id), token=token)
+    status, body = call(second, "GET", fetch, token=token)
     assert (status, body["data"]["subscriber_name"]) == (200, "John Doe")
-
-    status, body = call(
-        second, "POST", REPLY.path.format(ticket=ticket.ticket_id), {"message": "On it."}, token
-    )
+    status, body = call(second, "POST", reply, {"message": "On it."}, token)
     assert (status, body["message"]) == (201, "Reply added successfully")
-
-    status, body = call(
-        second, "PUT", STATUS.path.format(ticket=ticket.ticket_id), {"status": 1}, token
-    )
+    status, body = call(second, "PUT", change, {"status": 1}, token)
     assert (status, body["message"]) == (200, "Ticket status updated successfully")
 
-    status, body = call(first, "GET", FETCH.path.format(ticket=ticket.ticket_id), token=token)
+    status, body = call(first, "GET", fetch, token=token)
     assert status == 200
     assert body["data"]["status"] == 1
-    assert [reply["message"] for reply in body["data"]["replies"]] == ["On it."]
+    assert [r["message"] for r in body["data"]["replies"]] == ["On it."]
 
 
 @pytest.mark.slow
@@ -558,16 +468,10 @@ def test_token_and_tickets_work_across_instances(instances, admin, make_subscrib
 def test_an_oversized_body_gets_the_413_envelope_over_real_http(instances, admin, authenticated):
     """The body is read before any early answer, so the client sees our 413, not a reset."""
     headers = {"Content-Type": "application/json", **(admin.headers if authenticated else {})}
-    request = urllib.request.Request(
-        instances[0] + CREATE.path, data=b"x" * (10 * 1024 * 1024), headers=headers
-    )
-    with pytest.raises(urllib.error.HTTPError) as caught:
-        urllib.request.urlopen(request, timeout=30)
-    assert caught.value.code == 413
-    assert json.loads(caught.value.read()) == {
-        "success": False,
-        "message": "Request body too large.",
-    }
+    big = b"x" * (10 * 1024 * 1024)
+    response = requests.post(instances[0] + CREATE.path, data=big, headers=headers, timeout=30)
+    assert response.status_code == 413
+    assert response.json() == {"success": False, "message": "Request body too large."}
 
 
 @pytest.mark.slow
@@ -575,20 +479,6 @@ def test_a_small_body_with_an_early_401_is_answered_cleanly(instances):
     status, body = call(instances[1], "POST", CREATE.path, {"title": "x" * 500_000})
     assert status == 401
     assert body["success"] is False
-
-
-def raw_exchange(base: str, request: bytes) -> tuple[int, str, bytes]:
-    """Send bytes as they are (no client would let us send these); (status, Content-Type, body)."""
-    host, port = base.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(request)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:])
-    return int(lines[0].split()[1]), headers["Content-Type"], body
 
 
 @pytest.mark.slow
@@ -603,10 +493,8 @@ def raw_exchange(base: str, request: bytes) -> tuple[int, str, bytes]:
     ids=["request-line-too-long", "header-too-large", "control-in-a-header", "not-http"],
 )
 def test_what_gunicorn_refuses_itself_is_answered_in_the_envelope(instances, request_bytes, status):
-    got, content_type, body = raw_exchange(instances[0], request_bytes)
-
-    assert (got, content_type) == (status, "application/json")
-    answer = json.loads(body)
+    got, headers, answer = parse(exchange(instances[0], request_bytes))
+    assert (got, headers["Content-Type"]) == (status, "application/json")
     assert answer.keys() == {"success", "message"}
     assert answer["success"] is False and answer["message"]
 
@@ -626,9 +514,7 @@ def test_two_admins_demoting_each_other_through_two_instances_get_no_5xx(
         return call(base, "PUT", f"/api/v1/users/{target.id}", {"role": "staff"}, caller.token)
 
     with ThreadPoolExecutor(2) as pool:
-        answers = list(
-            pool.map(demote, instances, (first, second), (second, first)),
-        )
+        answers = list(pool.map(demote, instances, (first, second), (second, first)))
 
     codes = sorted(status for status, _ in answers)
     assert codes[0] == 200 and codes[1] in {401, 409}, answers
@@ -682,24 +568,9 @@ def test_well_formed_settings_in_any_case_are_taken(name, value, expected):
 )
 def test_gunicorn_refuses_to_start_on_a_bad_setting_with_one_line(tmp_path, name, value):
     """The master stops before any worker boots, rather than booting failing workers forever."""
-    env = {key: v for key, v in os.environ.items() if key not in {*SETTINGS, "LOG_LEVEL"}}
-    env.update(
-        JWT_SECRET_KEY=JWT_SECRET,
-        DATABASE_URL=f"sqlite:///{tmp_path / 'refused.db'}",
-        GUNICORN_BIND=f"127.0.0.1:{free_port()}",
-        WEB_CONCURRENCY="1",
-        PORT="",
-    )
-    env[name] = value
-    result = subprocess.run(
-        [str(GUNICORN), "--config", "gunicorn.conf.py", "wsgi:app"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-
+    bind, argv = f"127.0.0.1:{free_port()}", ("--config", "gunicorn.conf.py", "wsgi:app")
+    settings = {"JWT_SECRET_KEY": JWT_SECRET, "WEB_CONCURRENCY": "1", "PORT": "", name: value}
+    result = run(tmp_path, "-m", "gunicorn", *argv, GUNICORN_BIND=bind, **settings)
     assert result.returncode != 0
     reasons = [line for line in result.stderr.splitlines() if "configuration error" in line]
     assert len(reasons) == 1 and name in reasons[0], result.stderr

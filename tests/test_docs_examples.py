@@ -15,17 +15,11 @@ What the docs hold to:
 
 import os
 import re
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+from support.processes import BIN, ROOT, gunicorns, service_env
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 PAGES = ("api", "webhooks", "operations", "performance", "decisions", "development")
 DOCS = [ROOT / "README.md", *(ROOT / "docs" / f"{page}.md" for page in PAGES)]
 BLOCK = re.compile(r"^```sh\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -83,59 +77,19 @@ def script(base: str) -> tuple[str, list[str]]:
     return "\n".join(parts) + "\n", places
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def answers(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def live_app(tmp_path_factory):
     """The app as `make run` serves it (gunicorn, a fresh SQLite demo database), on a free
     port; yields its base URL, its environment and a scratch folder."""
     folder = tmp_path_factory.mktemp("docs-examples")
-    port = free_port()
-    env = {
-        **os.environ,
-        "JWT_SECRET_KEY": "docs-examples-secret-" + "0123456789" * 4,
-        "DATABASE_URL": f"sqlite:///{folder / 'tickets.db'}",
-        "WEBHOOK_ALLOW_PRIVATE": "1",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "WEB_CONCURRENCY": "1",
-        "PORT": "",
-        "FLASK_DEBUG": "",
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": str(ROOT),  # `flask --app wsgi` from the scratch folder
-    }
+    env = service_env(f"sqlite:///{folder / 'tickets.db'}", WEBHOOK_ALLOW_PRIVATE="1")
+    env["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    env["PYTHONPATH"] = str(ROOT)  # `flask --app wsgi` from the scratch folder
     for command in (["db", "upgrade"], ["seed-demo"]):
         flask = [BIN / "flask", "--app", "wsgi", *command]
         subprocess.run(flask, cwd=ROOT, env=env, check=True, timeout=60)
-    base = f"http://127.0.0.1:{port}"
-    with open(folder / "gunicorn.log", "wb") as log:
-        gunicorn = [BIN / "gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"]
-        process = subprocess.Popen(gunicorn, cwd=ROOT, env=env, stdout=log, stderr=log)
-        try:
-            deadline = time.monotonic() + 30
-            while not answers(base + "/healthz"):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((folder / "gunicorn.log").read_text())
-                time.sleep(0.1)
-            yield base, env, folder
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+    with gunicorns(folder, env) as [base]:
+        yield base, env, folder
 
 
 def test_every_docs_page_is_run():

@@ -7,6 +7,7 @@ failed request: it names its own icon, so the browser never asks for /favicon.ic
 import os
 import shutil
 import threading
+from http import HTTPStatus
 
 import pytest
 from werkzeug.serving import make_server
@@ -29,13 +30,7 @@ def test_every_operation_documents_what_the_server_answers_itself(client):
     }
     assert {name: codes for name, codes in missing.items() if codes} == {}
     for code in SERVER_ANSWERS:
-        assert document["components"]["responses"][_name(code)]["content"]
-
-
-def _name(code: int) -> str:
-    from http import HTTPStatus
-
-    return HTTPStatus(code).name
+        assert document["components"]["responses"][HTTPStatus(code).name]["content"]
 
 
 def test_the_docs_page_names_its_icon(client):
@@ -72,13 +67,11 @@ def test_the_docs_page_loads_in_a_browser_without_a_console_error(served):
         )
         try:
             page = browser.new_page()
-            page.on("console", lambda m: m.type == "error" and problems.append(m.text))
-            page.on("pageerror", lambda error: problems.append(str(error)))
-            page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
-            page.on(
-                "response",
-                lambda r: r.status >= 400 and problems.append(f"{r.status}: {r.url}"),
-            )
+            add = problems.append
+            page.on("console", lambda m: m.type == "error" and add(m.text))
+            page.on("pageerror", lambda error: add(str(error)))
+            page.on("requestfailed", lambda request: add(f"failed: {request.url}"))
+            page.on("response", lambda r: r.status >= 400 and add(f"{r.status}: {r.url}"))
             page.goto(f"{served}/api/v1/docs", wait_until="networkidle")
             page.wait_for_selector("text=Fetch All Tickets", timeout=15_000)
             assert page.title() == "Tickets API"

@@ -20,11 +20,8 @@ angles so that each property passes or fails on its own:
 - then the outbox is drained (backoff waits skipped by moving next_attempt_at to now), and the
   database, the receiver and the client-side ledger are compared.
 
-The summary line (requests by status, creates, replays, 412s, 503s, events, deliveries,
-duplicates dropped...) is printed by the fixture (`pytest -s` shows it) and written to
-summary.txt next to the process logs, whose directory every failure names.
-
-Any problem fails its check, with the evidence of this run.
+The fixture prints a summary line (`pytest -s`) and writes it to summary.txt beside the process
+logs, whose folder every failure names, with the evidence of this run.
 """
 
 import os
@@ -39,13 +36,12 @@ from pathlib import Path
 import pytest
 import requests
 from sqlalchemy import create_engine, select, text
-from support.client import JWT_SECRET
 from support.processes import (
     Processes,
     WorkerSupervisor,
-    start_gunicorn,
+    serve,
+    service_env,
     terminate_other_connections,
-    wait_until_up,
 )
 from support.webhooks import Receiver
 
@@ -230,7 +226,7 @@ class Client:
         time.sleep(self.rng.uniform(0.05, 0.2))
 
     def keyed_post(
-        self, write: Write, op: str, path: str, body: dict, first_timeout=0.0, *, session=None
+        self, write: Write, op: str, path: str, body: dict, first_timeout=0.0, session=None
     ):
         """POST with the write's Idempotency-Key until an answer not worth retrying (a
         timeout, a 5xx or a 409 is retried with the same key and body); None after OP_BUDGET."""
@@ -298,9 +294,7 @@ class Client:
             self.desk.add(person.isp_id, branch_id, write.acks[0][0])
 
     def _create(self, write: Write, body: dict, first_timeout=0.0, session=None):
-        response = self.keyed_post(
-            write, "create", "/tickets", body, first_timeout, session=session
-        )
+        response = self.keyed_post(write, "create", "/tickets", body, first_timeout, session)
         if response is None:
             write.outcome = "acknowledged" if write.acks else "gave up"
         elif response.status_code == 201:
@@ -355,13 +349,8 @@ class Client:
                 return
             old, tag = response.json()["data"]["status"], response.headers.get("ETag")
             new = self.rng.choice([s for s in range(4) if s != old])
-            response = self.send(
-                "status",
-                "PUT",
-                f"/tickets/{ticket_id}/status",
-                body={"status": new},
-                headers={"If-Match": tag},
-            )
+            path, etag = f"/tickets/{ticket_id}/status", {"If-Match": tag}
+            response = self.send("status", "PUT", path, body={"status": new}, headers=etag)
             status = response.status_code if response is not None else None
             if status == 200:
                 got = response.headers.get("ETag")
@@ -547,13 +536,8 @@ def drain_outbox(engine, seconds: float) -> dict:
             pending = connection.execute(
                 text("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
             ).scalar_one()
-        state = {
-            "drained": not undispatched and not pending,
-            "seconds": time.monotonic() - started,
-            "undispatched": undispatched,
-            "pending": pending,
-            "bumped": bumped,
-        }
+        state = {"drained": not undispatched and not pending, "seconds": time.monotonic() - started}
+        state.update(undispatched=undispatched, pending=pending, bumped=bumped)
         if state["drained"] or state["seconds"] > seconds:
             return state
         time.sleep(0.25)
@@ -628,37 +612,22 @@ def load_run(app, db_url, password_hash, tmp_path_factory) -> Run:
     url = normalize_database_url(db_url)
     people, seeded = seed(app, password_hash)
     logs = tmp_path_factory.mktemp("load")
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "JWT_SECRET_KEY": JWT_SECRET,
-        "WEB_CONCURRENCY": str(WORKERS_PER_INSTANCE),
-        "WEBHOOK_ALLOW_PRIVATE": "1",
-        "WEBHOOK_TIMEOUT": "1",
-        # The receiver fails every delivery's first try on purpose: an endpoint that did so
-        # for real would have its circuit opened; here only its retries are under test.
-        "WEBHOOK_CIRCUIT_FAILURES": "1000000",
-        # One endpoint per ISP takes a few thousand attempts, a tenth of them slow: as many
-        # in flight as the eight single-attempt workers this scenario was written for had.
-        "WEBHOOK_ENDPOINT_CONCURRENCY": "8",
-        "FLASK_DEBUG": "",
-        "PORT": "",
-        "GUNICORN_BIND": "",
-    }
+    env = service_env(db_url, WEB_CONCURRENCY=str(WORKERS_PER_INSTANCE), WEBHOOK_TIMEOUT="1")
+    env["WEBHOOK_ALLOW_PRIVATE"] = "1"
+    # The receiver fails every delivery's first try on purpose: an endpoint that did so for
+    # real would have its circuit opened; here only its retries are under test.
+    env["WEBHOOK_CIRCUIT_FAILURES"] = "1000000"
+    # One endpoint per ISP takes a few thousand attempts, a tenth of them slow: as many in
+    # flight as the eight single-attempt workers this scenario was written for had.
+    env["WEBHOOK_ENDPOINT_CONCURRENCY"] = "8"
     processes = Processes(logs, env)
-    receiver = Receiver(seed=random.randrange(1 << 30)).start()
+    receiver = Receiver(seed=random.randrange(1 << 30), fail_first=True, slow_share=0.1).start()
     supervisor = WorkerSupervisor(processes, WEBHOOK_WORKERS)
     engine = create_engine(url, pool_pre_ping=True)  # the restart kills its connections too
     ledger, desk, fault, endpoints = Ledger(), Desk(), {}, {}
     try:
         supervisor.start()
-        instances = [
-            start_gunicorn(processes, f"web{n}", WORKERS_PER_INSTANCE, THREADS_PER_WORKER)
-            for n in range(INSTANCES)
-        ]
-        for base, process in instances:
-            wait_until_up(base, process)
-        bases = [base for base, _process in instances]
+        bases = serve(processes, INSTANCES, WORKERS_PER_INSTANCE, THREADS_PER_WORKER)
         for isp_id in BRANCHES:
             admin = next(p for p in people if p.isp_id == isp_id and p.role == "admin")
             path = f"/isp{isp_id}"
@@ -678,15 +647,9 @@ def load_run(app, db_url, password_hash, tmp_path_factory) -> Run:
             mine = [p for p in people if p.isp_id == isp_id]
             clients.append(Client(n, mine[n % len(mine)], bases, desk, ledger, seed_value))
         load_started = time.monotonic()
-        threads = [
-            threading.Thread(target=c.run, args=(load_started + LOAD_SECONDS,), name=f"c{c.n}")
-            for c in clients
-        ]
-        threads.append(
-            threading.Thread(
-                target=inject_fault, args=(url, load_started + FAULT_AT, fault, receiver)
-            )
-        )
+        until, fault_at = load_started + LOAD_SECONDS, load_started + FAULT_AT
+        threads = [threading.Thread(target=c.run, args=(until,), name=f"c{c.n}") for c in clients]
+        threads.append(threading.Thread(target=inject_fault, args=(url, fault_at, fault, receiver)))
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -704,17 +667,9 @@ def load_run(app, db_url, password_hash, tmp_path_factory) -> Run:
         receiver.stop()
         engine.dispose()
 
+    timings = {"load": load_seconds, "total": time.monotonic() - began}
     run = Run(
-        ledger=ledger,
-        receiver=receiver,
-        worker_exits=supervisor.exits,
-        fault=fault,
-        seeded_tickets=seeded,
-        endpoints=endpoints,
-        db=tables,
-        drain=drain,
-        timings={"load": load_seconds, "total": time.monotonic() - began},
-        logs=logs,
+        ledger, receiver, supervisor.exits, fault, seeded, endpoints, tables, drain, timings, logs
     )
     run.summary = summarize(run)
     (logs / "summary.txt").write_text(run.summary + "\n")
@@ -919,14 +874,8 @@ def test_kept_counts_match_the_live_tickets(load_run):
         return {tuple(row[k] for k in key): row["tickets"] for row in rows if row["tickets"]}
 
     kept, live = table(load_run.db["counts"]), table(load_run.db["live"])
-    verdict(
-        load_run,
-        [
-            f"{k}: kept {kept.get(k)}, live {live.get(k)}"
-            for k in sorted(kept.keys() | live.keys())
-            if kept.get(k) != live.get(k)
-        ],
-    )
+    differ = [k for k in sorted(kept.keys() | live.keys()) if kept.get(k) != live.get(k)]
+    verdict(load_run, [f"{k}: kept {kept.get(k)}, live {live.get(k)}" for k in differ])
 
 
 def test_every_event_reaches_its_receiver_exactly_once(load_run):
@@ -941,11 +890,8 @@ def test_every_event_reaches_its_receiver_exactly_once(load_run):
     # An endpoint hears of what happens after it was registered: the seeded tickets' first
     # history entries (written by the database as they were inserted) came before.
     registered = {e["isp_id"]: e["created_at"] for e in run.db["endpoints"]}
-    entries = {
-        entry["id"]: entry
-        for entry in run.db["history"]
-        if entry["created_at"] >= registered[entry["isp_id"]]
-    }
+    history = run.db["history"]
+    entries = {e["id"]: e for e in history if e["created_at"] >= registered[e["isp_id"]]}
     deliveries = {d["delivery_id"]: d for d in run.db["deliveries"]}
     per_entry = defaultdict(list)
     for delivery in deliveries.values():
@@ -978,9 +924,8 @@ def test_every_event_reaches_its_receiver_exactly_once(load_run):
         mine = per_entry.get(entry_id, [])
         if entry["dispatched_at"] is None:
             problems.append(f"history entry {entry} never dispatched")
-        if [(d["endpoint_id"], d["status"]) for d in mine] != [
-            (run.endpoints[entry["isp_id"]][0], "delivered")
-        ]:
+        expected = [(run.endpoints[entry["isp_id"]][0], "delivered")]
+        if [(d["endpoint_id"], d["status"]) for d in mine] != expected:
             problems.append(f"history entry {entry_id} (ISP {entry['isp_id']}): {mine}")
         if len(taken[entry_id]) != 1:
             problems.append(

@@ -1,8 +1,7 @@
-"""No 5xx from races, and no corrupted work. Requests are fired at the same
-instant from threads (each with its own app context and database session): on PostgreSQL they
-really run at once (row locks, unique keys); on SQLite writers queue on BEGIN IMMEDIATE."""
+"""No 5xx from races, and no corrupted work. Requests are fired at the same instant from threads
+(each with its own app context and database session): on PostgreSQL they really run at once (row
+locks, unique keys); on SQLite writers queue on BEGIN IMMEDIATE."""
 
-from datetime import UTC
 from itertools import pairwise
 
 import pytest
@@ -18,7 +17,7 @@ from support.client import (
     in_parallel,
     ticket_url,
 )
-from support.database import history_of, read_rows
+from support.database import as_utc, history_of, read_rows
 
 from tickets_service.models import (
     HistoryAction,
@@ -51,10 +50,6 @@ def check_envelopes(responses, expected: dict[int, str | None]) -> None:
             assert_success(response, response.status_code, expected[response.status_code])
         else:
             assert_error(response, response.status_code)
-
-
-def utc(moment):
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # --- Unique keys: 409, never 500 ----------------------------------------------------------------
@@ -135,15 +130,10 @@ def test_sixteen_simultaneous_logouts_with_one_token_answer_200_or_401_and_store
 
 # --- Writes racing a delete ---------------------------------------------------------------------
 
+NOTE = {"internal": True}
 RACING_WRITES = {
     "reply": ("POST", "/reply", lambda n: {"message": f"Reply {n}"}, 201, HistoryAction.REPLIED),
-    "note": (
-        "POST",
-        "/reply",
-        lambda n: {"message": f"Note {n}", "internal": True},
-        201,
-        HistoryAction.NOTED,
-    ),
+    "note": ("POST", "/reply", lambda n: {"message": f"Note{n}", **NOTE}, 201, HistoryAction.NOTED),
     "update": ("PUT", "", lambda n: {"title": f"Title {n}"}, 200, HistoryAction.UPDATED),
 }
 
@@ -168,7 +158,7 @@ def test_a_write_racing_a_delete_lands_before_it_or_is_404(app, client, admin, s
         (ticket,) = [row for row in read_rows(app, Ticket) if row["id"] == ticket_id]
         replies = [row for row in read_rows(app, TicketReply) if row["ticket_id"] == ticket_id]
         assert ticket["reply_count"] == len(replies)
-        assert all(utc(reply["created_at"]) <= utc(ticket["deleted_at"]) for reply in replies)
+        assert all(as_utc(r["created_at"]) <= as_utc(ticket["deleted_at"]) for r in replies)
         if write in {"reply", "note"}:
             assert len(replies) == landed
 
@@ -236,9 +226,8 @@ def test_branch_stats_stay_true_after_concurrent_status_changes(app, client, adm
 
     stats = assert_success(client.get(f"{TICKETS}/stats", headers=admin.headers), 200)["data"]
     actual = [row["status"] for row in read_rows(app, Ticket)]
-    assert {int(code): n for code, n in stats["by_status"].items()} == {
-        code: actual.count(code) for code in range(4)
-    }
+    by_status = {int(code): n for code, n in stats["by_status"].items()}
+    assert by_status == {code: actual.count(code) for code in range(4)}
 
 
 def test_concurrent_replies_are_all_kept_each_with_its_own_etag(app, client, admin, staff):
@@ -251,9 +240,8 @@ def test_concurrent_replies_are_all_kept_each_with_its_own_etag(app, client, adm
     assert len({response.headers["ETag"] for response in responses}) == 10
     detail = assert_success(client.get(ticket_url(ticket_id), headers=admin.headers), 200)["data"]
     assert detail["replies_total"] == 10
-    assert sorted(reply["message"] for reply in detail["replies"]) == sorted(
-        f"Reply {n}" for n in range(10)
-    )
+    sent = sorted(f"Reply {n}" for n in range(10))
+    assert sorted(r["message"] for r in detail["replies"]) == sent
 
 
 def test_of_concurrent_writes_with_one_if_match_exactly_one_applies(app, client, admin):
@@ -269,9 +257,8 @@ def test_of_concurrent_writes_with_one_if_match_exactly_one_applies(app, client,
     check_envelopes(responses, {200: "Ticket updated successfully", 412: None})
     assert statuses(responses) == [200] + [412] * 7
     (winner,) = [response for response in responses if response.status_code == 200]
-    assert {r.headers["ETag"] for r in responses if r.status_code == 412} == {
-        winner.headers["ETag"]
-    }
+    losers = {r.headers["ETag"] for r in responses if r.status_code == 412}
+    assert losers == {winner.headers["ETag"]}
     updates = [e for e in history_of(app, ticket_id) if e["action"] == HistoryAction.UPDATED]
     assert len(updates) == 1
     (ticket,) = read_rows(app, Ticket)

@@ -8,102 +8,41 @@ timed with and without them. The figures are printed (pytest -s) and recorded as
 """
 
 import json
-import os
 import selectors
 import socket
 import statistics
-import subprocess
-import sys
-import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
-from support.client import JWT_SECRET, scope_of
+from support.client import scope_of
+from support.processes import Background, address, exchange, gunicorns, parse, read_all, service_env
 
 from tickets_service.config import from_environment
 from tickets_service.serving import HEAD_LIMIT, Framing, Refusal, RequestReader
 
-ROOT = Path(__file__).resolve().parent.parent
-GUNICORN = Path(sys.executable).parent / "gunicorn"
 HEADER_TIMEOUT = 3  # seconds, for this module's instance (10 by default)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def served(app, db_url, tmp_path_factory):
-    """gunicorn as the Procfile runs it (`--config gunicorn.conf.py wsgi:app`), two workers;
-    yields (host, port, log path)."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("slow") / "gunicorn.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "JWT_SECRET_KEY": JWT_SECRET,
-        "WEB_CONCURRENCY": "2",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "REQUEST_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
-        "REQUEST_BODY_TIMEOUT": str(HEADER_TIMEOUT),
-        "PORT": "",
-        "FLASK_DEBUG": "",
-    }
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [str(GUNICORN), "--config", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(log_path.read_text()) from None
-                    time.sleep(0.1)
-            yield "127.0.0.1", port, log_path
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-
-
-def exchange(address, request: bytes, timeout: float = 10) -> bytes:
-    """Send raw bytes and read until the server closes (or `timeout`)."""
-    with socket.create_connection(address, timeout=timeout) as sock:
-        sock.sendall(request)
-        answer = b""
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except TimeoutError:
-            pass
-    return answer
-
-
-def status_and_body(answer: bytes) -> tuple[int, dict]:
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split()[1]), json.loads(body)
+    """gunicorn as the Procfile runs it (its config file), two workers: (base URL, logs folder)."""
+    logs, deadline = tmp_path_factory.mktemp("slow"), str(HEADER_TIMEOUT)
+    env = service_env(db_url, REQUEST_HEADER_TIMEOUT=deadline, REQUEST_BODY_TIMEOUT=deadline)
+    with gunicorns(logs, env, workers=2) as [base]:
+        yield base, logs
 
 
 # --- The attack, measured -------------------------------------------------------------------
 
 
-class Tricklers:
+class Tricklers(Background):
     """`count` connections that each send a request a byte every `interval` seconds, from one
     thread; one that the service closes is opened again at once. Some trickle a request's head,
     some its body after a whole head, and some send nothing at all."""
 
     def __init__(self, address, count: int, interval: float = 0.2):
+        super().__init__()
         self.address, self.count, self.interval = address, count, interval
         self.requests = [
             b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"p" * 200 + b"\r\n\r\n",
@@ -113,16 +52,6 @@ class Tricklers:
         ]
         self.reopened = 0
         self.refusals: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc):
-        self._stop.set()
-        self._thread.join(10)
 
     def _open(self, n: int) -> dict:
         sock = socket.create_connection(self.address, timeout=5)
@@ -150,8 +79,7 @@ class Tricklers:
                     self.refusals.append(int(answer.split()[1]))
                 selector.unregister(conn["sock"])
                 conn["sock"].close()
-                fresh = self._open(conn["n"])
-                conn.update(fresh)
+                conn.update(self._open(conn["n"]))
                 selector.register(conn["sock"], selectors.EVENT_READ, conn)
                 self.reopened += 1
             for conn in conns:
@@ -166,14 +94,14 @@ class Tricklers:
         selector.close()
 
 
-def timed_requests(base: str, token: str, account, rounds: int) -> list[float]:
+def timed_requests(base: str, account, rounds: int) -> list[float]:
     """/healthz and the first page of the list in turn, each on a new connection: seconds each.
     A request that does not answer 200 within 5 s fails the test."""
     listing = f"{base}/api/v1/tickets?" + "&".join(f"{k}={v}" for k, v in scope_of(account).items())
     seconds = []
     for n in range(rounds):
         url = listing if n % 2 else f"{base}/healthz"
-        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {account.token}"})
         started = time.perf_counter()
         with urllib.request.urlopen(request, timeout=5) as response:
             assert response.status == 200
@@ -190,15 +118,14 @@ def p99(seconds: list[float]) -> float:
 def test_fifty_trickling_connections_leave_healthz_and_the_list_answering(
     served, admin, make_ticket, record_property
 ):
-    host, port, _log = served
-    base = f"http://{host}:{port}"
+    base = served[0]
     for _ in range(5):
         make_ticket(admin)
 
-    quiet = timed_requests(base, admin.token, admin, 200)
-    with Tricklers((host, port), 50) as attack:
+    quiet = timed_requests(base, admin, 200)
+    with Tricklers(address(base), 50) as attack:
         time.sleep(1)  # every trickling connection is open and has started
-        attacked = timed_requests(base, admin.token, admin, 200)
+        attacked = timed_requests(base, admin, 200)
         time.sleep(HEADER_TIMEOUT + 1)  # long enough for the service to cut some off
 
     figures = {
@@ -220,68 +147,56 @@ def test_fifty_trickling_connections_leave_healthz_and_the_list_answering(
     assert set(attack.refusals) <= {408}
 
 
-@pytest.mark.slow
-def test_a_head_that_takes_too_long_is_408_in_the_envelope(served):
-    host, port, _log = served
-    with socket.create_connection((host, port), timeout=HEADER_TIMEOUT + 10) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
-        started = time.monotonic()
-        for _ in range(HEADER_TIMEOUT * 4):
-            time.sleep(0.5)
-            try:
-                sock.sendall(b"X")
-            except OSError:
-                break
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    status, body = status_and_body(answer)
-    assert status == 408
-    assert body == {"success": False, "message": "The request head took too long to arrive."}
-    assert time.monotonic() - started < HEADER_TIMEOUT + 6
+SLOW_BODY = b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("trickling", [True, False], ids=["trickling", "silent"])
-def test_a_body_that_takes_too_long_is_408(served, trickling):
-    """A body that comes too slowly is cut off at its deadline; one that stops coming, once
-    the connection has been silent for gunicorn's keepalive (5 s)."""
-    host, port, _log = served
-    head = b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n"
-    with socket.create_connection((host, port), timeout=15) as sock:
-        sock.sendall(head + b"{")
+@pytest.mark.parametrize(
+    ("first", "then", "trickling", "message", "within"),
+    [
+        (b"GET /healthz HTTP/1.1\r\n", b"X", True, "The request head took too long to arrive.", 6),
+        (SLOW_BODY, b" ", True, "The request body took too long to arrive.", 7),
+        (SLOW_BODY, b" ", False, "The request body took too long to arrive.", 7),
+    ],
+    ids=["head", "body-trickling", "body-silent"],
+)
+def test_a_request_that_takes_too_long_is_408_in_the_envelope(
+    served, first, then, trickling, message, within
+):
+    """A head or body that comes too slowly is cut off at its deadline; a body that stops
+    coming, once the connection has been silent for gunicorn's keepalive (5 s)."""
+    with socket.create_connection(address(served[0]), timeout=15) as sock:
+        sock.sendall(first)
         started = time.monotonic()
-        while trickling and time.monotonic() - started < HEADER_TIMEOUT + 3:
+        while trickling and time.monotonic() - started < HEADER_TIMEOUT * 2:
             time.sleep(0.5)
             try:
-                sock.sendall(b" ")
+                sock.sendall(then)
             except OSError:
                 break
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    status, body = status_and_body(answer)
-    assert (status, body["message"]) == (408, "The request body took too long to arrive.")
-    assert time.monotonic() - started < HEADER_TIMEOUT + 7
+        status, _headers, body = parse(read_all(sock))
+    assert (status, body) == (408, {"success": False, "message": message})
+    assert time.monotonic() - started < HEADER_TIMEOUT + within
 
 
 @pytest.mark.slow
 def test_a_head_over_the_limit_is_431_in_the_envelope(served):
     many = b"".join(b"X-Field-%d: %s\r\n" % (n, b"v" * 100) for n in range(HEAD_LIMIT // 100))
-    status, body = status_and_body(
-        exchange(served[:2], b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
-    )
+    answer = exchange(served[0], b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+    status, _headers, body = parse(answer)
     assert (status, body["success"]) == (431, False)
 
 
 @pytest.mark.slow
 def test_a_body_over_the_limit_is_read_then_413(served):
     """The client sends all of it before reading: it gets the answer, not a reset."""
-    limit = from_environment({})["MAX_CONTENT_LENGTH"]
-    body = b"x" * (limit + 1)
+    body = b"x" * (from_environment({})["MAX_CONTENT_LENGTH"] + 1)
     head = b"POST /api/v1/tickets HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
-    status, answer = status_and_body(exchange(served[:2], head + body))
+    status, _headers, answer = parse(exchange(served[0], head + body))
     assert (status, answer) == (413, {"success": False, "message": "Request body too large."})
+
+
+CHUNKED = b"POST /api/v1/tickets HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
 @pytest.mark.slow
@@ -289,22 +204,19 @@ def test_a_chunked_body_over_the_limit_is_413(served):
     limit = from_environment({})["MAX_CONTENT_LENGTH"]
     chunk = b"x" * 65536
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(limit // len(chunk) + 1))
-    head = b"POST /api/v1/tickets HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-    status, _answer = status_and_body(exchange(served[:2], head + chunks + b"0\r\n\r\n"))
-    assert status == 413
+    assert parse(exchange(served[0], CHUNKED + chunks + b"0\r\n\r\n"))[0] == 413
 
 
 @pytest.mark.slow
 def test_an_aborted_chunked_body_is_the_clients_and_holds_nothing(served):
-    host, port, log_path = served
-    head = b"POST /api/v1/tickets HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    base, logs = served
     for _ in range(10):
-        with socket.create_connection((host, port), timeout=5) as sock:
-            sock.sendall(head + b"40\r\n" + b"{" * 20)  # then the client goes away
+        with socket.create_connection(address(base), timeout=5) as sock:
+            sock.sendall(CHUNKED + b"40\r\n" + b"{" * 20)  # then the client goes away
     time.sleep(0.5)
-    with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=5) as response:
+    with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
         assert response.status == 200
-    log = log_path.read_text()
+    log = "".join(path.read_text() for path in logs.glob("*.log"))
     assert "Client closed the connection before its request was complete." in log
     assert "Traceback" not in log and '"status":500' not in log
 
@@ -313,7 +225,7 @@ def test_an_aborted_chunked_body_is_the_clients_and_holds_nothing(served):
 def test_pipelined_and_kept_alive_requests_are_answered_in_order(served):
     request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
     last = b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    answer = exchange(served[:2], request * 2 + last)
+    answer = exchange(served[0], request * 2 + last)
     assert answer.count(b"HTTP/1.1 200 OK") == 3
     assert answer.rindex(b'"status":"ready"') > answer.rindex(b'"status":"ok"')
 
@@ -325,15 +237,12 @@ def test_expect_100_continue_is_answered_before_the_body(served, admin):
         b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
     )
-    with socket.create_connection(served[:2], timeout=5) as sock:
+    with socket.create_connection(address(served[0]), timeout=5) as sock:
         sock.sendall(head)
         assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
         sock.sendall(body)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    final = answer[answer.rindex(b"HTTP/1.1 4") :]
-    assert status_and_body(final)[0] == 401
+        answer = read_all(sock)
+    assert parse(answer[answer.rindex(b"HTTP/1.1 4") :])[0] == 401
 
 
 # --- The request reader, byte by byte ---------------------------------------------------------

@@ -15,8 +15,11 @@ def subscriber_url(subscriber_id) -> str:
     return f"{SUBSCRIBERS}/{subscriber_id}"
 
 
+SYNCED = {"name": "Synced Person", "phone": "+15550909", "email": "sync@example.test"}
+
+
 def sync(client, account, external_id="crm-77", body=None):
-    body = body or {"name": "Synced Person", "phone": "+15550909", "email": "sync@example.test"}
+    body = body or SYNCED
     return call(client, account, "PUT", f"{SUBSCRIBERS}/by-external-id/{external_id}", body)
 
 
@@ -69,10 +72,7 @@ SEARCHES = [
     ("_", []),
     ("far", []),
     ("other", []),
-    pytest.param(
-        "école",
-        ["school"],
-    ),
+    ("école", ["school"]),
 ]
 
 
@@ -111,11 +111,8 @@ def test_an_admin_creates_a_subscriber_in_a_branch_of_the_isp(client, admin, fet
 
     row = fetch(Subscriber, create(client, admin, **body))
 
-    assert (row["isp_id"], row["branch_id"], row["name"]) == (
-        1,
-        branch.get("branch_id", 1),
-        "Jane Roe",
-    )
+    assert (row["isp_id"], row["branch_id"]) == (1, branch.get("branch_id", 1))
+    assert row["name"] == "Jane Roe"
     assert (row["phone"], row["email"], row["external_id"]) == (body["phone"], body["email"], None)
 
 
@@ -148,15 +145,11 @@ BAD_BODY = [
 @pytest.mark.parametrize("method", ["POST", "PUT"])
 @pytest.mark.parametrize(("body", "field"), [({}, "name"), *BAD_BODY])
 def test_a_bad_subscriber_body_is_422_and_writes_nothing(
-    client, admin, make_subscriber, rows, method, body, field
+    client, admin, make_subscriber, assert_refused, method, body, field
 ):
     url = SUBSCRIBERS if method == "POST" else subscriber_url(make_subscriber())
     body = {"name": "A", **body} if method == "POST" and field != "name" else body
-    before = desk_state(rows)
-
-    assert_error(call(client, admin, method, url, body), 422, field if body else None)
-
-    assert desk_state(rows) == before
+    assert_refused(lambda: call(client, admin, method, url, body), 422, field if body else None)
 
 
 def test_an_admin_updates_a_subscriber(client, admin, make_subscriber, fetch):
@@ -194,30 +187,26 @@ def test_a_ticket_sent_back_with_its_moved_subscriber_updates(
     response = call(client, admin, "PUT", url, {"subscriber_id": mover, "title": "Kept"})
 
     assert_success(response, 200)
-    assert (fetch(Ticket, ticket_id)["subscriber_id"], fetch(Ticket, ticket_id)["title"]) == (
-        mover,
-        "Kept",
-    )
+    row = fetch(Ticket, ticket_id)
+    assert (row["subscriber_id"], row["title"]) == (mover, "Kept")
     assert_error(call(client, admin, "PUT", url, {"subscriber_id": other}), 422, "subscriber_id")
     assert fetch(Ticket, ticket_id)["subscriber_id"] == mover
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "PUT own"])
-def test_an_external_id_is_unique_in_the_isp(client, admin, rows, method):
-    holder = create(client, admin, name="Holder", external_id="crm-1")
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_an_external_id_is_unique_in_the_isp(client, admin, assert_refused, method):
+    create(client, admin, name="Holder", external_id="crm-1")
     other = create(client, admin, name="Other", external_id="crm-2")
     url = SUBSCRIBERS if method == "POST" else subscriber_url(other)
-    url = subscriber_url(holder) if method == "PUT own" else url
-    before = desk_state(rows)
+    body = {"name": "X", "external_id": "crm-1"}
+    assert_refused(lambda: call(client, admin, method, url, body), 409)
 
-    response = call(client, admin, method[:4].strip(), url, {"name": "X", "external_id": "crm-1"})
 
-    if method == "PUT own":
-        assert_success(response, 200)
-        assert rows(Subscriber)[0]["name"] == "X"
-    else:
-        assert_error(response, 409)
-        assert desk_state(rows) == before
+def test_a_subscriber_may_be_sent_its_own_external_id(client, admin, rows):
+    holder = create(client, admin, name="Holder", external_id="crm-1")
+    body = {"name": "X", "external_id": "crm-1"}
+    assert_success(call(client, admin, "PUT", subscriber_url(holder), body), 200)
+    assert rows(Subscriber)[0]["name"] == "X"
 
 
 def test_the_same_external_id_in_another_isp_is_another_subscriber(
@@ -226,35 +215,8 @@ def test_the_same_external_id_in_another_isp_is_another_subscriber(
     for account in (admin, other_admin):
         create(client, account, name="Same Id", external_id="crm-1")
 
-    assert [(r["isp_id"], r["external_id"]) for r in rows(Subscriber)] == [
-        (1, "crm-1"),
-        (2, "crm-1"),
-    ]
-
-
-@pytest.mark.parametrize("write", ["POST", "PUT", "sync"])
-def test_staff_writing_subscribers_is_403(client, staff, make_subscriber, rows, write):
-    subscriber_id = make_subscriber()
-    before = desk_state(rows)
-
-    if write == "sync":
-        response = sync(client, staff)
-    else:
-        url = SUBSCRIBERS if write == "POST" else subscriber_url(subscriber_id)
-        response = call(client, staff, write, url, {"name": "Nope"})
-
-    assert_error(response, 403)
-    assert desk_state(rows) == before
-
-
-@pytest.mark.parametrize("method", ["DELETE", "PATCH"])
-def test_deleting_a_subscriber_is_not_offered(client, admin, make_subscriber, rows, method):
-    subscriber_id = make_subscriber()
-    before = desk_state(rows)
-
-    assert_error(call(client, admin, method, subscriber_url(subscriber_id)), 405)
-
-    assert desk_state(rows) == before
+    stored = [(r["isp_id"], r["external_id"]) for r in rows(Subscriber)]
+    assert stored == [(1, "crm-1"), (2, "crm-1")]
 
 
 # --- Sync by external id ----------------------------------------------------------------------
@@ -266,11 +228,7 @@ def test_sync_creates_an_unknown_subscriber(client, admin, fetch):
     row = fetch(Subscriber, created["data"]["id"])
     assert list(created["data"]) == ["id"]
     assert (row["isp_id"], row["branch_id"], row["external_id"]) == (1, 1, "crm-77")
-    assert (row["name"], row["phone"], row["email"]) == (
-        "Synced Person",
-        "+15550909",
-        "sync@example.test",
-    )
+    assert {name: row[name] for name in SYNCED} == SYNCED
 
 
 def test_sync_updates_a_known_subscriber(client, admin, fetch, rows):
@@ -307,12 +265,10 @@ def test_repeating_a_sync_changes_nothing(client, admin, rows):
         ("crm-1", {"name": "a\tb\nc"}, "name"),
     ],
 )
-def test_a_bad_sync_is_422_and_writes_nothing(client, admin, rows, external_id, body, field):
-    before = desk_state(rows)
-
-    assert_error(sync(client, admin, external_id, body), 422, field)
-
-    assert desk_state(rows) == before
+def test_a_bad_sync_is_422_and_writes_nothing(
+    client, admin, assert_refused, external_id, body, field
+):
+    assert_refused(lambda: sync(client, admin, external_id, body), 422, field)
 
 
 def test_synced_times_are_in_the_api_format(client, admin):

@@ -11,17 +11,8 @@ from support.database import as_utc
 
 from tickets_service.models import Ticket, TicketReply
 
-TICKET_FIELDS = [
-    "id",
-    "title",
-    "description",
-    "subscriber_id",
-    "subscriber_name",
-    "priority",
-    "status",
-    "replies",
-    "created_at",
-]
+TICKET_FIELDS = ["id", "title", "description", "subscriber_id", "subscriber_name", "priority"]
+TICKET_FIELDS += ["status", "replies", "created_at"]
 REPLY_FIELDS = ["id", "message", "user_name", "created_at"]
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 

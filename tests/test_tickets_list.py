@@ -4,34 +4,19 @@ with the spec's fields and JSON types."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
 from support.catalogue import LIST
-from support.client import assert_success, scope_of
-from support.database import as_utc
+from support.client import assert_success, ids, list_tickets, scope_of
+from support.database import as_utc, set_columns
 
-from tickets_service.extensions import db
 from tickets_service.models import Ticket
 
 # The spec's keys, in the spec's order; extra fields may follow them.
-ITEM_FIELDS = [
-    "id",
-    "title",
-    "subscriber_id",
-    "subscriber_name",
-    "priority",
-    "status",
-    "created_at",
-]
-
-
-def list_tickets(client, account, **params):
-    """GET the list with the caller's own scope, plus filters or paging."""
-    query = {**scope_of(account), **params}
-    return client.get(LIST.path, query_string=query, headers=account.headers)
+ITEM_FIELDS = ["id", "title", "subscriber_id", "subscriber_name", "priority", "status"]
+ITEM_FIELDS += ["created_at"]
 
 
 def listed_ids(response) -> list[int]:
-    return [item["id"] for item in assert_success(response, 200)["data"]]
+    return ids(assert_success(response, 200))
 
 
 @pytest.mark.parametrize("linked", [True, False], ids=["with-subscriber", "without-subscriber"])
@@ -61,20 +46,20 @@ def test_an_item_carries_the_ticket_in_spec_order_and_json_types(
     ids=str,
 )
 def test_filters_keep_only_the_matching_tickets(client, staff, make_ticket, fetch, filters):
-    ids = {
+    made = {
         (status, priority): make_ticket(staff, status=status, priority=priority)
         for status in (0, 1, 2, 3)
         for priority in (1, 2, 3)
     }
     wanted = [
         ticket_id
-        for (status, priority), ticket_id in ids.items()
+        for (status, priority), ticket_id in made.items()
         if filters.get("status", status) == status and filters.get("priority", priority) == priority
     ]
 
     body = assert_success(list_tickets(client, staff, **filters, per_page=200), 200)
 
-    assert sorted(item["id"] for item in body["data"]) == wanted
+    assert sorted(ids(body)) == wanted
     assert body["meta"]["total"] == len(wanted)
     assert all(fetch(Ticket, ticket_id).items() >= filters.items() for ticket_id in wanted)
 
@@ -82,23 +67,20 @@ def test_filters_keep_only_the_matching_tickets(client, staff, make_ticket, fetc
 def test_the_list_is_newest_first_by_created_at(client, staff, make_ticket, rows):
     """Inserted out of order, so an id order would not pass."""
     ages_in_hours = [2, 0, 24, 1]
-    ids = [make_ticket(staff, age=timedelta(hours=h)) for h in ages_in_hours]
+    made = [make_ticket(staff, age=timedelta(hours=h)) for h in ages_in_hours]
 
-    newest_first = [ticket_id for _, ticket_id in sorted(zip(ages_in_hours, ids, strict=True))]
+    newest_first = [ticket_id for _, ticket_id in sorted(zip(ages_in_hours, made, strict=True))]
     assert listed_ids(list_tickets(client, staff)) == newest_first
-    assert len(rows(Ticket)) == len(ids)
+    assert len(rows(Ticket)) == len(made)
 
 
 def test_created_at_ties_are_broken_by_id_descending(app, client, staff, make_ticket, fetch):
     same_moment = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-    ids = [make_ticket(staff) for _ in range(3)]
-    with app.app_context():
-        db.session.execute(update(Ticket).values(created_at=same_moment))
-        db.session.commit()
-        db.session.remove()
+    made = [make_ticket(staff) for _ in range(3)]
+    set_columns(app, Ticket, Ticket.id.in_(made), created_at=same_moment)
 
-    assert len({as_utc(fetch(Ticket, ticket_id)["created_at"]) for ticket_id in ids}) == 1
-    assert listed_ids(list_tickets(client, staff)) == sorted(ids, reverse=True)
+    assert len({as_utc(fetch(Ticket, ticket_id)["created_at"]) for ticket_id in made}) == 1
+    assert listed_ids(list_tickets(client, staff)) == sorted(made, reverse=True)
 
 
 def test_the_list_defaults_to_page_1_of_50(client, staff, make_ticket, rows):
@@ -110,7 +92,7 @@ def test_the_list_defaults_to_page_1_of_50(client, staff, make_ticket, rows):
 
     assert len(rows(Ticket)) == 51
     assert len(body["data"]) == 50
-    assert oldest not in [item["id"] for item in body["data"]]
+    assert oldest not in ids(body)
     meta = dict(body["meta"])
     assert isinstance(meta.pop("next_cursor"), str)  # a second page exists
     assert meta == {"page": 1, "per_page": 50, "total": 51, "pages": 2, "total_exact": True}
@@ -133,13 +115,11 @@ def test_page_and_per_page_select_a_slice(
 
     body = assert_success(list_tickets(client, staff, page=page, per_page=per_page), 200)
 
-    assert [item["id"] for item in body["data"]] == newest_first[sliced]
+    assert ids(body) == newest_first[sliced]
     meta = dict(body["meta"])
     assert (meta.pop("next_cursor") is None) == (page >= pages)
-    assert meta == {
-        **{"page": page, "per_page": per_page, "total": 5, "pages": pages},
-        "total_exact": True,
-    }
+    expected = {"page": page, "per_page": per_page, "total": 5, "pages": pages}
+    assert meta == {**expected, "total_exact": True}
 
 
 def test_per_page_above_200_is_422(client, staff, make_ticket, assert_refused):
@@ -157,7 +137,7 @@ def test_isp_branch_and_user_are_required(client, staff, make_ticket, assert_ref
 
 @pytest.mark.parametrize("branch_id", [1, 2])
 def test_the_list_shows_the_requested_branch_only(client, admin, make_ticket, fetch, branch_id):
-    ids = {branch: make_ticket(admin, branch_id=branch) for branch in (1, 2)}
+    made = {branch: make_ticket(admin, branch_id=branch) for branch in (1, 2)}
 
-    assert listed_ids(list_tickets(client, admin, branch_id=branch_id)) == [ids[branch_id]]
-    assert fetch(Ticket, ids[branch_id])["branch_id"] == branch_id
+    assert listed_ids(list_tickets(client, admin, branch_id=branch_id)) == [made[branch_id]]
+    assert fetch(Ticket, made[branch_id])["branch_id"] == branch_id

@@ -1,12 +1,12 @@
-"""Filters, text search, sorts, and deleted=only for
-admins. A bad value in any of them is 422 on that parameter; no filter reaches past the
-caller's ISP and branch."""
+"""Filters, text search, sorts, and deleted=only for admins. A bad value in any of them is 422 on
+that parameter (one given twice too: test_input_hygiene); no filter reaches past the caller's ISP
+and branch."""
 
 from datetime import timedelta
 
 import pytest
-from support.client import assert_error, assert_success, call, ids, list_tickets
-from support.database import at, desk_state, now, set_columns
+from support.client import assert_success, call, ids, list_tickets
+from support.database import at, now, set_columns
 
 from tickets_service.models import Ticket
 
@@ -231,15 +231,15 @@ def some_deleted(admin, make_ticket) -> dict:
     }
 
 
-@pytest.mark.parametrize(
-    ("params", "expected"),
-    [
-        ({"deleted": "only"}, ["deleted", "deleted high"]),
-        ({"deleted": "only", "priority": "3"}, ["deleted high"]),
-        ({"deleted": "only", "branch_id": "2"}, ["deleted in branch 2"]),
-        ({}, ["live"]),
-    ],
-)
+DELETED = [
+    ({"deleted": "only"}, ["deleted", "deleted high"]),
+    ({"deleted": "only", "priority": "3"}, ["deleted high"]),
+    ({"deleted": "only", "branch_id": "2"}, ["deleted in branch 2"]),
+    ({}, ["live"]),
+]
+
+
+@pytest.mark.parametrize(("params", "expected"), DELETED)
 def test_admins_list_deleted_tickets_apart_from_live_ones(
     client, admin, some_deleted, params, expected
 ):
@@ -249,13 +249,10 @@ def test_admins_list_deleted_tickets_apart_from_live_ones(
     assert {item["deleted_at"] is not None for item in body["data"]} == {"deleted" in params}
 
 
-def test_staff_asking_for_deleted_tickets_is_403(client, staff, admin, make_ticket, rows):
+def test_staff_asking_for_deleted_tickets_is_403(client, staff, admin, make_ticket, assert_refused):
     make_ticket(admin, deleted_at=now())
-    before = desk_state(rows)
-
-    assert "data" not in assert_error(list_tickets(client, staff, deleted="only"), 403)
-
-    assert desk_state(rows) == before
+    response = assert_refused(lambda: list_tickets(client, staff, deleted="only"), 403)
+    assert "data" not in response.get_json()
 
 
 # --- Bad values: 422 on the parameter ---------------------------------------------------------
@@ -283,20 +280,10 @@ BAD_PAIRS += [("created_from", "2024-1-1 10:00:00")]
 
 @pytest.mark.parametrize(("name", "value"), BAD_PAIRS)
 def test_a_bad_list_parameter_is_422_on_that_parameter(
-    client, admin, make_ticket, rows, name, value
+    client, admin, make_ticket, assert_refused, name, value
 ):
     make_ticket(admin)
-    before = desk_state(rows)
-
-    assert_error(list_tickets(client, admin, **{name: value}), 422, name)
-
-    assert desk_state(rows) == before
-
-
-def test_a_filter_given_twice_is_422(client, admin):
-    url = f"/api/v1/tickets?isp_id=1&branch_id=1&user_id={admin.id}&status=0&status=1"
-
-    assert_error(client.get(url, headers=admin.headers), 422, "status")
+    assert_refused(lambda: list_tickets(client, admin, **{name: value}), 422, name)
 
 
 # --- No filter reaches past the caller's scope -------------------------------------------------
@@ -319,8 +306,7 @@ FOREIGN = {
 def test_no_filter_finds_another_isps_or_branchs_tickets(
     client, staff, other_staff, staff_branch2, make_ticket, make_subscriber, name
 ):
-    """Every foreign ticket matches every filter; the caller's own ticket all but the foreign
-    ids."""
+    """Every foreign ticket matches every filter; the caller's own one all but the foreign ids."""
     late, matching = now() - timedelta(days=1), {"title": "Outage", "priority": 3, "status": 0}
     foreign = {"foreign subscriber": make_subscriber(isp_id=2), "foreign assignee": other_staff.id}
     make_ticket(other_staff, subscriber_id=foreign["foreign subscriber"], due_at=late, **matching)

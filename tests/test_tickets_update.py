@@ -12,34 +12,26 @@ from tickets_service.models import Ticket
 NEW_SUBSCRIBER = object()  # stands for a second subscriber created by the test
 
 
-@pytest.mark.parametrize(
-    ("sent", "stored"),
-    [
-        ({"title": "Updated Title"}, {"title": "Updated Title"}),
-        ({"title": "  Updated Title  "}, {"title": "Updated Title"}),
-        ({"description": "Still down"}, {"description": "Still down"}),
-        ({"priority": 3}, {"priority": 3}),
-        ({"priority": 1}, {"priority": 1}),
-        ({"subscriber_id": NEW_SUBSCRIBER}, {"subscriber_id": NEW_SUBSCRIBER}),
-        ({"subscriber_id": None}, {"subscriber_id": None}),
-        ({"title": "Updated Title", "priority": 3}, {"title": "Updated Title", "priority": 3}),
-        (
-            {"title": "\t" + "x" * 255 + " ", "description": "d" * 10_000},
-            {"title": "x" * 255, "description": "d" * 10_000},
-        ),
-    ],
-    ids=[
-        "title",
-        "title-trimmed",
-        "description",
-        "priority-3",
-        "priority-1",
-        "another-subscriber",
-        "null-unlinks-the-subscriber",
-        "spec-example",
-        "longest-title-and-description",
-    ],
-)
+UPDATES = {  # what is sent, and what is stored
+    "title": ({"title": "Updated Title"}, {"title": "Updated Title"}),
+    "title-trimmed": ({"title": "  Updated Title  "}, {"title": "Updated Title"}),
+    "description": ({"description": "Still down"}, {"description": "Still down"}),
+    "priority-3": ({"priority": 3}, {"priority": 3}),
+    "priority-1": ({"priority": 1}, {"priority": 1}),
+    "another-subscriber": ({"subscriber_id": NEW_SUBSCRIBER}, {"subscriber_id": NEW_SUBSCRIBER}),
+    "null-unlinks-the-subscriber": ({"subscriber_id": None}, {"subscriber_id": None}),
+    "spec-example": (
+        {"title": "Updated Title", "priority": 3},
+        {"title": "Updated Title", "priority": 3},
+    ),
+    "longest-title-and-description": (
+        {"title": "\t" + "x" * 255 + " ", "description": "d" * 10_000},
+        {"title": "x" * 255, "description": "d" * 10_000},
+    ),
+}
+
+
+@pytest.mark.parametrize(("sent", "stored"), UPDATES.values(), ids=UPDATES)
 def test_an_update_changes_only_the_fields_sent(
     send, staff, make_subscriber, make_ticket, fetch, sent, stored
 ):

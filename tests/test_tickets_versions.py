@@ -17,12 +17,21 @@ from support.client import (
     scope_of,
     ticket_url,
 )
-from support.database import database_state, history_of, read_rows
+from support.database import database_state, history_of, read_rows, session
 
-from tickets_service.extensions import db
 from tickets_service.models import HistoryAction, Ticket
 
 STRONG_ETAG = re.compile(r'^"[!#-~]+"$')  # quoted, no W/ prefix
+
+
+# (method, suffix) of a ticket write -> the status and message it answers
+ANSWERS = {
+    ("PUT", ""): (200, "Ticket updated successfully"),
+    ("PUT", "/status"): (200, "Ticket status updated successfully"),
+    ("POST", "/reply"): (201, "Reply added successfully"),
+    ("DELETE", ""): (200, "Ticket deleted successfully"),
+    ("POST", "/restore"): (200, "Ticket restored successfully"),
+}
 
 
 @dataclass(frozen=True)
@@ -32,11 +41,13 @@ class Write:
     name: str
     method: str
     suffix: str
-    status: int
-    message: str
     action: str
     body: Callable = field(default=lambda admin: None)
     on_deleted: bool = False  # restore: the ticket must be deleted first
+
+    @property
+    def answer(self) -> tuple[int, str]:
+        return ANSWERS[(self.method, self.suffix)]
 
     def send(self, client, admin, ticket_id, headers=None):
         body = self.body(admin)
@@ -46,62 +57,15 @@ class Write:
         return call(client, admin, self.method, url, body, headers=headers)
 
 
+NOTE = {"message": "Line checked.", "internal": True}
 WRITES = [
-    Write(
-        "update",
-        "PUT",
-        "",
-        200,
-        "Ticket updated successfully",
-        HistoryAction.UPDATED,
-        lambda admin: {"title": "A new title"},
-    ),
-    Write(
-        "assign",
-        "PUT",
-        "",
-        200,
-        "Ticket updated successfully",
-        HistoryAction.ASSIGNED,
-        lambda admin: {"assignee_id": admin.id},
-    ),
-    Write(
-        "status",
-        "PUT",
-        "/status",
-        200,
-        "Ticket status updated successfully",
-        HistoryAction.STATUS_CHANGED,
-        lambda admin: {"status": 2},
-    ),
-    Write(
-        "reply",
-        "POST",
-        "/reply",
-        201,
-        "Reply added successfully",
-        HistoryAction.REPLIED,
-        lambda admin: {"message": "We are on it."},
-    ),
-    Write(
-        "note",
-        "POST",
-        "/reply",
-        201,
-        "Reply added successfully",
-        HistoryAction.NOTED,
-        lambda admin: {"message": "Line checked.", "internal": True},
-    ),
-    Write("delete", "DELETE", "", 200, "Ticket deleted successfully", HistoryAction.DELETED),
-    Write(
-        "restore",
-        "POST",
-        "/restore",
-        200,
-        "Ticket restored successfully",
-        HistoryAction.RESTORED,
-        on_deleted=True,
-    ),
+    Write("update", "PUT", "", HistoryAction.UPDATED, lambda a: {"title": "A new title"}),
+    Write("assign", "PUT", "", HistoryAction.ASSIGNED, lambda a: {"assignee_id": a.id}),
+    Write("status", "PUT", "/status", HistoryAction.STATUS_CHANGED, lambda a: {"status": 2}),
+    Write("reply", "POST", "/reply", HistoryAction.REPLIED, lambda a: {"message": "We are on it."}),
+    Write("note", "POST", "/reply", HistoryAction.NOTED, lambda a: NOTE),
+    Write("delete", "DELETE", "", HistoryAction.DELETED),
+    Write("restore", "POST", "/restore", HistoryAction.RESTORED, on_deleted=True),
 ]
 DELETE = next(write for write in WRITES if write.name == "delete")
 by_name = pytest.mark.parametrize("write", WRITES, ids=lambda write: write.name)
@@ -156,11 +120,7 @@ def test_if_none_match_with_the_current_etag_is_304_without_a_body(client, admin
 
 @pytest.mark.parametrize(
     "held",
-    [
-        lambda tag: f"W/{tag}",
-        lambda tag: f'"v0", {tag}',
-        lambda tag: "*",
-    ],
+    [lambda tag: f"W/{tag}", lambda tag: f'"v0", {tag}', lambda tag: "*"],
     ids=["weak", "in-a-list", "any"],
 )
 def test_if_none_match_compares_weakly_and_takes_a_list(client, admin, make_ticket, held):
@@ -193,9 +153,8 @@ def test_if_none_match_on_another_isps_ticket_is_404_without_an_etag(
     ticket_id = make_ticket(admin)
     tag = fetch_etag(client, admin, ticket_id)
 
-    response = client.get(
-        ticket_url(ticket_id), headers={**other_admin.headers, "If-None-Match": tag}
-    )
+    headers = {**other_admin.headers, "If-None-Match": tag}
+    response = client.get(ticket_url(ticket_id), headers=headers)
 
     assert_error(response, 404)
     assert "ETag" not in response.headers
@@ -205,13 +164,8 @@ def test_if_none_match_on_another_isps_ticket_is_404_without_an_etag(
 
 
 def test_create_answers_with_the_etag_that_fetch_then_shows(client, admin):
-    response = call(
-        client,
-        admin,
-        "POST",
-        "/api/v1/tickets",
-        {**scope_of(admin), "title": "Slow", "description": "Evenings", "priority": 1},
-    )
+    body = {**scope_of(admin), "title": "Slow", "description": "Evenings", "priority": 1}
+    response = call(client, admin, "POST", "/api/v1/tickets", body)
 
     ticket_id = assert_success(response, 201)["data"]["id"]
     assert STRONG_ETAG.fullmatch(response.headers["ETag"])
@@ -224,7 +178,7 @@ def test_a_write_bumps_the_etag_and_answers_with_the_new_one(app, client, admin,
 
     response = write.send(client, admin, ticket_id)
 
-    assert_success(response, write.status, write.message)
+    assert_success(response, *write.answer)
     after = response.headers["ETag"]
     assert STRONG_ETAG.fullmatch(after)
     assert after != before
@@ -239,20 +193,9 @@ def test_a_deleted_tickets_etag_is_the_one_its_restore_must_match(client, admin)
     deleted = DELETE.send(client, admin, ticket_id)
     assert_success(deleted, 200)
 
-    stale = call(
-        client,
-        admin,
-        "POST",
-        ticket_url(ticket_id, "/restore"),
-        headers={"If-Match": before_delete},
-    )
-    restored = call(
-        client,
-        admin,
-        "POST",
-        ticket_url(ticket_id, "/restore"),
-        headers={"If-Match": deleted.headers["ETag"]},
-    )
+    url = ticket_url(ticket_id, "/restore")
+    stale = call(client, admin, "POST", url, headers={"If-Match": before_delete})
+    restored = call(client, admin, "POST", url, headers={"If-Match": deleted.headers["ETag"]})
 
     assert_error(stale, 412)
     assert_success(restored, 200, "Ticket restored successfully")
@@ -264,10 +207,8 @@ def test_a_reply_by_someone_else_changes_the_etag_a_reader_holds(client, admin, 
     ticket_id = create_ticket(client, admin)
     held = fetch_etag(client, admin, ticket_id)
 
-    assert_success(
-        call(client, staff, "POST", ticket_url(ticket_id, "/reply"), {"message": "Called him."}),
-        201,
-    )
+    reply = {"message": "Called him."}
+    assert_success(call(client, staff, "POST", ticket_url(ticket_id, "/reply"), reply), 201)
 
     response = client.get(ticket_url(ticket_id), headers={**admin.headers, "If-None-Match": held})
     assert_success(response, 200)
@@ -283,11 +224,9 @@ def test_a_write_with_a_stale_if_match_is_412_with_the_current_etag_and_changes_
 ):
     ticket_id, stale = prepared_ticket(client, admin, write)
     # Someone else changes the ticket after it was read (a note works on a deleted one too).
-    with app.app_context():
-        ticket = db.session.get(Ticket, ticket_id)
-        ticket.priority = 3
-        db.session.commit()
-        db.session.remove()
+    with session(app) as own:
+        own.get(Ticket, ticket_id).priority = 3
+        own.commit()
     current = current_etag(app, ticket_id)
     assert current != stale
     before = database_state(app)
@@ -306,7 +245,7 @@ def test_a_write_with_the_current_if_match_applies(app, client, admin, write):
 
     response = write.send(client, admin, ticket_id, headers={"If-Match": tag})
 
-    assert_success(response, write.status, write.message)
+    assert_success(response, *write.answer)
     assert response.headers["ETag"] == current_etag(app, ticket_id) != tag
     history = history_of(app, ticket_id)
     assert len(history) == entries + 1
@@ -331,14 +270,8 @@ def test_if_match_compares_strong_tags_and_accepts_a_list_or_star(
     current = fetch_etag(client, admin, ticket_id)
     before = database_state(app)
 
-    response = call(
-        client,
-        admin,
-        "PUT",
-        ticket_url(ticket_id, "/status"),
-        {"status": 1},
-        headers={"If-Match": if_match.format(current=current)},
-    )
+    url, tag = ticket_url(ticket_id, "/status"), {"If-Match": if_match.format(current=current)}
+    response = call(client, admin, "PUT", url, {"status": 1}, headers=tag)
 
     if applies:
         assert_success(response, 200)
@@ -356,22 +289,9 @@ def test_of_two_editors_holding_one_etag_the_second_is_412_and_keeps_the_first_e
     held = fetch_etag(client, admin, ticket_id)
     assert held == fetch_etag(client, staff, ticket_id)
 
-    first = call(
-        client,
-        staff,
-        "PUT",
-        ticket_url(ticket_id),
-        {"title": "Staff's"},
-        headers={"If-Match": held},
-    )
-    second = call(
-        client,
-        admin,
-        "PUT",
-        ticket_url(ticket_id),
-        {"title": "Admin's"},
-        headers={"If-Match": held},
-    )
+    url, tag = ticket_url(ticket_id), {"If-Match": held}
+    first = call(client, staff, "PUT", url, {"title": "Staff's"}, headers=tag)
+    second = call(client, admin, "PUT", url, {"title": "Admin's"}, headers=tag)
 
     assert_success(first, 200)
     assert_error(second, 412)
@@ -396,14 +316,8 @@ def test_if_match_on_another_isps_ticket_is_404_without_an_etag(
     ticket_id = make_ticket(admin)
     before = database_state(app)
 
-    response = call(
-        client,
-        other_admin,
-        "PUT",
-        ticket_url(ticket_id),
-        {"title": "Mine"},
-        headers={"If-Match": '"v1"'},
-    )
+    url, tag = ticket_url(ticket_id), {"If-Match": '"v1"'}
+    response = call(client, other_admin, "PUT", url, {"title": "Mine"}, headers=tag)
 
     assert_error(response, 404)
     assert "ETag" not in response.headers

@@ -8,18 +8,19 @@ fetch, edit, delete and its whole branch's list answer 500 (the session wrote ye
 CI also runs the whole suite once with the database east of UTC and once west (.ci/run).
 """
 
-import os
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from support.client import assert_success, scope_of
+from support.client import call as call_as
+from support.database import ON_POSTGRES, session
 
 from tickets_service.extensions import db
 from tickets_service.models import Ticket
 
 FIRST, LAST = "0001-01-01 00:00:00", "9999-12-31 23:59:59"
-ON_POSTGRES = os.environ.get("TEST_DATABASE_URL", "").startswith("postgres")
 # Kiribati's Line Islands are UTC+14, American Samoa UTC-11: the far ends.
 ZONES = ["Pacific/Kiritimati", "Pacific/Pago_Pago"] if ON_POSTGRES else [None]
 
@@ -36,9 +37,8 @@ def database_zone(request, app, db_url):
 
     def alter(clause: str) -> None:
         with app.app_context():
-            with db.engine.connect() as connection:
+            with db.engine.begin() as connection:
                 connection.execute(text(f'ALTER DATABASE "{name}" {clause}'))
-                connection.commit()
             db.engine.dispose()  # every connection from now on is a new one
 
     with app.app_context(), db.engine.connect() as connection:
@@ -60,11 +60,8 @@ def database_zone(request, app, db_url):
 
 
 def session_zone(app) -> str:
-    with app.app_context():
-        try:
-            return db.session.execute(text("SHOW timezone")).scalar_one()
-        finally:
-            db.session.remove()
+    with session(app) as own:
+        return own.execute(text("SHOW timezone")).scalar_one()
 
 
 @pytest.mark.postgres
@@ -85,13 +82,8 @@ def test_sessions_run_in_utc_whatever_pgtz_says(make_app, monkeypatch):
 
 
 def call(client, account, method, path, body=None, **query):
-    return client.open(
-        path,
-        method=method,
-        json=body,
-        query_string={**scope_of(account), **query},
-        headers=account.headers,
-    )
+    """A request as `account`, with its own scope and then `query` in the query string."""
+    return call_as(client, account, method, path, body, {**scope_of(account), **query})
 
 
 @pytest.mark.parametrize("bound", [FIRST, LAST], ids=["first", "last"])
@@ -146,8 +138,6 @@ def test_list_bounds_at_either_end_are_answered(client, admin, make_ticket, data
 
 
 def test_a_cursor_walks_past_due_times_at_both_ends(client, admin, make_ticket, database_zone):
-    from datetime import UTC, datetime
-
     moments = [datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)]
     ids = [make_ticket(admin, due_at=moment) for moment in moments]
     seen, cursor = [], None

@@ -1,18 +1,24 @@
 """Real processes for the tests that need them: gunicorn instances (as the Procfile runs them)
-and webhook workers kept alive the way a PaaS would, each logging to its own file, and the
-database "restart". Every wait is bounded; every process, thread and file is closed again."""
+and webhook workers kept alive the way a PaaS would, each logging to its own file, raw HTTP
+exchanges, and the database "restart". Every wait is bounded; every process, thread and file
+is closed again."""
 
+import json
+import os
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 from sqlalchemy import create_engine, text
+
+from .client import JWT_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BIN = Path(sys.executable).parent
@@ -30,6 +36,23 @@ def tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+class Background:
+    """A daemon thread running self._run() from `with` (or __enter__) until self._stop is set."""
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
 
 
 # --- Processes ------------------------------------------------------------------------------
@@ -80,6 +103,12 @@ class Processes:
         self.running.clear()
 
 
+def service_env(db_url: str, **settings) -> dict:
+    """This process's environment with the service's settings for a test instance."""
+    service = {"DATABASE_URL": db_url, "JWT_SECRET_KEY": JWT_SECRET, "FLASK_DEBUG": "", "PORT": ""}
+    return {**os.environ, **service, "GUNICORN_BIND": "", **settings}
+
+
 def start_gunicorn(processes: Processes, name: str, workers: int, threads: int = 1, **env) -> tuple:
     """A gunicorn instance of the app, as the Procfile runs it (its config file), on a free
     loopback port: (its base URL, the process)."""
@@ -102,22 +131,38 @@ def wait_until_up(base: str, process: Process, seconds: float = 30) -> None:
     raise RuntimeError(f"{process.name} at {base} did not answer within {seconds}s")
 
 
-class WorkerSupervisor:
+def serve(processes: Processes, count: int = 1, workers: int = 1, threads: int = 1) -> list:
+    """`count` gunicorn instances (web0, web1...), once each answers /readyz: their base URLs."""
+    instances = [start_gunicorn(processes, f"web{n}", workers, threads) for n in range(count)]
+    for base, process in instances:
+        wait_until_up(base, process)
+    return [base for base, _process in instances]
+
+
+@contextmanager
+def gunicorns(logs: Path, env: dict, count: int = 1, workers: int = 1):
+    """serve() for a `with` block, with its own logs folder; every instance stops after it."""
+    processes = Processes(logs, env)
+    try:
+        yield serve(processes, count, workers)
+    finally:
+        processes.stop_all()
+
+
+class WorkerSupervisor(Background):
     """Runs `count` webhook workers and, like a PaaS (or systemd) would, starts a new one when
     one exits; every exit is recorded with the end of its log."""
 
     def __init__(self, processes: Processes, count: int, idle: float = 0.2):
+        super().__init__()
         self.processes, self.count = processes, count
         self.argv = [str(BIN / "flask"), "--app", "wsgi", "webhooks", "work", "--idle", str(idle)]
         self.workers: list[Process] = []
         self.exits: list[dict] = []
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
 
     def start(self) -> None:
-        for n in range(self.count):
-            self.workers.append(self._start(f"worker{n}"))
-        self._thread.start()
+        self.workers += [self._start(f"worker{n}") for n in range(self.count)]
+        self.__enter__()
 
     def _start(self, name: str) -> Process:
         # Their connections carry the name (libpq reads PGAPPNAME), so we can see them.
@@ -141,29 +186,51 @@ class WorkerSupervisor:
             time.sleep(0.1)
         raise RuntimeError(f"the webhook workers did not connect within {seconds}s")
 
-    def _watch(self) -> None:
-        while not self._stopping.wait(0.2):
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
             for index, worker in enumerate(self.workers):
                 code = worker.popen.poll()
                 if code is None:
                     continue
                 worker.log.flush()
-                self.exits.append(
-                    {
-                        "worker": worker.log_path.name,
-                        "returncode": code,
-                        "at": time.monotonic(),
-                        "log": tail(worker.log_path, 200),
-                    }
-                )
+                log = tail(worker.log_path, 200)
+                self.exits.append({"worker": worker.log_path.name, "returncode": code, "log": log})
                 self.workers[index] = self._start(worker.name)
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        self.__exit__()
         for worker in self.workers:
             self.processes.stop(worker)
+
+
+# --- Raw HTTP -------------------------------------------------------------------------------
+
+
+def address(base: str) -> tuple[str, int]:
+    host, port = base.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
+
+
+def exchange(base: str, request: bytes) -> bytes:
+    """Send bytes as they are (no client would send these) and read the answer to its end."""
+    with socket.create_connection(address(base), timeout=10) as sock:
+        sock.sendall(request)
+        return read_all(sock)
+
+
+def parse(answer: bytes) -> tuple[int, dict, object]:
+    """A raw HTTP answer: (status, headers, JSON body)."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    return int(status.split()[1]), dict(line.split(": ", 1) for line in lines), json.loads(body)
 
 
 # --- The database "restart" -----------------------------------------------------------------
@@ -172,13 +239,10 @@ class WorkerSupervisor:
 def terminate_other_connections(url: str) -> int:
     """Kill every other session on the database, as a server restart or failover would."""
     engine = create_engine(url)
+    query = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+    query += " WHERE datname = current_database() AND pid <> pg_backend_pid()"
     try:
         with engine.begin() as connection:
-            return connection.execute(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            ).scalar_one()
+            return connection.execute(text(query)).scalar_one()
     finally:
         engine.dispose()

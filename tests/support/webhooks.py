@@ -13,19 +13,18 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import NamedTuple
 
-from tickets_service.extensions import db
 from tickets_service.webhooks.worker import run as run_worker
+
+from .database import session
 
 
 def work(app) -> int:
     """One worker pass (`webhooks work --once`): dispatch and deliver until nothing is due;
     the number of delivery attempts made."""
-    with app.app_context():
-        try:
-            return run_worker(once=True)
-        finally:
-            db.session.remove()
+    with session(app):
+        return run_worker(once=True)
 
 
 def verify_signature(secret: str, headers, body: bytes) -> bool:
@@ -62,26 +61,24 @@ class Accepted:
     body: dict
 
 
-class Slow:
+class Slow(NamedTuple):
     """A planned answer: sleep this long (past the worker's timeout), then 200."""
 
-    def __init__(self, seconds: float):
-        self.seconds = seconds
+    seconds: float
 
 
-class Trickle:
+class Trickle(NamedTuple):
     """A planned answer: 200, its status line sent a byte every `interval` seconds (each read
     is quick, the whole answer is not)."""
 
-    def __init__(self, lines: int, interval: float):
-        self.lines, self.interval = lines, interval
+    lines: int
+    interval: float
 
 
-class Redirect:
+class Redirect(NamedTuple):
     """A planned answer: 302 to another path of the receiver."""
 
-    def __init__(self, path: str):
-        self.path = path
+    path: str
 
 
 @dataclass
