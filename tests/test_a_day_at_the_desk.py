@@ -3,19 +3,9 @@ high-priority unassigned tickets, take one, note it, answer the subscriber and r
 then read its history and SLA times; an admin restores a ticket deleted by mistake, hires
 staff and syncs a subscriber."""
 
-from support.client import (
-    STATS,
-    SUBSCRIBERS,
-    TICKETS,
-    USERS,
-    assert_success,
-    call,
-    ids,
-    list_tickets,
-    scope_of,
-    ticket_url,
-)
+from support.client import assert_success, call, ids, list_tickets, scope_of
 from support.database import TIMESTAMP, as_utc, stamp
+from support.urls import STATS, SUBSCRIBERS, TICKETS, USERS, ticket_url
 
 from tickets_service.models import Subscriber, Ticket, User
 

@@ -11,8 +11,9 @@ import logging
 
 import pytest
 from flask import Response
-from support.client import LOGIN, PASSWORD, TICKETS, assert_error, assert_success
+from support.client import PASSWORD, assert_error, assert_success
 from support.database import database_state
+from support.urls import LOGIN, TICKETS
 from werkzeug.test import EnvironBuilder
 
 from tickets_service.auth import LOGIN_BODY_LIMIT

@@ -7,19 +7,9 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy.exc import OperationalError
-from support.client import (
-    DELIVERIES,
-    SUBSCRIBERS,
-    TICKETS,
-    USERS,
-    WEBHOOKS,
-    assert_error,
-    assert_success,
-    call,
-    in_parallel,
-    ticket_url,
-)
+from support.client import assert_error, assert_success, call, in_parallel
 from support.database import database_state, read_rows, set_columns
+from support.urls import DELIVERIES, SUBSCRIBERS, TICKETS, USERS, WEBHOOKS, ticket_url
 
 from tickets_service import idempotency
 from tickets_service.models import IdempotencyKey, Ticket, TicketHistory, utcnow

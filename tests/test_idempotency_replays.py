@@ -8,20 +8,9 @@ request again as staff: the replay answered 201 with the signing secret (without
 from dataclasses import replace
 
 import pytest
-from support.client import (
-    DELIVERIES,
-    LOGIN,
-    PASSWORD,
-    SUBSCRIBERS,
-    TICKETS,
-    USERS,
-    WEBHOOKS,
-    assert_success,
-    call,
-    create_ticket,
-    ticket_url,
-)
+from support.client import PASSWORD, assert_success, call, create_ticket
 from support.database import read_rows, set_columns
+from support.urls import DELIVERIES, LOGIN, SUBSCRIBERS, TICKETS, USERS, WEBHOOKS, ticket_url
 
 from tickets_service.models import Ticket, User, WebhookDelivery
 from tickets_service.webhooks import worker

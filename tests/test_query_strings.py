@@ -4,17 +4,9 @@ anything. A create places its object in the branch its query string or its body 
 
 import pytest
 from support.catalogue import ENDPOINTS, LOGIN
-from support.client import (
-    PASSWORD,
-    SUBSCRIBERS,
-    TICKETS,
-    USERS,
-    assert_error,
-    assert_success,
-    call,
-    scope_of,
-)
+from support.client import PASSWORD, assert_error, assert_success, call, scope_of
 from support.database import desk_state
+from support.urls import SUBSCRIBERS, TICKETS, USERS
 from test_contract import routed_operations
 
 from tickets_service.models import (

@@ -5,19 +5,9 @@ locks, unique keys); on SQLite writers queue on BEGIN IMMEDIATE."""
 from itertools import pairwise
 
 import pytest
-from support.client import (
-    LOGOUT,
-    SUBSCRIBERS,
-    TICKETS,
-    USERS,
-    assert_error,
-    assert_success,
-    call,
-    create_ticket,
-    in_parallel,
-    ticket_url,
-)
+from support.client import assert_error, assert_success, call, create_ticket, in_parallel
 from support.database import as_utc, history_of, read_rows
+from support.urls import LOGOUT, SUBSCRIBERS, TICKETS, USERS, ticket_url
 
 from tickets_service.models import (
     HistoryAction,

@@ -6,8 +6,9 @@ from datetime import timedelta
 from itertools import count
 
 import pytest
-from support.client import STATS, SUBSCRIBERS, TICKETS, USERS, assert_success, scope_of, ticket_url
+from support.client import assert_success, scope_of
 from support.database import add_replies, now
+from support.urls import STATS, SUBSCRIBERS, TICKETS, USERS, ticket_url
 
 from tickets_service.models import Ticket
 

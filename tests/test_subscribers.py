@@ -2,8 +2,9 @@
 platform syncs them by an external id unique per ISP. Deleting is not offered."""
 
 import pytest
-from support.client import SUBSCRIBERS, assert_error, assert_success, call, get, ids
+from support.client import assert_error, assert_success, call, get, ids
 from support.database import TIMESTAMP, desk_state, stamp
+from support.urls import SUBSCRIBERS
 
 from tickets_service.models import Subscriber, Ticket
 

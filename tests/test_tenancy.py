@@ -6,18 +6,8 @@ from dataclasses import replace
 
 import pytest
 from support.catalogue import LIST, REACHING, ROLE_FIRST, SCOPED
-from support.client import (
-    STATS,
-    SUBSCRIBERS,
-    USERS,
-    assert_error,
-    assert_success,
-    call,
-    get,
-    ids,
-    list_tickets,
-    scope_of,
-)
+from support.client import assert_error, assert_success, call, get, ids, list_tickets, scope_of
+from support.urls import STATS, SUBSCRIBERS, USERS
 
 from tickets_service.models import Subscriber, Ticket
 

@@ -3,17 +3,8 @@ ISP who reaches its branch; set on create and update, shown on List and Fetch; a
 leaves keeps their open tickets, and the list still finds them."""
 
 import pytest
-from support.client import (
-    DESK_FIELDS,
-    TICKETS,
-    USERS,
-    assert_success,
-    call,
-    get,
-    ids,
-    list_tickets,
-    ticket_url,
-)
+from support.client import DESK_FIELDS, assert_success, call, get, ids, list_tickets
+from support.urls import TICKETS, USERS, ticket_url
 
 from tickets_service.models import Ticket
 

@@ -3,17 +3,9 @@ change; GET /tickets/{id}/history pages through it oldest first. That the API ne
 deletes it (405) is test_input_hygiene's; a deleted ticket's history (404) test_tickets_delete's."""
 
 import pytest
-from support.client import (
-    assert_error,
-    assert_success,
-    call,
-    create_ticket,
-    get,
-    reply,
-    set_status,
-    ticket_url,
-)
+from support.client import assert_error, assert_success, call, create_ticket, get, reply, set_status
 from support.database import TIMESTAMP, desk_state, history_in_db, stamp
+from support.urls import ticket_url
 
 from tickets_service.models import TicketHistory
 

@@ -5,18 +5,9 @@ cleared on reopening), an optional due_at, and the overdue filter."""
 from datetime import timedelta
 
 import pytest
-from support.client import (
-    TICKETS,
-    assert_success,
-    call,
-    get,
-    ids,
-    list_tickets,
-    reply,
-    set_status,
-    ticket_url,
-)
+from support.client import assert_success, call, get, ids, list_tickets, reply, set_status
 from support.database import as_utc, now, stamp
+from support.urls import TICKETS, ticket_url
 
 from tickets_service.models import Ticket, TicketReply
 

@@ -5,19 +5,9 @@ a deleted ticket's replies are 404 in test_tickets_delete), restoring a deleted 
 from datetime import timedelta
 
 import pytest
-from support.client import (
-    STATS,
-    TICKETS,
-    assert_error,
-    assert_success,
-    call,
-    get,
-    ids,
-    list_tickets,
-    scope_of,
-    ticket_url,
-)
+from support.client import assert_error, assert_success, call, get, ids, list_tickets, scope_of
 from support.database import add_replies, as_utc, now
+from support.urls import STATS, TICKETS, ticket_url
 
 from tickets_service.models import Ticket, TicketReply
 

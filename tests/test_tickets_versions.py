@@ -7,17 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-from support.client import (
-    SUBSCRIBERS,
-    USERS,
-    assert_error,
-    assert_success,
-    call,
-    create_ticket,
-    scope_of,
-    ticket_url,
-)
+from support.client import assert_error, assert_success, call, create_ticket, scope_of
 from support.database import database_state, history_of, read_rows, session
+from support.urls import SUBSCRIBERS, USERS, ticket_url
 
 from tickets_service.models import HistoryAction, Ticket
 

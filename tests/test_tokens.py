@@ -5,17 +5,9 @@ caller and the token's revocation together."""
 
 import jwt as pyjwt
 import pytest
-from support.client import (
-    JWT_SECRET,
-    LOGIN,
-    ME,
-    PASSWORD,
-    USERS,
-    assert_error,
-    assert_success,
-    call,
-)
+from support.client import JWT_SECRET, PASSWORD, assert_error, assert_success, call
 from support.database import session
+from support.urls import LOGIN, ME, USERS
 
 from tickets_service.models import User
 

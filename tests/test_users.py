@@ -3,7 +3,8 @@ admins the whole ISP), and admins managing their ISP's users. An admin cannot de
 demote themselves; no answer ever carries a password or its hash."""
 
 import pytest
-from support.client import PASSWORD, USERS, assert_error, assert_success, call, get, ids
+from support.client import PASSWORD, assert_error, assert_success, call, get, ids
+from support.urls import USERS
 
 from tickets_service.models import User
 

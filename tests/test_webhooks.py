@@ -7,8 +7,9 @@ import uuid
 
 import pytest
 from support.catalogue import cases
-from support.client import DELIVERIES, WEBHOOKS, assert_success, call, create_ticket
+from support.client import assert_success, call, create_ticket
 from support.database import read_rows
+from support.urls import DELIVERIES, WEBHOOKS
 
 from tickets_service.models import WebhookDelivery, WebhookEndpoint
 from tickets_service.webhooks import worker

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from support.client import DELIVERIES, WEBHOOKS, assert_success, call, create_ticket, ticket_url
+from support.client import assert_success, call, create_ticket
 from support.database import ON_POSTGRES, TIMESTAMP, as_utc, read_rows, set_columns
+from support.urls import DELIVERIES, WEBHOOKS, ticket_url
 from support.webhooks import Receiver, Redirect, Slow, Trickle, verify_signature, work
 
 from tickets_service.config import normalize_database_url

@@ -15,8 +15,9 @@ from datetime import timedelta
 from functools import partial
 
 import pytest
-from support.client import DELIVERIES, WEBHOOKS, assert_success, call, create_ticket, in_parallel
+from support.client import assert_success, call, create_ticket, in_parallel
 from support.database import ON_POSTGRES, read_rows, set_columns
+from support.urls import DELIVERIES, WEBHOOKS
 from support.webhooks import Receiver, Silent, work
 
 from tickets_service.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, utcnow

@@ -1,4 +1,4 @@
-"""Calling the API as a client does: URLs, one way to send a request as an account, the
+"""Calling the API as a client does: one way to send a request as an account, the
 envelope assertions, and requests fired at the same instant from threads."""
 
 import json
@@ -10,16 +10,14 @@ from typing import TypeVar
 
 from tickets_service.tokens import Caller
 
+from .urls import TICKETS, ticket_url
+
 T = TypeVar("T")
 
 PASSWORD = "correct horse battery staple"
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256!"
 SCOPE = ("isp_id", "branch_id", "user_id")
 
-TICKETS, STATS = "/api/v1/tickets", "/api/v1/tickets/stats"
-SUBSCRIBERS, USERS = "/api/v1/subscribers", "/api/v1/users"
-WEBHOOKS, DELIVERIES = "/api/v1/webhooks", "/api/v1/deliveries"
-LOGIN, LOGOUT, ME = "/api/v1/auth/login", "/api/v1/auth/logout", "/api/v1/auth/me"
 # What the desk adds to a ticket, in this order, after the spec's fields.
 DESK_FIELDS = ["assignee_id", "assignee_name", "due_at", "first_response_at", "resolved_at"]
 DESK_FIELDS += ["closed_at"]
@@ -36,10 +34,6 @@ class Account(Caller):
 def scope_of(account: Account) -> dict:
     """The isp_id / branch_id / user_id a client sends along with its requests."""
     return {"isp_id": account.isp_id, "branch_id": account.branch_id, "user_id": account.id}
-
-
-def ticket_url(ticket_id: int, suffix: str = "") -> str:
-    return f"{TICKETS}/{ticket_id}{suffix}"
 
 
 def call(client, account, method: str, url: str, body=None, query=None, *, headers=None):
