@@ -11,7 +11,7 @@ from flask_jwt_extended import create_access_token, jwt_required
 from sqlalchemy import bindparam, select
 
 from .extensions import first_statement, jwt
-from .models import MAX_ID, RevokedToken, Role, User
+from .models import MAX_ID, RevokedToken, User
 from .queries import fetch_rows
 from .responses import error
 
@@ -30,10 +30,6 @@ class Caller:
     name: str
     email: str
     token_version: int
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == Role.ADMIN
 
 
 # The one query that authenticates: the caller's columns and whether the token was revoked.
