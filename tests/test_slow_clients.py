@@ -7,6 +7,7 @@ as soon as the service drops one, as an attacker would), and /healthz and the ti
 timed with and without them. The figures are printed (pytest -s) and recorded as properties.
 """
 
+import contextlib
 import json
 import selectors
 import socket
@@ -19,9 +20,11 @@ from support.client import scope_of
 from support.processes import Background, address, exchange, gunicorns, parse, read_all, service_env
 
 from tickets_service.config import from_environment
+from tickets_service.extensions import db
 from tickets_service.serving import HEAD_LIMIT, Framing, Refusal, RequestReader
 
 HEADER_TIMEOUT = 3  # seconds, for this module's instance (10 by default)
+KEEPALIVE = 5  # gunicorn.conf.py
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +231,73 @@ def test_pipelined_and_kept_alive_requests_are_answered_in_order(served):
     answer = exchange(served[0], request * 2 + last)
     assert answer.count(b"HTTP/1.1 200 OK") == 3
     assert answer.rindex(b'"status":"ready"') > answer.rindex(b'"status":"ok"')
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """One answer (head and Content-Length body) off a kept-alive connection; b"" if the server
+    closed or reset it first."""
+    answer = b""
+    try:
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b""
+            answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            body += sock.recv(65536)
+    except ConnectionResetError:
+        return b""
+    return head + b"\r\n\r\n" + body
+
+
+@contextlib.contextmanager
+def tickets_locked(app):
+    """The tickets table locked against writes (SQLite: the whole database) until the block
+    ends, as a long transaction would hold it."""
+    with app.app_context():
+        raw = db.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        on_sqlite = raw.dbapi_connection.__class__.__module__.startswith("sqlite3")
+        cursor.execute("BEGIN IMMEDIATE" if on_sqlite else "LOCK TABLE tickets IN EXCLUSIVE MODE")
+        yield
+    finally:
+        raw.rollback()
+        raw.close()
+
+
+@pytest.mark.slow
+def test_a_request_sent_while_every_thread_was_busy_is_answered_not_reset(
+    app, db_url, tmp_path, admin
+):
+    """A kept-alive connection whose client sends its next request while the worker's only
+    thread is held past the keepalive is served once the thread is free: gunicorn's own
+    worker closed it as idle with the request unread, and the client saw a reset."""
+    with gunicorns(tmp_path, service_env(db_url), workers=1) as [base]:
+        healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        body = json.dumps({**scope_of(admin), "title": "Held", "description": "-", "priority": 1})
+        create = (
+            f"POST /api/v1/tickets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin.token}"
+            f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+        ).encode()
+        with (
+            socket.create_connection(address(base), timeout=30) as kept,
+            socket.create_connection(address(base), timeout=30) as held,
+        ):
+            kept.sendall(healthz)
+            assert parse(read_answer(kept))[0] == 200
+            with tickets_locked(app):
+                held.sendall(create)  # the only thread waits for the lock
+                time.sleep(0.5)
+                kept.sendall(healthz)  # sent while the thread is busy, unread
+                time.sleep(KEEPALIVE + 2)  # the connection's keepalive runs out meanwhile
+            assert parse(read_answer(held))[0] == 201
+            answer = read_answer(kept)
+            assert answer, "the connection was closed with its request unread"
+            status, _headers, body = parse(answer)
+            assert (status, body["data"]) == (200, {"status": "ok"})
 
 
 @pytest.mark.slow

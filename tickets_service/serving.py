@@ -25,6 +25,7 @@ holds them to the installed gunicorn.
 
 import contextlib
 import errno
+import itertools
 import json
 import selectors
 import socket
@@ -251,6 +252,14 @@ class Limits:
         self.body = settings["MAX_CONTENT_LENGTH"]
 
 
+def _has_unread_bytes(sock) -> bool:
+    """Whether the client has sent something not read yet (without reading it)."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:  # nothing yet (EAGAIN), or the connection is gone
+        return False
+
+
 class BufferingWorker(gthread.ThreadWorker):
     """gunicorn's gthread worker that hands a thread only whole requests (see the module)."""
 
@@ -291,9 +300,18 @@ class BufferingWorker(gthread.ThreadWorker):
         except InterruptedError:
             pass
 
+    def murder_keepalived(self, force: bool = False) -> None:
+        """Close the kept-alive connections that stayed silent for gunicorn's keepalive (all of
+        them when forced), sparing those whose client has spoken meanwhile."""
+        if not force:
+            self._spare_the_spoken(self.keepalived_conns)
+        super().murder_keepalived(force)
+
     def murder_pending(self) -> None:
-        """Close the connections that stayed silent for gunicorn's keepalive; one that had
-        begun a request is told so (408) first."""
+        """Close the connections that stayed silent for gunicorn's keepalive, sparing those
+        whose client has spoken meanwhile; one that had begun a request is told so (408)
+        first."""
+        self._spare_the_spoken(self.pending_conns)
         now = time.monotonic()
         for conn in self.pending_conns:  # in the order of their timeouts
             if conn.timeout > now:
@@ -305,6 +323,20 @@ class BufferingWorker(gthread.ThreadWorker):
                 with contextlib.suppress(OSError):
                     util.write_nonblock(conn.sock, answer)
         super().murder_pending()
+
+    def _spare_the_spoken(self, conns) -> None:
+        """Give an expired connection with unread bytes another keepalive: its client sent
+        them while every thread was busy (the worker does not read then, see
+        wait_for_and_dispatch_events), and closing it now would throw its request away, the
+        client seeing a reset. The poller hands it to the next free thread, whose reader still
+        holds a slow client to its own deadlines."""
+        now = time.monotonic()
+        expired = list(itertools.takewhile(lambda conn: conn.timeout <= now, conns))
+        for conn in expired:
+            if _has_unread_bytes(conn.sock):
+                conns.remove(conn)
+                conn.timeout = now + self.cfg.keepalive
+                conns.append(conn)
 
     def set_accept_enabled(self, enabled: bool) -> None:
         """Listen for new connections only while a thread is free (the run loop asks again on
