@@ -114,7 +114,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Each blueprint through the Api, which serves the document generated from them."""
-    from . import auth, health, openapi, subscribers, tickets, users
+    from . import audit, auth, health, openapi, subscribers, tickets, users
     from .webhooks import views as webhooks
 
     api = openapi.init_app(app)
@@ -125,6 +125,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(users.bp, url_prefix="/api/v1/users")
     api.register_blueprint(webhooks.bp, url_prefix="/api/v1/webhooks")
     api.register_blueprint(webhooks.deliveries_bp, url_prefix="/api/v1/deliveries")
+    api.register_blueprint(audit.bp, url_prefix="/api/v1/audit")
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -38,6 +38,7 @@ subscribers = AppGroup("subscribers", help="Manage the ISP's subscribers.")
 
 
 def register_commands(app: Flask) -> None:
+    from .audit import audit_cli
     from .seeding import seed_bulk, seed_demo
 
     app.cli.add_command(users)
@@ -45,6 +46,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(seed_demo)
     app.cli.add_command(seed_bulk)
     app.cli.add_command(webhooks_cli)
+    app.cli.add_command(audit_cli)
 
 
 def fail(message: str) -> None:

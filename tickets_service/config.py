@@ -144,6 +144,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "WEBHOOK_CIRCUIT_FAILURES": integer(environ, "WEBHOOK_CIRCUIT_FAILURES", 10, minimum=1),
         "WEBHOOK_MAX_ENDPOINTS": integer(environ, "WEBHOOK_MAX_ENDPOINTS", 20, minimum=1),
         "WEBHOOK_REDELIVER_LIMIT": integer(environ, "WEBHOOK_REDELIVER_LIMIT", 100, minimum=1),
+        "AUDIT_RETENTION_DAYS": integer(environ, "AUDIT_RETENTION_DAYS", 365, minimum=1),
         "CORS_ORIGINS": [
             origin.strip()
             for origin in environ.get("CORS_ORIGINS", "").split(",")

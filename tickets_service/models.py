@@ -531,3 +531,36 @@ class RevokedToken(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# What the audit trail records (audit.py): the actions, and the kinds of object they act on.
+AUDIT_ACTIONS = ("created", "updated", "deleted", "redelivered", "login", "login_failed", "logout")
+AUDIT_OBJECT_TYPES = ("user", "subscriber", "webhook")
+
+
+class AuditEntry(db.Model):
+    """One change outside ticket history (users, subscribers, webhooks), or a sign-in event:
+    who did it, to what, from where, old and new values (secrets redacted). Written in the
+    transaction of its change; the API never edits or deletes one, `flask audit prune` ages
+    them out."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (
+        CheckConstraint("actor_type IN ('user', 'key', 'system')", name="actor_type"),
+        # An ISP's entries newest first (the list pages by id), and the prune by age.
+        Index("ix_audit_entries_isp_id_id", "isp_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    # None for what belongs to no ISP (a failed login for an unknown email).
+    isp_id: Mapped[int | None] = mapped_column(Integer)
+    actor_type: Mapped[str] = mapped_column(String(8))
+    actor_id: Mapped[int | None] = mapped_column(Integer)
+    actor_name: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[int | None] = mapped_column(Integer)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    changes: Mapped[dict | None] = mapped_column(JSON)

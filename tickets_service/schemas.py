@@ -28,7 +28,15 @@ from .fields import (
     status_code,
     title_field,
 )
-from .models import MAX_ID, HistoryAction, Role, TicketPriority, TicketStatus
+from .models import (
+    AUDIT_ACTIONS,
+    AUDIT_OBJECT_TYPES,
+    MAX_ID,
+    HistoryAction,
+    Role,
+    TicketPriority,
+    TicketStatus,
+)
 from .webhooks.events import EVENT_TYPES
 
 MAX_PER_PAGE = 200
@@ -162,6 +170,34 @@ class UserListArgs(PageArgs):
     """branch_id narrows the list to who can be assigned that branch's tickets."""
 
     role = fields.String(validate=validate.OneOf([r.value for r in Role]))
+
+
+AUDIT_ACTOR = re.compile(r"(user|key):[1-9][0-9]{0,9}|system")
+
+
+class AuditListArgs(Schema):
+    """The audit trail's filters, and keyset paging: `cursor` is the previous page's
+    meta.next_cursor (entries come newest first)."""
+
+    isp_id = QueryId()
+    branch_id = QueryId()
+    user_id = QueryId()
+    actor = fields.String(
+        validate=validate.Regexp(AUDIT_ACTOR, error='Use "user:<id>", "key:<id>" or "system".'),
+        metadata={"description": 'who acted: "user:<id>", "key:<id>" or "system"'},
+    )
+    action = fields.String(validate=validate.OneOf(AUDIT_ACTIONS))
+    object_type = fields.String(validate=validate.OneOf(AUDIT_OBJECT_TYPES))
+    object_id = QueryId()
+    from_ = QueryTimestamp(data_key="from")
+    to = QueryTimestamp(upper=True)
+    cursor = QueryId(metadata={"description": "the previous page's meta.next_cursor"})
+    per_page = QueryInteger(load_default=DEFAULT_PER_PAGE, validate=validate.Range(1, MAX_PER_PAGE))
+
+    @validates_schema
+    def _bounds_in_order(self, data, **_kwargs):
+        if "from_" in data and "to" in data and data["from_"] >= data["to"]:
+            raise ValidationError({"to": ["Must be later than from."]})
 
 
 class UserCreateIn(ScopeIn):
@@ -391,6 +427,30 @@ class AttemptOut(OutSchema):
     next_attempt_at = Timestamp(allow_none=True)
 
 
+class AuditEntryOut(OutSchema):
+    id = fields.Integer()
+    at = Timestamp()
+    actor_type = fields.String(metadata={"description": "user, key or system"})
+    actor_id = fields.Integer(allow_none=True)
+    actor_name = fields.String()
+    action = fields.String()
+    object_type = fields.String()
+    object_id = fields.Integer(allow_none=True)
+    ip = fields.String(allow_none=True)
+    request_id = fields.String(allow_none=True)
+    changes = fields.Dict(
+        allow_none=True,
+        metadata={"description": "each changed field's [old, new]; secrets as [redacted]"},
+    )
+
+
+class AuditPageMeta(OutSchema):
+    per_page = fields.Integer()
+    next_cursor = fields.String(
+        allow_none=True, metadata={"description": "the next page's cursor; null on the last"}
+    )
+
+
 class RedeliveryOut(OutSchema):
     delivery_id = fields.String(metadata={"description": "The new delivery's id."})
 
@@ -443,6 +503,7 @@ subscriber_create_in = SubscriberCreateIn()
 subscriber_update_in = SubscriberUpdateIn()
 subscriber_sync_in = SubscriberSyncIn()
 user_list_args = UserListArgs()
+audit_list_args = AuditListArgs()
 user_create_in = UserCreateIn()
 user_update_in = UserUpdateIn()
 webhook_in = WebhookIn()

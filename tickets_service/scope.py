@@ -22,16 +22,17 @@ SCOPE_FIELDS = ("isp_id", "branch_id", "user_id")
 @dataclass(frozen=True, slots=True)
 class Scope:
     """The caller's reach: its ISP, its home branch, its role, and who it is (None for the
-    system: an operator's command)."""
+    system: an operator's command), by id and by name (for the audit trail)."""
 
     isp_id: int
     branch_id: int
     role: str
     principal_id: int | None
+    principal_name: str | None = None
 
     @classmethod
     def of(cls, caller) -> "Scope":
-        return cls(caller.isp_id, caller.branch_id, caller.role, caller.id)
+        return cls(caller.isp_id, caller.branch_id, caller.role, caller.id, caller.name)
 
     @classmethod
     def system(cls, isp_id: int, branch_id: int) -> "Scope":

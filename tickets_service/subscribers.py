@@ -5,6 +5,7 @@ from flask import abort
 from marshmallow import ValidationError
 from sqlalchemy import func, or_, select
 
+from . import audit
 from .extensions import db
 from .fields import external_id_field
 from .idempotency import idempotent
@@ -29,6 +30,8 @@ bp = Blueprint("subscribers", __name__, description="The subscribers tickets are
 bp.url_value_preprocessor(reject_impossible_ids("Subscriber not found."))
 SUBSCRIBER = "/<id:subscriber_id>"
 EXTERNAL_ID = external_id_field()
+# A subscriber's fields the audit trail follows.
+AUDITED_FIELDS = ("name", "phone", "email", "external_id", "branch_id")
 
 
 def get_subscriber_or_404(scope: Scope, subscriber_id: int) -> Subscriber:
@@ -118,6 +121,8 @@ def add_subscriber(scope: Scope, data: dict, *claims: dict) -> Subscriber:
         **without_scope(data),
     )
     db.session.add(subscriber)
+    db.session.flush()
+    audit.record(scope, "created", subscriber, audit.created(subscriber, AUDITED_FIELDS))
     db.session.commit()
     return subscriber
 
@@ -138,6 +143,7 @@ def update_subscriber(_scope, data, subscriber_id: int):
         setattr(subscriber, name, value)
     if "branch_id" in data:
         subscriber.branch_id = data["branch_id"]
+    _record_changes(scope, subscriber)
     db.session.commit()
 
 
@@ -176,5 +182,17 @@ def sync_subscriber(scope, data, external_id: str):
             setattr(subscriber, name, value)
     if "branch_id" in data and subscriber.branch_id != data["branch_id"]:
         subscriber.branch_id = data["branch_id"]
+    if created:
+        db.session.flush()
+        audit.record(within, "created", subscriber, audit.created(subscriber, AUDITED_FIELDS))
+    else:
+        _record_changes(within, subscriber)
     db.session.commit()
     return (subscriber, 201) if created else subscriber
+
+
+def _record_changes(scope: Scope, subscriber: Subscriber) -> None:
+    """An audit entry for what an update changed, if anything."""
+    changes = audit.changed(subscriber, AUDITED_FIELDS)
+    if changes:
+        audit.record(scope, "updated", subscriber, changes)

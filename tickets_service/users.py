@@ -3,6 +3,7 @@
 from flask import abort
 from sqlalchemy import select
 
+from . import audit
 from .extensions import db
 from .idempotency import idempotent
 from .models import Role, User
@@ -24,6 +25,8 @@ from .transport import reject_impossible_ids
 bp = Blueprint("users", __name__, description="The people who use the API.")
 bp.url_value_preprocessor(reject_impossible_ids("User not found."))
 USER = "/<id:user_id>"
+# A user's fields the audit trail follows (the password's values are never written).
+AUDITED_FIELDS = ("name", "email", "role", "branch_id", "is_active", "password_hash")
 
 
 def get_user_or_404(scope: Scope, user_id: int, *, lock: bool = False) -> User:
@@ -98,6 +101,8 @@ def add_user(scope: Scope, data: dict, *claims: dict) -> User:
     )
     user.set_password(data["password"])
     db.session.add(user)
+    db.session.flush()
+    audit.record(scope, "created", user, audit.created(user, AUDITED_FIELDS))
     db.session.commit()
     return user
 
@@ -134,6 +139,9 @@ def change_user(scope: Scope, user_id: int, data: dict) -> User:
             setattr(user, name, data[name])
     if "password" in data:
         user.set_password(data["password"])
+    changes = audit.changed(user, AUDITED_FIELDS)
+    if changes:
+        audit.record(scope, "updated", user, changes)
     db.session.commit()
     return user
 

@@ -473,7 +473,9 @@ REDELIVER = _writes(
     "Delivery scheduled",
     status=201,
 )
-ROLE_FIRST = (WEBHOOKS, ADD_WEBHOOK, REMOVE_WEBHOOK, DELIVERIES, REDELIVER)
+# The audit trail is an admin's only, like webhooks.
+AUDIT = _reads("audit", "/api/v1/audit", admin_only=True, query_integers=("object_id", "cursor"))
+ROLE_FIRST = (WEBHOOKS, ADD_WEBHOOK, REMOVE_WEBHOOK, DELIVERIES, REDELIVER, AUDIT)
 
 ENDPOINTS = (
     *(LIST, FETCH, CREATE, UPDATE, DELETE, REPLY, STATUS, LOGIN, ME, LOGOUT),
@@ -481,6 +483,7 @@ ENDPOINTS = (
     *(SUBSCRIBERS, SUBSCRIBER, ADD_SUBSCRIBER, EDIT_SUBSCRIBER, SYNC_SUBSCRIBER),
     *(USERS, USER, ADD_USER, EDIT_USER),
     *(WEBHOOKS, ADD_WEBHOOK, REMOVE_WEBHOOK, DELIVERIES, REDELIVER),
+    AUDIT,
 )
 # The spec's ticket endpoints and the auth routes: every field rule of theirs is declared.
 WITH_RULES = tuple(e for e in ENDPOINTS if e.body and (e.integer_fields or e.string_fields))

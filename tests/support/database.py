@@ -10,6 +10,7 @@ from sqlalchemy import inspect, select, update
 
 from tickets_service.extensions import db
 from tickets_service.models import (
+    AuditEntry,
     IdempotencyKey,
     RevokedToken,
     Subscriber,
@@ -53,6 +54,7 @@ WRITTEN_TABLES = (
     WebhookEndpoint,
     WebhookDelivery,
     WebhookAttempt,
+    AuditEntry,
 )
 DESK_TABLES = (User, Subscriber, Ticket, TicketReply, TicketHistory, TicketCount)
 

@@ -11,6 +11,7 @@ from marshmallow import ValidationError
 from sqlalchemy import delete, func, select
 from werkzeug.exceptions import TooManyRequests
 
+from .. import audit
 from ..extensions import db, lock_until_commit
 from ..idempotency import idempotent
 from ..models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow
@@ -37,6 +38,8 @@ bp = Blueprint("webhooks", __name__, description="Signed ticket events for the I
 bp.url_value_preprocessor(reject_impossible_ids("Webhook not found."))
 deliveries_bp = Blueprint("deliveries", __name__, description="Webhook deliveries.")
 WEBHOOK = "/<id:webhook_id>"
+# An endpoint's fields the audit trail follows (the secret's value is never written).
+AUDITED_FIELDS = ("url", "events", "secret")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -95,6 +98,8 @@ def create_webhook(_scope, data):
         created_by_id=scope.principal_id,
     )
     db.session.add(endpoint)
+    db.session.flush()
+    audit.record(scope, "created", endpoint, audit.created(endpoint, AUDITED_FIELDS))
     db.session.commit()
     return endpoint
 
@@ -122,6 +127,7 @@ def delete_webhook(_scope, webhook_id: int):
     scope.require_admin()
     endpoint = get_endpoint_or_404(scope, webhook_id)
     db.session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == endpoint.id))
+    audit.record(scope, "deleted", endpoint, audit.removed(endpoint, AUDITED_FIELDS))
     db.session.commit()
 
 
@@ -224,5 +230,7 @@ def redeliver(_scope, delivery_id: str):
         original.endpoint_id, original.history_id, original.event, now, redelivery=True
     )
     db.session.add(again)
+    changes = {"delivery_id": [delivery_id, again.delivery_id]}
+    audit.record(scope, "redelivered", original.endpoint_id, changes, object_type="webhook")
     db.session.commit()
     return {"delivery_id": again.delivery_id}
