@@ -247,7 +247,11 @@ def declared(app) -> dict[tuple[str, str], dict]:
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             found[(method.lower(), path)] = {
                 "body": type(arguments["json"]).__name__ if "json" in arguments else None,
-                "query": set(arguments["query"].fields) if "query" in arguments else set(),
+                "query": {
+                    field.data_key or name for name, field in arguments["query"].fields.items()
+                }
+                if "query" in arguments
+                else set(),
                 "data": type(data.schema).__name__ if data is not None else None,
             }
     return found
