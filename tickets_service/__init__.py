@@ -10,7 +10,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import requestlog, transport
+from . import ratelimits, requestlog, transport
 from .config import FIXED, check_secrets, from_environment, normalize_database_url
 from .extensions import db, discard_transaction, jwt, migrate
 
@@ -110,6 +110,7 @@ def register_extensions(app: Flask) -> None:
     jwt.init_app(app)
     requestlog.init_app(app)
     transport.init_app(app)
+    ratelimits.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

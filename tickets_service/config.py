@@ -144,6 +144,12 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "WEBHOOK_CIRCUIT_FAILURES": integer(environ, "WEBHOOK_CIRCUIT_FAILURES", 10, minimum=1),
         "WEBHOOK_MAX_ENDPOINTS": integer(environ, "WEBHOOK_MAX_ENDPOINTS", 20, minimum=1),
         "WEBHOOK_REDELIVER_LIMIT": integer(environ, "WEBHOOK_REDELIVER_LIMIT", 100, minimum=1),
+        # Requests a minute per caller and per ISP (ratelimits.py), counted in Redis when
+        # REDIS_URL is set. Off unless RATE_LIMITS is on (API keys will turn them on).
+        "RATE_LIMITS": _bool(environ, "RATE_LIMITS"),
+        "RATE_LIMIT_PER_USER": integer(environ, "RATE_LIMIT_PER_USER", 600, minimum=1),
+        "RATE_LIMIT_PER_ISP": integer(environ, "RATE_LIMIT_PER_ISP", 6000, minimum=1),
+        "REDIS_URL": environ.get("REDIS_URL") or None,
         "AUDIT_RETENTION_DAYS": integer(environ, "AUDIT_RETENTION_DAYS", 365, minimum=1),
         "CORS_ORIGINS": [
             origin.strip()

@@ -42,7 +42,8 @@ ERRORS = {
     414: "The request line is longer than 4094 bytes.",
     417: "An Expect header other than 100-continue.",
     422: "A parameter or body field is invalid: see errors.",
-    429: "Too many requests (failed logins, redeliveries): retry after Retry-After seconds.",
+    429: "Too many requests (failed logins, redeliveries, or, when RATE_LIMITS is on, the "
+    "caller's or its ISP's requests this minute): retry after Retry-After seconds.",
     431: "A header is longer than 8190 bytes, or the request head longer than 64 KiB.",
     501: "A Transfer-Encoding the server does not know.",
     503: "The database is unreachable: retry shortly.",
@@ -83,6 +84,15 @@ IDEMPOTENCY_KEY = {
 REPLAYED = {
     "description": "true when this is the stored answer to an earlier request with the key.",
     "schema": {"type": "string", "enum": ["true"]},
+}
+# On every answer to a token's request while RATE_LIMITS is on (ratelimits.py).
+RATE_LIMIT_HEADERS = {
+    name: {"description": description, "schema": {"type": "integer", "minimum": 0}}
+    for name, description in (
+        ("RateLimit-Limit", "Requests a minute the caller may make (when RATE_LIMITS is on)."),
+        ("RateLimit-Remaining", "Requests left this minute, the ISP's ceiling counted."),
+        ("RateLimit-Reset", "Seconds until the minute's counts start again."),
+    )
 }
 RETRY_AFTER = {
     "Retry-After": {
@@ -185,10 +195,13 @@ class Blueprint(flask_smorest.Blueprint):
         implies 401 and 503 (the user is read), a versioned resource its conditional header,
         ETag and 304 or 412."""
         codes = set(doc_info.get("errors", ())) | set(SERVER_ANSWERS)
-        if doc_info.get("token"):
-            codes |= {401, 503}
-            doc["security"] = [{BEARER: []}]
         responses = doc.setdefault("responses", {})
+        if doc_info.get("token"):
+            codes |= {401, 429, 503}
+            doc["security"] = [{BEARER: []}]
+            for response in responses.values():
+                if isinstance(response, dict):
+                    response.setdefault("headers", {}).update(RATE_LIMIT_HEADERS)
         if doc_info.get("idempotent"):
             doc.setdefault("parameters", []).append(IDEMPOTENCY_KEY)
             codes |= {409, 422}

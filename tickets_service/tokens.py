@@ -5,11 +5,13 @@ envelope and a 401.
 """
 
 from dataclasses import dataclass
+from functools import wraps
 
 from flask import current_app, g
 from flask_jwt_extended import create_access_token, jwt_required
 from sqlalchemy import bindparam, select
 
+from . import ratelimits
 from .extensions import first_statement, jwt
 from .models import MAX_ID, RevokedToken, User
 from .queries import fetch_rows
@@ -46,8 +48,15 @@ _AUTHENTICATE = select(
 
 
 def token_required(view):
-    """The view needs a valid bearer token (and the document says so: security and 401)."""
-    guarded = jwt_required()(view)
+    """The view needs a valid bearer token (and the document says so: security and 401);
+    the request is charged to its caller's rate limits before the view runs (429)."""
+
+    @wraps(view)
+    def charged(*args, **kwargs):
+        ratelimits.charge()
+        return view(*args, **kwargs)
+
+    guarded = jwt_required()(charged)
     guarded._apidoc = {**getattr(view, "_apidoc", {}), "token": True}
     return guarded
 
