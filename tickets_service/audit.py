@@ -6,7 +6,7 @@ written, only that it changed. Entries are read by admins through GET /api/v1/au
 out by `flask --app wsgi audit prune` (AUDIT_RETENTION_DAYS), never edited.
 """
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import click
 from flask import current_app, g, has_request_context, request
@@ -100,7 +100,7 @@ def add_entry(isp_id, actor: tuple, action: str, object_type: str, object_id, ch
             isp_id=isp_id,
             actor_type=actor_type,
             actor_id=actor_id,
-            actor_name=actor_name or SYSTEM_NAME,
+            actor_name=actor_name,
             action=action,
             object_type=object_type,
             object_id=object_id,
@@ -113,7 +113,7 @@ def add_entry(isp_id, actor: tuple, action: str, object_type: str, object_id, ch
 
 def created(obj, fields: tuple) -> dict:
     """A new object's values, as changes from nothing."""
-    return {name: [None, _plain(getattr(obj, name))] for name in fields}
+    return {name: [None, getattr(obj, name)] for name in fields}
 
 
 def changed(obj, fields: tuple) -> dict:
@@ -125,17 +125,13 @@ def changed(obj, fields: tuple) -> dict:
             old = history.deleted[0] if history.deleted else None
             new = history.added[0] if history.added else None
             if old != new:
-                changes[name] = [_plain(old), _plain(new)]
+                changes[name] = [old, new]
     return changes
 
 
 def removed(obj, fields: tuple) -> dict:
     """A deleted object's last values, as changes to nothing."""
-    return {name: [_plain(getattr(obj, name)), None] for name in fields}
-
-
-def _plain(value):
-    return value.isoformat() if isinstance(value, datetime) else value
+    return {name: [getattr(obj, name), None] for name in fields}
 
 
 def _redacted(changes: dict) -> dict:
