@@ -4,6 +4,7 @@ database and read back from it, and the worlds the endpoint catalogue's matrices
 the tests share besides fixtures is in tests/support/."""
 
 import os
+import secrets
 from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import timedelta
@@ -14,13 +15,15 @@ import pytest
 from sqlalchemy import event, select, text
 from sqlalchemy.exc import OperationalError
 from support.catalogue import Endpoint, Outcome, World
-from support.client import PASSWORD, Account, assert_error, assert_success, encode
+from support.client import PASSWORD, Account, KeyHolder, assert_error, assert_success, encode
 from support.database import app_config, read_rows, row_of, saved, session
+from support.urls import API_KEYS, ME
 from werkzeug.security import generate_password_hash
 
 from tickets_service import create_app
 from tickets_service.extensions import db
 from tickets_service.models import (
+    ApiKey,
     Subscriber,
     Ticket,
     TicketHistory,
@@ -170,6 +173,26 @@ for _name, _columns in ACCOUNTS.items():
     globals()[_name] = pytest.fixture(account_fixture(*_columns), name=_name)
 
 
+@pytest.fixture
+def make_key(client):
+    """make_key(admin, scopes, **fields) -> a KeyHolder for a key the admin made through the
+    API, used once already (unless `used` is false): the first use of a key is written down
+    (last_used_at, an audit entry), so a refusal that follows changes nothing."""
+
+    def factory(
+        admin: Account, scopes=("tickets:read",), name="Platform sync", used=True, **fields
+    ):
+        body = {"name": name, "scopes": list(scopes), **fields}
+        response = client.post(API_KEYS, json=body, headers=admin.headers)
+        data = assert_success(response, 201, "API key created successfully")["data"]
+        headers = {"Authorization": f"Bearer {data['key']}"}
+        if used:
+            assert_error(client.get(ME, headers=headers), 403)  # a person's: noted all the same
+        return KeyHolder(data["id"], data["name"], data["key"], headers)
+
+    return factory
+
+
 # --- Data and database read-back ------------------------------------------------------------
 
 
@@ -315,7 +338,7 @@ def make_world(app, make_subscriber, make_ticket, make_user):
     """make_world(caller, branch_id=None, author=None, scope=None) -> a World whose ticket,
     created by `author` (the caller by default), is linked to a subscriber of its branch, with
     the other objects a path may name (a deleted ticket, a colleague, a webhook and one of its
-    deliveries) in its ISP and branch."""
+    deliveries, an API key) in its ISP and branch."""
 
     def build(caller: Account, branch_id=None, author=None, scope=None) -> World:
         branch_id = branch_id or caller.branch_id
@@ -330,6 +353,16 @@ def make_world(app, make_subscriber, make_ticket, make_user):
                 return make_user(isp_id=caller.isp_id, branch_id=branch_id).id
             if kind == "external_id":
                 return "crm-1"
+            if kind == "api_key":
+                key = ApiKey(
+                    isp_id=caller.isp_id,
+                    name="World's key",
+                    prefix=secrets.token_hex(6),
+                    secret_hash="0" * 64,
+                    scopes=["tickets:read"],
+                    created_by_id=author.id,
+                )
+                return saved(app, key)
             with session(app) as own:
                 endpoint = WebhookEndpoint(
                     isp_id=caller.isp_id,
@@ -352,7 +385,7 @@ def make_world(app, make_subscriber, make_ticket, make_user):
             return made
 
         world = World(caller, ticket_id, subscriber_id, scope, make)
-        for kind in ("deleted_ticket", "user", "webhook", "delivery", "external_id"):
+        for kind in ("deleted_ticket", "user", "webhook", "delivery", "external_id", "api_key"):
             world.target(kind)  # made now: a snapshot taken before a request holds them
         return world
 

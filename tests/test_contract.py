@@ -29,6 +29,7 @@ from tickets_service.extensions import db
 from tickets_service.fields import Password, Text, Timestamp
 from tickets_service.models import (
     MAX_ID,
+    ApiKey,
     TicketHistory,
     User,
     WebhookDelivery,
@@ -134,12 +135,13 @@ def test_operation_ids_are_unique(document):
 
 
 def test_bearer_scheme(document):
-    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+    scheme = document["components"]["securitySchemes"]["bearerAuth"]
+    assert {name: scheme[name] for name in ("type", "scheme")} == {
         "type": "http",
         "scheme": "bearer",
-        "bearerFormat": "JWT",
-        "description": "The access_token from POST /api/v1/auth/login.",
     }
+    assert "/api/v1/auth/login" in scheme["description"]
+    assert "/api/v1/api-keys" in scheme["description"]
 
 
 PUBLIC = {("post", "/api/v1/auth/login"), ("get", "/healthz"), ("get", "/readyz")}
@@ -464,6 +466,7 @@ class Steering:
     staff: int | None = None
     webhook: int | None = None
     delivery: str | None = None
+    api_key: int | None = None
 
 
 STEERING = Steering()
@@ -498,6 +501,18 @@ def steering(app, admin, make_user, make_subscriber, make_ticket, make_reply):
         db.session.commit()
         STEERING.webhook = endpoint.id
         STEERING.delivery = db.session.scalar(select(WebhookDelivery.delivery_id))
+        key = ApiKey(
+            isp_id=1,
+            name="Monitoring",
+            prefix="0123456789ab",
+            secret_hash="0" * 64,
+            scopes=["tickets:read"],
+            created_by_id=admin.id,
+            created_at=utcnow(),
+        )
+        db.session.add(key)
+        db.session.commit()
+        STEERING.api_key = key.id
         db.session.remove()
     yield STEERING
     STEERING.admin, STEERING.tickets, STEERING.subscriber, STEERING.staff = None, [], None, None
@@ -534,6 +549,8 @@ def flatmap_body(context, body):
         body = {**body, "assignee_id": STEERING.admin.id}
     if isinstance(body, dict) and context.operation.path == "/api/v1/webhooks":
         return st.sampled_from([body, {"url": HOOK, "events": ["ticket.created"]}])
+    if isinstance(body, dict) and context.operation.path == "/api/v1/api-keys":
+        return st.sampled_from([body, {"name": "Billing export", "scopes": ["tickets:read"]}])
     return _in_own_scope(body)
 
 
@@ -556,6 +573,7 @@ def flatmap_path_parameters(context, path_parameters):
         "user_id": [STEERING.staff],
         "webhook_id": [STEERING.webhook],
         "delivery_id": [STEERING.delivery],
+        "key_id": [STEERING.api_key],
     }
     choices = [
         {**path_parameters, name: value}

@@ -80,11 +80,21 @@ def test_constraints_follow_the_naming_convention(app):
         inspector = inspect(connection)
         foreign_keys = inspector.get_foreign_keys("tickets")
         unique = inspector.get_unique_constraints("users")
-    assert {fk["name"] for fk in foreign_keys} == {
+    named = {
         "fk_tickets_subscriber_id_subscribers",
         "fk_tickets_created_by_id_users",
         "fk_tickets_assignee_id_users",
+        "fk_tickets_created_by_key_id_api_keys",
     }
+    if connection.dialect.name == "sqlite":
+        # A key added to an existing table lives in its column's definition (0009), where
+        # SQLAlchemy's reflection of SQLite reads no name; it is there all the same.
+        named.remove("fk_tickets_created_by_key_id_api_keys")
+        added = [fk for fk in foreign_keys if fk["name"] is None]
+        assert [(fk["constrained_columns"], fk["referred_table"]) for fk in added] == [
+            (["created_by_key_id"], "api_keys")
+        ]
+    assert {fk["name"] for fk in foreign_keys if fk["name"]} == named
     assert [u["name"] for u in unique] == ["uq_users_email"]
 
 

@@ -131,6 +131,40 @@ def test_a_request_without_a_valid_token_is_not_counted(limited, admin):
     assert charged(list_tickets(client, admin))[:2] == (1, 0)
 
 
+# --- API keys: each its own count, its own limit or the default per key ---------------------
+
+
+def test_a_key_is_counted_apart_from_its_creator_under_its_own_limit(limited, admin, make_key):
+    key = make_key(admin, rate_limit=2)
+    client = limited(per_user=5, RATE_LIMIT_PER_KEY=50)
+    statuses = [get(client, key, TICKETS, isp_id=1, branch_id=1).status_code for _ in range(3)]
+    refused = get(client, key, ticket_url(1))
+
+    assert statuses == [200, 200, 429]
+    assert charged(refused)[:2] == (2, 0)
+    assert refused.headers["Retry-After"] == str(charged(refused)[2])
+    assert charged(list_tickets(client, admin))[:2] == (5, 4)  # the admin's count is its own
+
+
+def test_a_key_without_its_own_limit_has_the_default_per_key(limited, admin, make_key):
+    key = make_key(admin)
+    client = limited(per_user=5, RATE_LIMIT_PER_KEY=3)
+    answers = [get(client, key, TICKETS, isp_id=1, branch_id=1) for _ in range(4)]
+
+    assert [response.status_code for response in answers] == [200, 200, 200, 429]
+    assert [charged(response)[:2] for response in answers] == [(3, 2), (3, 1), (3, 0), (3, 0)]
+
+
+def test_keys_count_toward_their_isps_ceiling(limited, admin, make_key):
+    key = make_key(admin, rate_limit=100)
+    client = limited(per_user=100, per_isp=3)
+    statuses = [get(client, key, TICKETS, isp_id=1, branch_id=1).status_code for _ in range(2)]
+    statuses.append(list_tickets(client, admin).status_code)
+    assert statuses == [200, 200, 200]
+    assert list_tickets(client, admin).status_code == 429
+    assert get(client, key, TICKETS, isp_id=1, branch_id=1).status_code == 429
+
+
 def test_redis_shares_the_counts_between_instances(make_app, admin):
     redis_or_skip()
     one, two = (

@@ -119,6 +119,23 @@ def make_event(client, admin, staff, ticket_id, case):
         act(client, admin, ticket_id, method, suffix, body)
 
 
+def test_an_event_made_with_an_api_key_names_the_key_and_no_user(
+    hooks, client, admin, make_key, receiver
+):
+    register(client, admin, receiver, events=["ticket.created", "ticket.replied"])
+    key = make_key(admin, scopes=["tickets:write"])
+    ticket_id = create_ticket(client, key)
+    act(client, key, ticket_id, "POST", "/reply", {"message": "Seen by the NOC."})
+
+    assert work(hooks) == 2
+
+    sent = {got.json["event"]: got.json["data"] for got in receiver.received}
+    assert sent == {
+        "ticket.created": {**NO_CHANGE, "user_id": None, "key_id": key.id},
+        "ticket.replied": {"user_id": None, "key_id": key.id, "internal": False},
+    }
+
+
 @pytest.mark.parametrize("case", list(REQUESTS))
 def test_the_worker_delivers_each_event_type_signed(
     app, hooks, client, admin, staff, receiver, case
@@ -148,7 +165,7 @@ def test_the_worker_delivers_each_event_type_signed(
         "event": event,
         "isp_id": admin.isp_id,
         "ticket_id": ticket_id,
-        "data": {**data, "user_id": admin.id},
+        "data": {**data, "user_id": admin.id, "key_id": None},
     }
     delivered = (got.delivery_id, DeliveryStatus.DELIVERED, 1)
     assert deliveries(app, "delivery_id", "status", "attempts") == [delivered]

@@ -115,7 +115,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Each blueprint through the Api, which serves the document generated from them."""
-    from . import audit, auth, health, openapi, subscribers, tickets, users
+    from . import api_keys, audit, auth, health, openapi, subscribers, tickets, users
     from .webhooks import views as webhooks
 
     api = openapi.init_app(app)
@@ -126,6 +126,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(users.bp, url_prefix="/api/v1/users")
     api.register_blueprint(webhooks.bp, url_prefix="/api/v1/webhooks")
     api.register_blueprint(webhooks.deliveries_bp, url_prefix="/api/v1/deliveries")
+    api.register_blueprint(api_keys.bp, url_prefix="/api/v1/api-keys")
     api.register_blueprint(audit.bp, url_prefix="/api/v1/audit")
 
 

@@ -14,7 +14,15 @@ from flask.cli import AppGroup
 from sqlalchemy import delete, inspect, select
 
 from .extensions import db
-from .models import AuditEntry, Subscriber, User, WebhookEndpoint, utcnow
+from .models import (
+    ApiKey,
+    AuditEntry,
+    Subscriber,
+    User,
+    WebhookEndpoint,
+    as_json_value,
+    utcnow,
+)
 from .openapi import Blueprint
 from .responses import Page
 from .schemas import AuditEntryOut, AuditPageMeta, audit_list_args
@@ -61,7 +69,7 @@ def list_entries(args):
 
 REDACTED = "[redacted]"
 # Fields whose values an entry never holds.
-SECRETS = frozenset({"password", "password_hash", "secret"})
+SECRETS = frozenset({"password", "password_hash", "secret", "secret_hash"})
 # Who acts when a scope names nobody: an operator's command.
 SYSTEM_NAME = "system"
 
@@ -79,13 +87,37 @@ def record(
     object_id = obj if object_type else obj.id
     add_entry(
         scope.isp_id,
-        ("user", scope.principal_id, scope.principal_name)
-        if scope.principal_id is not None
-        else ("system", None, SYSTEM_NAME),
+        actor_of(scope),
         action,
         object_type or AUDITED[type(obj)],
         object_id,
         changes,
+    )
+
+
+def actor_of(scope: Scope) -> tuple:
+    """An entry's (actor_type, actor_id, actor_name) for whoever the scope is."""
+    if scope.key_id is not None:
+        return ("key", scope.key_id, scope.principal_name)
+    if scope.principal_id is not None:
+        return ("user", scope.principal_id, scope.principal_name)
+    return ("system", None, SYSTEM_NAME)
+
+
+def seen_from(scope: Scope, address: str | None) -> bool:
+    """Whether the scope's key has been used from this address before (its entries say)."""
+    return (
+        db.session.scalar(
+            select(AuditEntry.id)
+            .where(
+                AuditEntry.object_type == "api_key",
+                AuditEntry.object_id == scope.key_id,
+                AuditEntry.action == "used_from_new_address",
+                AuditEntry.ip == address,
+            )
+            .limit(1)
+        )
+        is not None
     )
 
 
@@ -138,13 +170,13 @@ def _redacted(changes: dict) -> dict:
     return {
         name: [None if old is None else REDACTED, None if new is None else REDACTED]
         if name in SECRETS
-        else [old, new]
+        else [as_json_value(old), as_json_value(new)]
         for name, (old, new) in changes.items()
     }
 
 
 # What each audited model is called in an entry's object_type.
-AUDITED = {User: "user", Subscriber: "subscriber", WebhookEndpoint: "webhook"}
+AUDITED = {User: "user", ApiKey: "api_key", Subscriber: "subscriber", WebhookEndpoint: "webhook"}
 
 
 @audit_cli.command("prune")

@@ -148,6 +148,8 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         # REDIS_URL is set. Off unless RATE_LIMITS is on (API keys will turn them on).
         "RATE_LIMITS": _bool(environ, "RATE_LIMITS"),
         "RATE_LIMIT_PER_USER": integer(environ, "RATE_LIMIT_PER_USER", 600, minimum=1),
+        # An API key's default; a key's own rate_limit (at most the ISP's ceiling) wins.
+        "RATE_LIMIT_PER_KEY": integer(environ, "RATE_LIMIT_PER_KEY", 1200, minimum=1),
         "RATE_LIMIT_PER_ISP": integer(environ, "RATE_LIMIT_PER_ISP", 6000, minimum=1),
         "REDIS_URL": environ.get("REDIS_URL") or None,
         "AUDIT_RETENTION_DAYS": integer(environ, "AUDIT_RETENTION_DAYS", 365, minimum=1),

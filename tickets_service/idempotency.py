@@ -64,9 +64,12 @@ def idempotent(view=None, *, recheck=None):
 
 
 def _fingerprint() -> str:
-    """The request the key stands for: method, path, query and body."""
+    """The request the key stands for: method, path, query and body, and the API key that sent
+    it (a key's requests are kept under its creator's id, so no other key, nor the person,
+    can replay them: the same Idempotency-Key from them is 422)."""
     digest = hashlib.sha256()
-    for part in (request.method, request.path, request.query_string, request.get_data()):
+    sender = str(current_scope().key_id or "")
+    for part in (request.method, request.path, request.query_string, request.get_data(), sender):
         digest.update(part if isinstance(part, bytes) else part.encode())
         digest.update(b"\0")
     return digest.hexdigest()
@@ -77,14 +80,14 @@ def _claim(key: str, fingerprint: str) -> bool:
     now = utcnow()
     db.session.execute(
         delete(IdempotencyKey).where(
-            IdempotencyKey.user_id == current_scope().principal_id,
+            IdempotencyKey.user_id == current_scope().actor.user_id,
             IdempotencyKey.created_at < now - LIFETIME,
         )
     )
     claimed = db.session.execute(
         insert(IdempotencyKey)
         .values(
-            user_id=current_scope().principal_id, key=key, fingerprint=fingerprint, created_at=now
+            user_id=current_scope().actor.user_id, key=key, fingerprint=fingerprint, created_at=now
         )
         .on_conflict_do_nothing(index_elements=["user_id", "key"])
         .returning(IdempotencyKey.key)
@@ -107,7 +110,7 @@ def _replay(key: str, fingerprint: str, recheck, path: dict) -> Response:
                 IdempotencyKey.body,
                 IdempotencyKey.etag,
             ).where(
-                IdempotencyKey.user_id == current_scope().principal_id, IdempotencyKey.key == key
+                IdempotencyKey.user_id == current_scope().actor.user_id, IdempotencyKey.key == key
             )
         ).first()
         db.session.rollback()
@@ -136,7 +139,7 @@ def _store(key: str, response: Response) -> None:
     """Keep the answer for replays, and commit it with the change it answers."""
     db.session.execute(
         update(IdempotencyKey)
-        .where(IdempotencyKey.user_id == current_scope().principal_id, IdempotencyKey.key == key)
+        .where(IdempotencyKey.user_id == current_scope().actor.user_id, IdempotencyKey.key == key)
         .values(
             status_code=response.status_code,
             body=response.get_data(as_text=True),

@@ -2,7 +2,7 @@
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -90,6 +90,14 @@ def _live_index(name: str, *columns: str) -> Index:
     return _partial_index(name, *columns, where="deleted_at IS NULL")
 
 
+class Actor(NamedTuple):
+    """Who a desk action is recorded as: a user, or an API key (key_id) acting for the admin
+    who created it (user_id: the person accountable for the key; the API shows the key)."""
+
+    user_id: int
+    key_id: int | None = None
+
+
 class User(db.Model):
     __tablename__ = "users"
     __table_args__ = (CheckConstraint("role IN ('admin', 'staff')", name="role"),)
@@ -121,6 +129,10 @@ class User(db.Model):
     @property
     def is_admin(self) -> bool:
         return self.role == Role.ADMIN
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.id)
 
 
 @event.listens_for(User, "before_update")
@@ -210,6 +222,8 @@ class Ticket(db.Model):
         ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
     )
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # Created through an API key (created_by_id is then the key's creator).
+    created_by_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     title: Mapped[str] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(Text)
@@ -243,14 +257,20 @@ class Ticket(db.Model):
     # --- Desk actions: each changes the ticket and records the change in its history ---
 
     @classmethod
-    def open(cls, by: "User", **values) -> "Ticket":
+    def open(cls, by: Actor, **values) -> "Ticket":
         """A new ticket created by `by`. The database starts its history (`created`, and
-        `assigned` when it has an assignee) and counts it: see migration 0006."""
-        ticket = cls(created_by_id=by.id, status=TicketStatus.OPEN, reply_count=0, **values)
+        `assigned` when it has an assignee) and counts it: see migrations 0006 and 0009."""
+        ticket = cls(
+            created_by_id=by.user_id,
+            created_by_key_id=by.key_id,
+            status=TicketStatus.OPEN,
+            reply_count=0,
+            **values,
+        )
         db.session.add(ticket)
         return ticket
 
-    def edit(self, changes: dict, by: "User") -> None:
+    def edit(self, changes: dict, by: Actor) -> None:
         """Apply field changes; each one that changes something is recorded, old -> new."""
         for field, new in changes.items():
             old = getattr(self, field)
@@ -260,7 +280,7 @@ class Ticket(db.Model):
             action = HistoryAction.ASSIGNED if field == "assignee_id" else HistoryAction.UPDATED
             self.record(action, by, field, old, new)
 
-    def change_status(self, status: int, by: "User") -> None:
+    def change_status(self, status: int, by: Actor) -> None:
         """Move to `status`, keeping the SLA clock: resolved_at / closed_at mark the last move
         into Resolved / Closed, and reopening clears both."""
         if status == self.status:
@@ -275,10 +295,12 @@ class Ticket(db.Model):
             self.resolved_at = self.closed_at = None
         self.record(HistoryAction.STATUS_CHANGED, by, "status", old, status)
 
-    def add_reply(self, message: str, internal: bool, by: "User") -> "TicketReply":
+    def add_reply(self, message: str, internal: bool, by: Actor) -> "TicketReply":
         """A public reply or an internal note; the first public reply starts the SLA clock."""
         now = utcnow()
-        reply = TicketReply(ticket=self, user_id=by.id, message=message, internal=internal)
+        reply = TicketReply(
+            ticket=self, user_id=by.user_id, key_id=by.key_id, message=message, internal=internal
+        )
         reply.created_at = now
         db.session.add(reply)
         self.reply_count = (self.reply_count or 0) + 1  # the ticket is locked by its writer
@@ -288,21 +310,22 @@ class Ticket(db.Model):
         self.record(HistoryAction.NOTED if internal else HistoryAction.REPLIED, by)
         return reply
 
-    def delete(self, by: "User") -> None:
+    def delete(self, by: Actor) -> None:
         """Hide the ticket everywhere while keeping its row, replies and history."""
         self.deleted_at = utcnow()
         self.record(HistoryAction.DELETED, by)
 
-    def restore(self, by: "User") -> None:
+    def restore(self, by: Actor) -> None:
         """Bring a deleted ticket back, as it was."""
         self.deleted_at = None
         self.record(HistoryAction.RESTORED, by)
 
-    def record(self, action: str, by: "User", field=None, old=None, new=None) -> None:
+    def record(self, action: str, by: Actor, field=None, old=None, new=None) -> None:
         """One history entry for this ticket, in the transaction of the change."""
         entry = TicketHistory(
             ticket=self,
-            user_id=by.id,
+            user_id=by.user_id,
+            key_id=by.key_id,
             action=action,
             field=field,
             old=as_json_value(old),
@@ -356,6 +379,8 @@ class TicketReply(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # Written through an API key (user_id is then the key's creator).
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
     message: Mapped[str] = mapped_column(Text)
     # An internal note: seen by staff, never a response to the subscriber.
     internal: Mapped[bool] = mapped_column(default=False, server_default=false())
@@ -390,6 +415,7 @@ class TicketHistory(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))  # as on replies
     action: Mapped[str] = mapped_column(String(32))
     field: Mapped[str | None] = mapped_column(String(64))
     old: Mapped[Any] = mapped_column(JSON, nullable=True)
@@ -534,8 +560,11 @@ class RevokedToken(db.Model):
 
 
 # What the audit trail records (audit.py): the actions, and the kinds of object they act on.
-AUDIT_ACTIONS = ("created", "updated", "deleted", "redelivered", "login", "login_failed", "logout")
-AUDIT_OBJECT_TYPES = ("user", "subscriber", "webhook")
+AUDIT_ACTIONS = (
+    *("created", "updated", "deleted", "revoked", "redelivered"),
+    *("login", "login_failed", "logout", "used_from_new_address"),
+)
+AUDIT_OBJECT_TYPES = ("user", "api_key", "subscriber", "webhook")
 
 
 class AuditEntry(db.Model):
@@ -549,6 +578,8 @@ class AuditEntry(db.Model):
         CheckConstraint("actor_type IN ('user', 'key', 'system')", name="actor_type"),
         # An ISP's entries newest first (the list pages by id), and the prune by age.
         Index("ix_audit_entries_isp_id_id", "isp_id", "id"),
+        # One object's entries (the audit's object filter; a key's addresses seen before).
+        Index("ix_audit_entries_object", "object_type", "object_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -564,3 +595,41 @@ class AuditEntry(db.Model):
     ip: Mapped[str | None] = mapped_column(String(45))
     request_id: Mapped[str | None] = mapped_column(String(128))
     changes: Mapped[dict | None] = mapped_column(JSON)
+
+
+# What an API key may be granted; each route needs one of them (openapi.Blueprint's
+# key_scopes), and no scope lets a key manage users or keys.
+KEY_SCOPES = (
+    *("tickets:read", "tickets:write", "subscribers:read", "subscribers:write", "users:read"),
+    *("webhooks:manage", "network:write", "incidents:write", "inbound:write"),
+)
+
+
+class ApiKey(db.Model):
+    """A credential for a program, made by an ISP's admin: `tsk_<prefix>_<secret>`, of which
+    only the prefix (to find it) and a SHA-256 of the secret (to check it) are kept."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_isp_id_id", "isp_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    isp_id: Mapped[int] = mapped_column(Integer)
+    # Set: the key acts as staff of this branch; None: across its ISP, as an admin would.
+    branch_id: Mapped[int | None] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(255))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list] = mapped_column(JSON)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rate_limit: Mapped[int | None] = mapped_column(Integer)  # requests a minute; None: default
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Written at most once a minute (tokens.py), and the address it last came from.
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_ip: Mapped[str | None] = mapped_column(String(45))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def created_by(self) -> int:
+        """The admin who made it (as the API names them)."""
+        return self.created_by_id

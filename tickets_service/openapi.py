@@ -25,6 +25,8 @@ from .scope import SCOPE_FIELDS, current_scope
 from .transport import IdConverter
 
 BEARER = "bearerAuth"
+# The API key scope an operation needs, on each operation that takes a token.
+KEY_SCOPE = "x-api-key-scope"
 DOCS_ASSETS = "/api/v1/docs/assets/"
 
 # Every error status a route may document, and what it means here.
@@ -32,7 +34,9 @@ ERRORS = {
     400: "The body is not valid JSON, or not a JSON object; or the request is not valid HTTP.",
     401: "Missing, malformed, expired, revoked or not genuine token; or, on login, wrong "
     "credentials.",
-    403: "isp_id, branch_id or user_id disagree with the token, or the role may not do this.",
+    403: "isp_id, branch_id or user_id disagree with the token, or the role may not do this; "
+    "for an API key, it lacks the scope the operation needs (x-api-key-scope), or only a "
+    "person may do this.",
     404: "No such object within the caller's reach.",
     408: "The request's head or body took too long to arrive.",
     409: "The request conflicts with the current state (see message).",
@@ -104,13 +108,22 @@ RETRY_AFTER = {
 
 
 class Blueprint(flask_smorest.Blueprint):
-    """A smorest blueprint whose answers are the envelope and whose errors are documented."""
+    """A smorest blueprint whose answers are the envelope and whose errors are documented.
+
+    `key_scopes` are the API key scopes its routes need: (to read, to write), the first for
+    GET and HEAD, the second for every other method; None where only a person may call them
+    (the default: a route is closed to keys unless its blueprint opens it)."""
 
     ARGUMENTS_PARSER = StrictParser()
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, key_scopes: tuple[str | None, str | None] = (None, None), **kwargs):
         super().__init__(*args, **kwargs)
+        self.key_scopes = key_scopes
         self._prepare_doc_cbks.append(self._prepare_errors_doc)
+
+    def key_scope(self, method: str) -> str | None:
+        """The scope a key needs for this method of the blueprint's routes (None: refused)."""
+        return self.key_scopes[0 if method in ("GET", "HEAD") else 1]
 
     def arguments(self, schema, *args, **kwargs):
         """smorest's arguments; those that can name an isp_id, branch_id or user_id are held
@@ -189,16 +202,17 @@ class Blueprint(flask_smorest.Blueprint):
 
         return decorator
 
-    @staticmethod
-    def _prepare_errors_doc(doc, doc_info, **kwargs):
+    def _prepare_errors_doc(self, doc, doc_info, *, method: str, **kwargs):
         """What the server answers itself goes on every operation (SERVER_ANSWERS); a token
-        implies 401 and 503 (the user is read), a versioned resource its conditional header,
-        ETag and 304 or 412."""
+        implies 401 and 503 (the user is read), 403 and the API key scope the operation needs
+        (x-api-key-scope: null when only a person may call it), a versioned resource its
+        conditional header, ETag and 304 or 412."""
         codes = set(doc_info.get("errors", ())) | set(SERVER_ANSWERS)
         responses = doc.setdefault("responses", {})
         if doc_info.get("token"):
-            codes |= {401, 429, 503}
+            codes |= {401, 403, 429, 503}
             doc["security"] = [{BEARER: []}]
+            doc[KEY_SCOPE] = self.key_scope(method.upper())
             for response in responses.values():
                 if isinstance(response, dict):
                     response.setdefault("headers", {}).update(RATE_LIMIT_HEADERS)
@@ -288,8 +302,9 @@ def init_app(app: Flask) -> Api:
         {
             "type": "http",
             "scheme": "bearer",
-            "bearerFormat": "JWT",
-            "description": "The access_token from POST /api/v1/auth/login.",
+            "description": "The access_token from POST /api/v1/auth/login, or an API key "
+            "(tsk_...) from POST /api/v1/api-keys, which needs the operation's "
+            "x-api-key-scope.",
         },
     )
     api.register_converter(

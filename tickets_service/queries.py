@@ -4,6 +4,7 @@ within the caller's scope (scope.py)."""
 import re
 from functools import cache
 
+from marshmallow import ValidationError
 from psycopg.rows import dict_row, tuple_row
 from sqlalchemy import (
     ColumnElement,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
     func,
     literal_column,
     not_,
@@ -29,6 +31,7 @@ from .fastpath import answer_columns, json_object, json_text, spliced
 from .models import (
     OPEN_STATUSES,
     SEARCH_DOCUMENT,
+    ApiKey,
     Subscriber,
     Ticket,
     TicketCount,
@@ -48,12 +51,19 @@ REPLIES_SHOWN = 100
 # A filtered list counts at most this many matches (beyond: meta.total_exact is false).
 COUNT_CAP = 10_000
 
+
+def person(user_id, key_id):
+    """The user an answer shows as having acted: none when it was an API key (user_id is then
+    the key's creator, kept for the record)."""
+    return case((key_id.is_(None), user_id))
+
+
 Assignee = aliased(User, name="assignee")
 # The fields of a ticket's answers that are not the ticket's own columns.
 TICKET_COLUMNS = {
     "subscriber_name": Subscriber.name,
     "assignee_name": Assignee.name,
-    "created_by": Ticket.created_by_id,
+    "created_by": person(Ticket.created_by_id, Ticket.created_by_key_id),
     "replies_total": Ticket.reply_count,
 }
 
@@ -135,6 +145,8 @@ def _list_shape(scope: Scope, args: dict) -> tuple[tuple, dict]:
     if "assignee_id" in args:
         assignee = args["assignee_id"]
         filters.append("unassigned" if assignee == "none" else "assignee_id")
+        if assignee == "me" and scope.principal_id is None:
+            raise ValidationError({"assignee_id": ['An API key is nobody: "me" names no user.']})
         if assignee != "none":
             params["assignee_id"] = scope.principal_id if assignee == "me" else assignee
     if "overdue" in args:
@@ -346,9 +358,20 @@ def ticket_detail(scope: Scope, ticket_id: int) -> dict | None:
     return {**rows[0], "replies": reply_rows(ticket_id, limit=REPLIES_SHOWN)}
 
 
-# A reply as ReplyOut shows it: its columns, and its author's name.
-_REPLY_ROWS = select(*answer_columns(ReplyOut, TicketReply, {"user_name": User.name})).join(
-    User, User.id == TicketReply.user_id
+# A reply as ReplyOut shows it: its columns, and its author's name (a key's, when a key wrote it).
+_REPLY_ROWS = (
+    select(
+        *answer_columns(
+            ReplyOut,
+            TicketReply,
+            {
+                "user_name": func.coalesce(ApiKey.name, User.name),
+                "user_id": person(TicketReply.user_id, TicketReply.key_id),
+            },
+        )
+    )
+    .join(User, User.id == TicketReply.user_id)
+    .outerjoin(ApiKey, ApiKey.id == TicketReply.key_id)
 )
 
 
@@ -458,11 +481,13 @@ def history_rows(ticket_id: int, *, limit: int, offset: int) -> tuple[list, int]
                 TicketHistory.field,
                 TicketHistory.old,
                 TicketHistory.new,
-                TicketHistory.user_id,
-                User.name.label("user_name"),
+                person(TicketHistory.user_id, TicketHistory.key_id).label("user_id"),
+                func.coalesce(ApiKey.name, User.name).label("user_name"),
                 TicketHistory.created_at,
+                TicketHistory.key_id,
             )
             .join(User, User.id == TicketHistory.user_id)
+            .outerjoin(ApiKey, ApiKey.id == TicketHistory.key_id)
             .where(TicketHistory.ticket_id == ticket_id)
             .order_by(TicketHistory.id)
             .limit(limit)

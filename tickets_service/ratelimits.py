@@ -2,7 +2,8 @@
 starve every desk of the database.
 
 Every authenticated request is charged, once its token checks out and before its view runs:
-to its caller (RATE_LIMIT_PER_USER a minute) and to the caller's ISP (RATE_LIMIT_PER_ISP, over
+to its caller (RATE_LIMIT_PER_USER a minute for a person; for an API key its own rate_limit,
+or RATE_LIMIT_PER_KEY) and to the caller's ISP (RATE_LIMIT_PER_ISP, over
 all its callers). Both counts are taken together, and only when both have room: a refused
 request uses up neither, so the headers never promise what the other count would refuse.
 
@@ -107,6 +108,7 @@ class RateLimits:
 
     def __init__(self, config: dict):
         self.per_user = config["RATE_LIMIT_PER_USER"]
+        self.per_key = config["RATE_LIMIT_PER_KEY"]
         self.per_isp = config["RATE_LIMIT_PER_ISP"]
         self.local = LocalCounts()
         self.shared = RedisCounts(config["REDIS_URL"]) if config["REDIS_URL"] else None
@@ -117,9 +119,13 @@ class RateLimits:
         now = time.time()
         window = int(now // WINDOW)
         reset = max(1, math.ceil(WINDOW - now % WINDOW))
-        limits = (self.per_user, self.per_isp)
         # The ISP in braces: Redis Cluster's hash tag, so both keys sit on one node.
-        keys = (f"rl:{{{scope.isp_id}}}:user:{scope.principal_id}", f"rl:{{{scope.isp_id}}}:isp")
+        if scope.key_id is not None:
+            limits = (scope.rate_limit or self.per_key, self.per_isp)
+            caller = f"key:{scope.key_id}"
+        else:
+            limits, caller = (self.per_user, self.per_isp), f"user:{scope.principal_id}"
+        keys = (f"rl:{{{scope.isp_id}}}:{caller}", f"rl:{{{scope.isp_id}}}:isp")
         allowed, caller, isp = self._charge(keys, limits, window, now)
         remaining = max(0, min(limits[0] - caller, limits[1] - isp))
         return Verdict(allowed, limits[0], remaining, reset)

@@ -3,7 +3,7 @@ responses. Instances are created once at the bottom; the views declare them on t
 
 import re
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from .cursors import Cursor
 from .fields import (
@@ -31,12 +31,14 @@ from .fields import (
 from .models import (
     AUDIT_ACTIONS,
     AUDIT_OBJECT_TYPES,
+    KEY_SCOPES,
     MAX_ID,
     HistoryAction,
     Role,
     TicketPriority,
     TicketStatus,
 )
+from .scope import current_scope
 from .webhooks.events import EVENT_TYPES
 
 MAX_PER_PAGE = 200
@@ -77,7 +79,10 @@ SORTS = ("created_at", "updated_at", "priority", "status", "due_at")
 class TicketListArgs(PageArgs):
     isp_id = QueryId(required=True)
     branch_id = QueryId(required=True)
-    user_id = QueryId(required=True)
+    user_id = QueryId(
+        required=True,
+        metadata={"description": "The caller's id (an API key may leave it out)."},
+    )
     status = QueryCodes(TicketStatus)
     priority = QueryCodes(TicketPriority)
     subscriber_id = QueryId()
@@ -98,6 +103,15 @@ class TicketListArgs(PageArgs):
     cursor = Cursor(
         metadata={"description": "meta.next_cursor of the page before (instead of page)."}
     )
+
+    @pre_load
+    def _a_key_names_its_creator(self, data, **_kwargs):
+        """An API key has no user: without a user_id, it names the admin who created it (the
+        one user_id it may name)."""
+        scope = current_scope()
+        if scope.key_id is not None and "user_id" not in data:
+            return {**data, "user_id": str(scope.acting_for)}
+        return data
 
     @validates_schema
     def q_has_words(self, data, **kwargs):
@@ -255,6 +269,35 @@ class SubscriberSyncIn(ScopeIn):
     email = email_field(allow_none=True)
 
 
+class ApiKeyIn(ScopeIn):
+    """A new key of the admin's ISP. The body's own branch_id is the key's branch (without
+    one, the key reaches the whole ISP); rate_limit is checked against the ISP's ceiling by
+    the view."""
+
+    name = title_field(required=True)
+    scopes = fields.List(
+        fields.String(validate=validate.OneOf(KEY_SCOPES)),
+        required=True,
+        validate=validate.Length(1, len(KEY_SCOPES)),
+        metadata={"description": "What the key may do: " + ", ".join(KEY_SCOPES) + "."},
+    )
+    expires_at = Timestamp(allow_none=True)
+    rate_limit = fields.Integer(
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(1, MAX_ID),
+        metadata={
+            "description": "Requests a minute (default RATE_LIMIT_PER_KEY), at most "
+            "the ISP's ceiling."
+        },
+    )
+
+    @validates_schema
+    def scopes_once_each(self, data, **kwargs):
+        if len(set(data.get("scopes", []))) != len(data.get("scopes", [])):
+            raise ValidationError("Name each scope once.", "scopes")
+
+
 class WebhookIn(ScopeIn):
     url = fields.String(required=True, validate=validate.Length(1, 2048))
     events = fields.List(
@@ -320,13 +363,19 @@ class TokenOut(OutSchema):
     user = fields.Nested(UserOut)
 
 
+# Who did something, after the spec's user_id and user_name: an API key (user_id null, the
+# key's name as user_name), or nobody (null).
+ACTING_KEY = {"description": "The API key that did it (user_id is then null)."}
+
+
 class ReplyOut(OutSchema):
     id = fields.Integer()
     message = fields.String()
     user_name = fields.String()
     created_at = Timestamp()
-    user_id = fields.Integer()
+    user_id = fields.Integer(allow_none=True)
     internal = fields.Boolean()
+    key_id = fields.Integer(allow_none=True, metadata=ACTING_KEY)
 
 
 # Every field a ticket's answers show, defined once. Each answer lists its own, in its order:
@@ -345,7 +394,7 @@ TICKET_FIELDS = {
     "created_at": Timestamp,
     "isp_id": fields.Integer,
     "branch_id": fields.Integer,
-    "created_by": fields.Integer,
+    "created_by": lambda: fields.Integer(allow_none=True),
     "updated_at": Timestamp,
     "assignee_id": lambda: fields.Integer(allow_none=True),
     "assignee_name": lambda: fields.String(allow_none=True),
@@ -355,6 +404,7 @@ TICKET_FIELDS = {
     "closed_at": lambda: Timestamp(allow_none=True),
     "deleted_at": lambda: Timestamp(allow_none=True),
     "replies_total": fields.Integer,
+    "created_by_key_id": lambda: fields.Integer(allow_none=True, metadata=ACTING_KEY),
 }
 # What the desk adds to every ticket answer, after the spec's fields.
 _DESK = ("assignee_id", "assignee_name", "due_at", "first_response_at", "resolved_at", "closed_at")
@@ -376,7 +426,7 @@ TicketOut = ticket_answer(
     "TicketOut",
     *("id", "title", "description", "subscriber_id", "subscriber_name", "priority", "status"),
     *("replies", "created_at", "isp_id", "branch_id", "created_by", "updated_at", *_DESK),
-    "replies_total",
+    *("replies_total", "created_by_key_id"),
 )
 
 
@@ -386,9 +436,10 @@ class HistoryOut(OutSchema):
     field = fields.String(allow_none=True)
     old = fields.Raw(allow_none=True)
     new = fields.Raw(allow_none=True)
-    user_id = fields.Integer()
+    user_id = fields.Integer(allow_none=True)
     user_name = fields.String()
     created_at = Timestamp()
+    key_id = fields.Integer(allow_none=True, metadata=ACTING_KEY)
 
 
 def _counts(codes, what: str) -> fields.Dict:
@@ -442,6 +493,38 @@ class AuditEntryOut(OutSchema):
         allow_none=True,
         metadata={"description": "each changed field's [old, new]; secrets as [redacted]"},
     )
+
+
+class ApiKeyOut(OutSchema):
+    """A key as the list shows it: never the key itself, nor its hash."""
+
+    id = fields.Integer()
+    name = fields.String()
+    prefix = fields.String()
+    scopes = fields.List(fields.String())
+    branch_id = fields.Integer(allow_none=True)
+    expires_at = Timestamp(allow_none=True)
+    rate_limit = fields.Integer(allow_none=True)
+    created_at = Timestamp()
+    created_by = fields.Integer(metadata={"description": "The admin who made it."})
+    last_used_at = Timestamp(allow_none=True)
+    revoked_at = Timestamp(allow_none=True)
+
+
+class ApiKeyCreatedOut(OutSchema):
+    """The key as created, with the key itself: shown in this answer only."""
+
+    id = fields.Integer()
+    name = fields.String()
+    prefix = fields.String()
+    key = fields.String(
+        metadata={"description": "tsk_<prefix>_<secret>: keep it, it is not shown again."}
+    )
+    scopes = fields.List(fields.String())
+    branch_id = fields.Integer(allow_none=True)
+    expires_at = Timestamp(allow_none=True)
+    rate_limit = fields.Integer(allow_none=True)
+    created_at = Timestamp()
 
 
 class AuditPageMeta(OutSchema):
@@ -507,3 +590,4 @@ audit_list_args = AuditListArgs()
 user_create_in = UserCreateIn()
 user_update_in = UserUpdateIn()
 webhook_in = WebhookIn()
+api_key_in = ApiKeyIn()

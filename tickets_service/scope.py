@@ -14,7 +14,7 @@ from flask_jwt_extended import current_user
 from marshmallow import ValidationError
 from sqlalchemy import ColumnElement, and_, bindparam, or_
 
-from .models import Role, Subscriber, Ticket, User, WebhookEndpoint
+from .models import Actor, Role, Subscriber, Ticket, User, WebhookEndpoint
 
 SCOPE_FIELDS = ("isp_id", "branch_id", "user_id")
 
@@ -22,13 +22,19 @@ SCOPE_FIELDS = ("isp_id", "branch_id", "user_id")
 @dataclass(frozen=True, slots=True)
 class Scope:
     """The caller's reach: its ISP, its home branch, its role, and who it is (None for the
-    system: an operator's command), by id and by name (for the audit trail)."""
+    system: an operator's command, and for an API key), by id and by name (for the audit
+    trail). An API key (key_id) holds its scopes, acts for the admin who created it
+    (acting_for) and may have its own rate limit."""
 
     isp_id: int
     branch_id: int
     role: str
     principal_id: int | None
     principal_name: str | None = None
+    key_id: int | None = None
+    key_scopes: frozenset = frozenset()
+    acting_for: int | None = None
+    rate_limit: int | None = None
 
     @classmethod
     def of(cls, caller) -> "Scope":
@@ -42,6 +48,18 @@ class Scope:
     @property
     def is_admin(self) -> bool:
         return self.role == Role.ADMIN
+
+    @property
+    def actor(self) -> Actor:
+        """Who its desk actions are recorded as."""
+        if self.key_id is None:
+            return Actor(self.principal_id)
+        return Actor(self.acting_for, self.key_id)
+
+    @property
+    def claimable_user_id(self) -> int | None:
+        """The user_id a request may name: the caller's own; for a key, its creator's."""
+        return self.acting_for if self.key_id is not None else self.principal_id
 
     @property
     def kind(self) -> str:
@@ -66,7 +84,9 @@ class Scope:
             abort(403, "isp_id does not match your account.")
         if "branch_id" in claimed and not self.reaches_branch(claimed["branch_id"]):
             abort(403, "branch_id is outside your reach.")
-        if "user_id" in claimed and claimed["user_id"] != self.principal_id:
+        if "user_id" in claimed and claimed["user_id"] != self.claimable_user_id:
+            if self.key_id is not None:
+                abort(403, "user_id must be the id of the admin who created this API key.")
             abort(403, "user_id does not match your account.")
 
     def named_branch(self, *claims: dict) -> int:

@@ -139,7 +139,7 @@ def seed_demo():
         subscriber = customers.get(customer)
         now = utcnow().replace(microsecond=0)
         ticket = Ticket.open(
-            admin,
+            admin.actor,
             isp_id=DEMO_ISP,
             branch_id=subscriber.branch_id if subscriber else 1,
             subscriber_id=subscriber.id if subscriber else None,
@@ -152,8 +152,8 @@ def seed_demo():
         # Spread the demo over the last days so the list's order is visible.
         ticket.created_at = ticket.updated_at = now - timedelta(days=age)
         for author, message, internal in events:
-            ticket.add_reply(message, internal, people[author])
-        ticket.change_status(status, people[assignee] if assignee else admin)
+            ticket.add_reply(message, internal, people[author].actor)
+        ticket.change_status(status, (people[assignee] if assignee else admin).actor)
         created += 1
     db.session.commit()
 

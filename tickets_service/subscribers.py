@@ -26,7 +26,12 @@ from .scope import Scope, current_scope, without_scope
 from .tokens import token_required
 from .transport import reject_impossible_ids
 
-bp = Blueprint("subscribers", __name__, description="The subscribers tickets are about.")
+bp = Blueprint(
+    "subscribers",
+    __name__,
+    description="The subscribers tickets are about.",
+    key_scopes=("subscribers:read", "subscribers:write"),
+)
 bp.url_value_preprocessor(reject_impossible_ids("Subscriber not found."))
 SUBSCRIBER = "/<id:subscriber_id>"
 EXTERNAL_ID = external_id_field()

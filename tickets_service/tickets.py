@@ -1,7 +1,6 @@
 """The tickets blueprint: the seven endpoints of the spec and the desk around them."""
 
 from flask import Response, abort, request
-from flask_jwt_extended import current_user
 from marshmallow import ValidationError
 from sqlalchemy import select
 from werkzeug.exceptions import PreconditionFailed
@@ -35,7 +34,12 @@ from .scope import Scope, assignable_to, current_scope, without_scope
 from .tokens import token_required
 from .transport import reject_impossible_ids
 
-bp = Blueprint("tickets", __name__, description="Support tickets of the caller's ISP.")
+bp = Blueprint(
+    "tickets",
+    __name__,
+    description="Support tickets of the caller's ISP.",
+    key_scopes=("tickets:read", "tickets:write"),
+)
 bp.url_value_preprocessor(reject_impossible_ids("Ticket not found."))
 TICKET = "/<id:ticket_id>"
 # The optional isp_id / branch_id / user_id of every per-ticket endpoint (checked on load).
@@ -186,7 +190,7 @@ def create_ticket(scope, data):
     isp_id, branch_id = within.isp_id, within.named_branch(scope, data)
     values = without_scope(data)
     check_links(values, isp_id, branch_id)
-    ticket = Ticket.open(current_user, isp_id=isp_id, branch_id=branch_id, **values)
+    ticket = Ticket.open(within.actor, isp_id=isp_id, branch_id=branch_id, **values)
     return ticket, commit(ticket)
 
 
@@ -200,10 +204,11 @@ def create_ticket(scope, data):
 def update_ticket(_scope, changes, ticket_id: int):
     """Update Ticket: title, description, priority, subscriber, assignee or due time (null
     unlinks, unassigns or clears)."""
-    ticket = get_ticket_or_404(current_scope(), ticket_id)
+    scope = current_scope()
+    ticket = get_ticket_or_404(scope, ticket_id)
     changes = without_scope(changes)
     check_links(changes, ticket.isp_id, ticket.branch_id, ticket)
-    ticket.edit(changes, current_user)
+    ticket.edit(changes, scope.actor)
     return None, commit(ticket)
 
 
@@ -219,7 +224,7 @@ def delete_ticket(_scope, ticket_id: int):
     scope = current_scope()
     ticket = get_ticket_or_404(scope, ticket_id)
     scope.require_admin()
-    ticket.delete(current_user)
+    ticket.delete(scope.actor)
     return None, commit(ticket)
 
 
@@ -233,8 +238,9 @@ def delete_ticket(_scope, ticket_id: int):
 @bp.versioned("write")
 def reply_to_ticket(_scope, data, ticket_id: int):
     """Reply to Ticket as the caller; `internal: true` makes it a note for staff only."""
-    ticket = get_ticket_or_404(current_scope(), ticket_id)
-    ticket.add_reply(data["message"], data["internal"], current_user)
+    scope = current_scope()
+    ticket = get_ticket_or_404(scope, ticket_id)
+    ticket.add_reply(data["message"], data["internal"], scope.actor)
     return None, commit(ticket)
 
 
@@ -247,8 +253,9 @@ def reply_to_ticket(_scope, data, ticket_id: int):
 @bp.versioned("write")
 def change_status(_scope, data, ticket_id: int):
     """Change Ticket Status (resolved_at / closed_at follow it)."""
-    ticket = get_ticket_or_404(current_scope(), ticket_id)
-    ticket.change_status(data["status"], current_user)
+    scope = current_scope()
+    ticket = get_ticket_or_404(scope, ticket_id)
+    ticket.change_status(data["status"], scope.actor)
     return None, commit(ticket)
 
 
@@ -314,5 +321,5 @@ def restore_ticket(_scope, ticket_id: int):
     scope.require_admin()
     if ticket.deleted_at is None:
         abort(409, "Ticket is not deleted.")
-    ticket.restore(current_user)
+    ticket.restore(scope.actor)
     return None, commit(ticket)

@@ -22,7 +22,12 @@ from .scope import Scope, assignable_to, current_scope
 from .tokens import STALE_TOKEN, token_required
 from .transport import reject_impossible_ids
 
-bp = Blueprint("users", __name__, description="The people who use the API.")
+bp = Blueprint(
+    "users",
+    __name__,
+    description="The people who use the API.",
+    key_scopes=("users:read", None),  # only a person manages users
+)
 bp.url_value_preprocessor(reject_impossible_ids("User not found."))
 USER = "/<id:user_id>"
 # A user's fields the audit trail follows (the password's values are never written).

@@ -19,6 +19,7 @@ PLACEHOLDERS = {
     "user": "user_id",
     "webhook": "webhook_id",
     "delivery": "delivery_id",
+    "api_key": "key_id",
     "external_id": "external_id",
 }
 
@@ -119,6 +120,19 @@ class Endpoint:
         for kind, parameter in PLACEHOLDERS.items():
             path = path.replace("{" + kind + "}", "{" + parameter + "}")
         return self.method.lower(), path
+
+    @property
+    def key_scope(self) -> str | None:
+        """The API key scope it needs; None where only a person may call it (users' writes,
+        keys, the caller's own account, the audit trail)."""
+        resource, read = self.path.split("/")[3], self.method == "GET"
+        return {
+            "tickets": "tickets:read" if read else "tickets:write",
+            "subscribers": "subscribers:read" if read else "subscribers:write",
+            "users": "users:read" if read else None,
+            "webhooks": "webhooks:manage",
+            "deliveries": "webhooks:manage",
+        }.get(resource)
 
     @property
     def per_ticket(self) -> bool:
@@ -473,9 +487,33 @@ REDELIVER = _writes(
     "Delivery scheduled",
     status=201,
 )
+# API keys are an admin's only, like webhooks (and never a key's: test_api_keys.py).
+API_KEYS = _reads("api keys", "/api/v1/api-keys", admin_only=True)
+API_KEY = _reads("api key", "/api/v1/api-keys/{api_key}", _the_object("api_key"), admin_only=True)
+ADD_API_KEY = _writes(
+    "add api key",
+    "POST",
+    "/api/v1/api-keys",
+    lambda w: {"name": "Billing export", "scopes": ["tickets:read"]},
+    _made,
+    "API key created successfully",
+    status=201,
+    string_fields=("name",),
+    required_fields=("name", "scopes"),
+    max_lengths={"name": 255},
+)
+REVOKE_API_KEY = _writes(
+    "revoke api key",
+    "DELETE",
+    "/api/v1/api-keys/{api_key}",
+    None,
+    _done,
+    "API key revoked successfully",
+)
 # The audit trail is an admin's only, like webhooks.
 AUDIT = _reads("audit", "/api/v1/audit", admin_only=True, query_integers=("object_id", "cursor"))
-ROLE_FIRST = (WEBHOOKS, ADD_WEBHOOK, REMOVE_WEBHOOK, DELIVERIES, REDELIVER, AUDIT)
+KEYS = (API_KEYS, API_KEY, ADD_API_KEY, REVOKE_API_KEY)
+ROLE_FIRST = (WEBHOOKS, ADD_WEBHOOK, REMOVE_WEBHOOK, DELIVERIES, REDELIVER, *KEYS, AUDIT)
 
 ENDPOINTS = (
     *(LIST, FETCH, CREATE, UPDATE, DELETE, REPLY, STATUS, LOGIN, ME, LOGOUT),
@@ -483,6 +521,7 @@ ENDPOINTS = (
     *(SUBSCRIBERS, SUBSCRIBER, ADD_SUBSCRIBER, EDIT_SUBSCRIBER, SYNC_SUBSCRIBER),
     *(USERS, USER, ADD_USER, EDIT_USER),
     *(WEBHOOKS, ADD_WEBHOOK, REMOVE_WEBHOOK, DELIVERIES, REDELIVER),
+    *KEYS,
     AUDIT,
 )
 # The spec's ticket endpoints and the auth routes: every field rule of theirs is declared.

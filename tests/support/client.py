@@ -31,8 +31,22 @@ class Account(Caller):
     token: str
 
 
-def scope_of(account: Account) -> dict:
-    """The isp_id / branch_id / user_id a client sends along with its requests."""
+@dataclass(frozen=True)
+class KeyHolder:
+    """A program calling with an API key: the key as its creation answered, and the header
+    that presents it (call() takes it where it takes an Account)."""
+
+    id: int
+    name: str
+    key: str
+    headers: dict
+
+
+def scope_of(account: "Account | KeyHolder") -> dict:
+    """The isp_id / branch_id / user_id a client sends along with its requests (a program
+    with an API key sends none: they are optional)."""
+    if isinstance(account, KeyHolder):
+        return {}
     return {"isp_id": account.isp_id, "branch_id": account.branch_id, "user_id": account.id}
 
 

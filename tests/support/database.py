@@ -131,7 +131,7 @@ def add_replies(app, ticket_id: int, author_ids: list[int], internal: bool = Fal
         ticket = own.get(Ticket, ticket_id)
         authors = {u.id: u for u in own.scalars(select(User).where(User.id.in_(author_ids)))}
         for n, author_id in enumerate(author_ids):
-            ticket.add_reply(f"Reply number {n}", internal, authors[author_id])
+            ticket.add_reply(f"Reply number {n}", internal, authors[author_id].actor)
         own.commit()
 
 

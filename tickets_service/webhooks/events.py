@@ -42,9 +42,11 @@ def new_delivery(
 def payload(delivery_id: str, event: str, entry, isp_id: int) -> bytes:
     """The body a delivery sends: the event, and what its history entry (or a row with its
     columns) says."""
-    data = {"field": entry.field, "old": entry.old, "new": entry.new, "user_id": entry.user_id}
+    # Who acted: a user, or an API key (user_id null), as the API shows them.
+    actor = {"user_id": entry.user_id if entry.key_id is None else None, "key_id": entry.key_id}
+    data = {"field": entry.field, "old": entry.old, "new": entry.new, **actor}
     if event == "ticket.replied":
-        data = {"user_id": entry.user_id, "internal": entry.action == HistoryAction.NOTED}
+        data = {**actor, "internal": entry.action == HistoryAction.NOTED}
     body = {
         "delivery_id": delivery_id,
         "event": event,

@@ -34,9 +34,19 @@ from ..transport import reject_impossible_ids
 from .destinations import UnsafeDestination, check_destination
 from .events import new_delivery
 
-bp = Blueprint("webhooks", __name__, description="Signed ticket events for the ISP platform.")
+bp = Blueprint(
+    "webhooks",
+    __name__,
+    description="Signed ticket events for the ISP platform.",
+    key_scopes=("webhooks:manage", "webhooks:manage"),
+)
 bp.url_value_preprocessor(reject_impossible_ids("Webhook not found."))
-deliveries_bp = Blueprint("deliveries", __name__, description="Webhook deliveries.")
+deliveries_bp = Blueprint(
+    "deliveries",
+    __name__,
+    description="Webhook deliveries.",
+    key_scopes=("webhooks:manage", "webhooks:manage"),
+)
 WEBHOOK = "/<id:webhook_id>"
 # An endpoint's fields the audit trail follows (the secret's value is never written).
 AUDITED_FIELDS = ("url", "events", "secret")
@@ -95,7 +105,7 @@ def create_webhook(_scope, data):
         url=data["url"],
         events=data["events"],
         secret="whsec_" + secrets.token_urlsafe(32),
-        created_by_id=scope.principal_id,
+        created_by_id=scope.actor.user_id,
     )
     db.session.add(endpoint)
     db.session.flush()

@@ -245,6 +245,7 @@ def _due_deliveries(endpoint_ids: list[int], now, each: int) -> dict[int, list]:
             TicketHistory.old,
             TicketHistory.new,
             TicketHistory.user_id,
+            TicketHistory.key_id,
             TicketHistory.created_at,
         )
         .join(ranked, ranked.c.id == WebhookDelivery.id)
