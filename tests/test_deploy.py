@@ -387,6 +387,13 @@ def test_one_json_line_per_request_with_its_fields(client, admin, request_log):
     assert (second["path"], second["user_id"]) == ("/healthz", None)
 
 
+def test_a_keys_request_is_logged_with_its_key(client, admin, make_key, request_log):
+    key = make_key(admin, used=False)
+    client.get("/api/v1/tickets/stats", headers=key.headers)
+    entry = request_log()[-1]
+    assert (entry["status"], entry["key_id"], entry["user_id"]) == (200, key.id, None)
+
+
 def test_a_clients_request_id_is_logged_and_echoed(client, request_log):
     response = client.get("/no/such/route", headers={"X-Request-ID": "panel-42.retry-1"})
     assert response.status_code == 404

@@ -1,7 +1,8 @@
-"""Rate limits (ratelimits.py, on with RATE_LIMITS): each authenticated request is charged to its
-caller and to its ISP's ceiling, in this process or in a real Redis (127.0.0.1:6379, database 9,
-or TEST_REDIS_URL); the headers never show quota a 429 would contradict; a refused request
-changes nothing and uses up nothing; a Redis that stops answering costs no request."""
+"""Rate limits (ratelimits.py, on unless RATE_LIMITS is off): each authenticated request is
+charged to its caller and to its ISP's ceiling, in this process or in a real Redis
+(127.0.0.1:6379, database 9, or TEST_REDIS_URL), in memory while far from a limit and in Redis
+near it; the headers never show quota a 429 would contradict; a refused request changes nothing
+and uses up nothing; a Redis that stops answering costs no request."""
 
 import logging
 import os
@@ -10,9 +11,11 @@ import time
 import pytest
 import redis
 from support.client import assert_error, assert_success, call, get, list_tickets
-from support.database import database_state
+from support.database import app_config, database_state
 from support.urls import LOGIN, TICKETS, ticket_url
 
+from tickets_service import create_app, ratelimits
+from tickets_service.extensions import db
 from tickets_service.models import MAX_ID
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -58,6 +61,19 @@ def limited(request, make_app):
 
 def charged(response) -> tuple[int, int, int]:
     return tuple(int(response.headers[name]) for name in HEADERS)
+
+
+def test_rate_limits_are_on_unless_turned_off(db_url, admin, monkeypatch):
+    monkeypatch.delenv("RATE_LIMITS", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    settings = {name: value for name, value in app_config(db_url).items() if name != "RATE_LIMITS"}
+    app = create_app(settings)
+    try:
+        response = list_tickets(app.test_client(), admin)
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+    assert charged(response)[:2] == (600, 599)
 
 
 def test_without_rate_limits_nothing_is_counted_or_shown(client, admin):
@@ -196,3 +212,85 @@ def test_a_redis_that_does_not_answer_costs_no_request_and_is_logged_once(make_a
     assert statuses == [200, 200, 200, 429]  # counted in the process meanwhile
     outages = [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
     assert len(outages) == 1
+
+
+# --- Far from a limit, counted in memory and shared within a sync interval -------------------
+
+
+def count_charges_in_redis(app) -> list:
+    """A list that gets an item each time the app runs its charging script in Redis (which
+    still runs)."""
+    shared, calls = app.extensions["rate_limits"].shared, []
+    script = shared.script
+
+    def counted_script(*args, **kwargs):
+        calls.append(1)
+        return script(*args, **kwargs)
+
+    shared.script = counted_script
+    return calls
+
+
+def wait_for(condition, seconds: float = 2.0) -> None:
+    deadline = time.time() + seconds
+    while not condition():
+        assert time.time() < deadline, "not within the time the sync thread has"
+        time.sleep(ratelimits.SYNC_INTERVAL / 2)
+
+
+def counted(server: redis.Redis, caller: str) -> int:
+    """A count of this minute, as Redis holds it (caller: "user:<id>", "key:<id>" or "isp")."""
+    window = int(time.time() // ratelimits.WINDOW)
+    return int(server.get(f"rl:{{1}}:{caller}:{window}") or 0)
+
+
+def test_far_from_its_limits_a_request_is_charged_in_memory_and_reaches_redis_soon(make_app, admin):
+    server = redis_or_skip()
+    app = make_app(
+        RATE_LIMITS=True, RATE_LIMIT_PER_USER=1000, RATE_LIMIT_PER_ISP=10_000, REDIS_URL=REDIS_URL
+    )
+    client, charges = app.test_client(), count_charges_in_redis(app)
+    assert_success(list_tickets(client, admin), 200)  # a count's first charge reads it
+    answers = [list_tickets(client, admin) for _ in range(30)]
+
+    assert len(charges) == 1  # then no round trip to Redis on the way
+    assert [charged(response)[:2] for response in answers] == [
+        (1000, 1000 - n) for n in range(2, 32)
+    ]
+    wait_for(lambda: counted(server, f"user:{admin.id}") == 31)
+    assert counted(server, "isp") == 31
+
+
+def test_another_instance_reads_a_count_before_it_shows_it(make_app, admin):
+    redis_or_skip()
+    one, two = (
+        make_app(
+            RATE_LIMITS=True,
+            RATE_LIMIT_PER_USER=1000,
+            RATE_LIMIT_PER_ISP=10_000,
+            REDIS_URL=REDIS_URL,
+        ).test_client()
+        for _ in range(2)
+    )
+    for _ in range(20):
+        assert_success(list_tickets(one, admin), 200)
+    server = redis.Redis.from_url(REDIS_URL)
+    wait_for(lambda: counted(server, f"user:{admin.id}") == 20)
+
+    assert charged(list_tickets(two, admin))[:2] == (1000, 1000 - 21)
+
+
+def test_near_its_limit_each_request_is_charged_in_redis_exactly(make_app, admin):
+    """25 a minute leaves 20 (the least headroom) after 5: those go in memory, the rest to
+    Redis, and exactly 25 pass, each answer saying what is left."""
+    server = redis_or_skip()
+    app = make_app(
+        RATE_LIMITS=True, RATE_LIMIT_PER_USER=25, RATE_LIMIT_PER_ISP=10_000, REDIS_URL=REDIS_URL
+    )
+    client, charges = app.test_client(), count_charges_in_redis(app)
+    answers = [list_tickets(client, admin) for _ in range(27)]
+
+    assert [response.status_code for response in answers] == [200] * 25 + [429] * 2
+    assert [charged(response)[1] for response in answers] == [*range(24, -1, -1), 0, 0]
+    assert len(charges) == 1 + 22  # the first read, then the last 22
+    assert counted(server, f"user:{admin.id}") == 25

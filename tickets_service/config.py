@@ -145,8 +145,8 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "WEBHOOK_MAX_ENDPOINTS": integer(environ, "WEBHOOK_MAX_ENDPOINTS", 20, minimum=1),
         "WEBHOOK_REDELIVER_LIMIT": integer(environ, "WEBHOOK_REDELIVER_LIMIT", 100, minimum=1),
         # Requests a minute per caller and per ISP (ratelimits.py), counted in Redis when
-        # REDIS_URL is set. Off unless RATE_LIMITS is on (API keys will turn them on).
-        "RATE_LIMITS": _bool(environ, "RATE_LIMITS"),
+        # REDIS_URL is set (else in each process). On unless RATE_LIMITS is off.
+        "RATE_LIMITS": _bool(environ, "RATE_LIMITS", default=True),
         "RATE_LIMIT_PER_USER": integer(environ, "RATE_LIMIT_PER_USER", 600, minimum=1),
         # An API key's default; a key's own rate_limit (at most the ISP's ceiling) wins.
         "RATE_LIMIT_PER_KEY": integer(environ, "RATE_LIMIT_PER_KEY", 1200, minimum=1),

@@ -46,7 +46,7 @@ ERRORS = {
     414: "The request line is longer than 4094 bytes.",
     417: "An Expect header other than 100-continue.",
     422: "A parameter or body field is invalid: see errors.",
-    429: "Too many requests (failed logins, redeliveries, or, when RATE_LIMITS is on, the "
+    429: "Too many requests (failed logins, redeliveries, or, unless RATE_LIMITS is off, the "
     "caller's or its ISP's requests this minute): retry after Retry-After seconds.",
     431: "A header is longer than 8190 bytes, or the request head longer than 64 KiB.",
     501: "A Transfer-Encoding the server does not know.",
@@ -89,11 +89,11 @@ REPLAYED = {
     "description": "true when this is the stored answer to an earlier request with the key.",
     "schema": {"type": "string", "enum": ["true"]},
 }
-# On every answer to a token's request while RATE_LIMITS is on (ratelimits.py).
+# On every answer to a token's or a key's request, unless RATE_LIMITS is off (ratelimits.py).
 RATE_LIMIT_HEADERS = {
     name: {"description": description, "schema": {"type": "integer", "minimum": 0}}
     for name, description in (
-        ("RateLimit-Limit", "Requests a minute the caller may make (when RATE_LIMITS is on)."),
+        ("RateLimit-Limit", "Requests a minute the caller may make (unless RATE_LIMITS is off)."),
         ("RateLimit-Remaining", "Requests left this minute, the ISP's ceiling counted."),
         ("RateLimit-Reset", "Seconds until the minute's counts start again."),
     )

@@ -8,8 +8,10 @@ all its callers). Both counts are taken together, and only when both have room: 
 request uses up neither, so the headers never promise what the other count would refuse.
 
 - The counts are fixed one-minute windows. With REDIS_URL they live in Redis, shared by every
-  worker and instance (one round trip: a script that checks both and adds to both); without it
-  each process counts its own requests (a development setting: N processes allow N times).
+  worker and instance (SharedCounts): far from its limits a request is counted in memory and
+  added to Redis by a thread within SYNC_INTERVAL; near a limit, it is charged in Redis itself
+  (one round trip: a script that checks both counts and adds to both). Without REDIS_URL each
+  process counts its own requests (a development setting: N processes allow N times).
 - If Redis stops answering, each process counts on its own until it answers again; the outage
   and the recovery are logged once each, and no request fails for it.
 - Every authenticated answer carries RateLimit-Limit (the caller's limit), RateLimit-Remaining
@@ -19,6 +21,7 @@ request uses up neither, so the headers never promise what the other count would
 
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -34,21 +37,33 @@ WINDOW = 60  # seconds
 # After Redis failed, how long the processes count on their own before they try it again.
 REDIS_RETRY_SECONDS = 5.0
 
-# Checks both counts of this window and adds one to both only when both have room; returns
+# Adds this process's requests not yet counted (ARGV[4], ARGV[5]: already let through), then
+# checks both counts of this window and adds one to both only when both have room; returns
 # {allowed, caller's count, ISP's count}. The keys share a hash tag (the ISP), so they live on
 # one node of a Redis Cluster too.
 _CHARGE = """
-local caller = tonumber(redis.call('GET', KEYS[1]) or '0')
-local isp = tonumber(redis.call('GET', KEYS[2]) or '0')
+local caller = redis.call('INCRBY', KEYS[1], ARGV[4])
+local isp = redis.call('INCRBY', KEYS[2], ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 if caller >= tonumber(ARGV[1]) or isp >= tonumber(ARGV[2]) then
   return {0, caller, isp}
 end
 caller = redis.call('INCR', KEYS[1])
 isp = redis.call('INCR', KEYS[2])
-if caller == 1 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-if isp == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
 return {1, caller, isp}
 """
+# How often each process adds the requests it let through to Redis and reads the counts back,
+# and how long it keeps reading back a count it no longer charges.
+SYNC_INTERVAL = 0.05  # seconds
+IDLE_SECONDS = 2.0
+# A count is charged in memory while more than this is left of its limit (a tenth, at least
+# 20); closer to the limit every request is charged in Redis.
+MIN_HEADROOM = 20
+
+
+def headroom(limit: int) -> int:
+    return max(limit // 10, MIN_HEADROOM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,20 +102,124 @@ class LocalCounts:
             return True, caller + 1, isp + 1
 
 
-class RedisCounts:
-    """The counts in Redis, shared by every process."""
+class SharedCounts:
+    """The counts in Redis, shared by every process, and charged in memory while they are far
+    from their limits.
 
-    def __init__(self, url: str):
+    A request whose caller and ISP both have more than headroom(limit) left, as this process
+    last read them plus what it let through since, is let through in memory (a count this
+    process has not read yet is read first, in Redis); a thread adds
+    those requests to Redis and reads the counts back every SYNC_INTERVAL. Closer to a limit,
+    each request is charged in Redis (with this process's uncounted ones first), exactly. So a
+    count can pass its limit only by what other processes let through in memory within one
+    interval, which they do only while the count they read was more than its headroom away.
+    """
+
+    def __init__(self, url: str, on_error):
         import redis  # only where REDIS_URL is set
 
         self.errors = redis.RedisError
         self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self.script = self.client.register_script(_CHARGE)
+        self._on_error = on_error
+        self._lock = threading.Lock()
+        self._window = 0
+        self._known: dict[str, int] = {}  # each count as Redis last said, this window
+        self._pending: dict[str, int] = {}  # let through here since, not yet in Redis
+        self._used: dict[str, float] = {}  # when this process last charged each count
+        self._syncing_pid = None
 
     def charge(self, keys: tuple[str, str], limits: tuple[int, int], window: int) -> tuple:
+        self._keep_syncing()
+        now = time.time()
+        with self._lock:
+            if window != self._window:
+                self._window, self._known, self._pending = window, {}, {}
+            counts = [self._known.get(key, 0) + self._pending.get(key, 0) for key in keys]
+            far = zip(counts, limits, strict=True)
+            read = all(key in self._known for key in keys)  # else: first read it from Redis
+            if read and all(limit - count > headroom(limit) for count, limit in far):
+                for key in keys:
+                    self._pending[key] = self._pending.get(key, 0) + 1
+                    self._used[key] = now
+                return True, counts[0] + 1, counts[1] + 1
+            uncounted = [self._pending.pop(key, 0) for key in keys]
         windowed = [f"{key}:{window}" for key in keys]
-        allowed, caller, isp = self.script(keys=windowed, args=[*limits, WINDOW * 2])
+        try:
+            allowed, caller, isp = self.script(
+                keys=windowed, args=[*limits, WINDOW * 2, *uncounted]
+            )
+        except self.errors:
+            self._add_pending(window, dict(zip(keys, uncounted, strict=True)))
+            raise
+        self._learn(window, {keys[0]: int(caller), keys[1]: int(isp)}, now)
         return bool(allowed), int(caller), int(isp)
+
+    def _learn(self, window: int, counts: dict, now: float | None = None) -> None:
+        """Keep what Redis said of these counts: charged now, or (now None) read back by the
+        sync, which an idle count has left meanwhile."""
+        with self._lock:
+            if window != self._window:
+                return
+            if now is None:
+                counts = {key: count for key, count in counts.items() if key in self._used}
+            else:
+                self._used.update(dict.fromkeys(counts, now))
+            self._known.update(counts)
+
+    def _add_pending(self, window: int, counts: dict) -> None:
+        with self._lock:
+            if window == self._window:
+                for key, count in counts.items():
+                    self._pending[key] = self._pending.get(key, 0) + count
+
+    # --- The sync thread ------------------------------------------------------------------
+
+    def _keep_syncing(self) -> None:
+        """Start this process's sync thread (once, and again in a forked worker)."""
+        pid = os.getpid()
+        if self._syncing_pid == pid:
+            return
+        with self._lock:
+            if self._syncing_pid != pid:
+                self._syncing_pid = pid
+                threading.Thread(target=self._sync_forever, name="rate-limits", daemon=True).start()
+
+    def _sync_forever(self) -> None:
+        while True:
+            time.sleep(SYNC_INTERVAL)
+            try:
+                self.sync()
+            except self.errors as err:
+                self._on_error(err)
+            except Exception:  # the thread must outlive any surprise; the next sync retries
+                log.exception("rate limits: sync failed")
+
+    def sync(self) -> None:
+        """Add the requests let through here to Redis, and read back every count this process
+        charged in the last IDLE_SECONDS."""
+        now = time.time()
+        with self._lock:
+            window = self._window
+            idle = [key for key, at in self._used.items() if now - at >= IDLE_SECONDS]
+            for key in idle:  # no longer read back: read afresh at its next charge
+                del self._used[key]
+                self._known.pop(key, None)
+            flushed, self._pending = self._pending, {}
+            keys = list(self._used.keys() | flushed.keys())
+        if not keys:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.incrby(f"{key}:{window}", flushed.get(key, 0))
+        for key in keys:
+            pipe.expire(f"{key}:{window}", WINDOW * 2)
+        try:
+            totals = pipe.execute()[: len(keys)]
+        except self.errors:
+            self._add_pending(window, flushed)
+            raise
+        self._learn(window, dict(zip(keys, map(int, totals), strict=True)))
 
 
 class RateLimits:
@@ -111,7 +230,8 @@ class RateLimits:
         self.per_key = config["RATE_LIMIT_PER_KEY"]
         self.per_isp = config["RATE_LIMIT_PER_ISP"]
         self.local = LocalCounts()
-        self.shared = RedisCounts(config["REDIS_URL"]) if config["REDIS_URL"] else None
+        url = config["REDIS_URL"]
+        self.shared = SharedCounts(url, self._redis_failed) if url else None
         self._redis_down_until = 0.0
         self._redis_lock = threading.Lock()
 
@@ -162,7 +282,7 @@ class RateLimits:
 
 
 def init_app(app) -> None:
-    """The app's limits, when RATE_LIMITS is on; the headers on every charged answer."""
+    """The app's limits, unless RATE_LIMITS is off; the headers on every charged answer."""
     if not app.config["RATE_LIMITS"]:
         return
     app.extensions["rate_limits"] = RateLimits(app.config)

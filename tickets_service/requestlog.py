@@ -73,6 +73,7 @@ def _finish(response):
             "duration_ms": round(duration, 2) if duration is not None else None,
             "request_id": request_id,
             "user_id": g.get("user_id"),
+            "key_id": g.get("key_id"),
         },
     )
     return response

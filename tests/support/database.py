@@ -31,13 +31,15 @@ TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
 
 def app_config(url: str, **overrides) -> dict:
-    """The settings of an app under test, on the database at `url`."""
+    """The settings of an app under test, on the database at `url`: rate limits off (the tests
+    of them, test_rate_limits.py, turn them on), since tests call far faster than people."""
     from .client import JWT_SECRET
 
     return {
         "TESTING": True,
         "SQLALCHEMY_DATABASE_URI": url,
         "JWT_SECRET_KEY": JWT_SECRET,
+        "RATE_LIMITS": False,
     } | overrides
 
 

@@ -104,8 +104,10 @@ class Processes:
 
 
 def service_env(db_url: str, **settings) -> dict:
-    """This process's environment with the service's settings for a test instance."""
+    """This process's environment with the service's settings for a test instance (rate
+    limits off unless `settings` turn them on: tests call far faster than people)."""
     service = {"DATABASE_URL": db_url, "JWT_SECRET_KEY": JWT_SECRET, "FLASK_DEBUG": "", "PORT": ""}
+    service["RATE_LIMITS"] = "off"
     return {**os.environ, **service, "GUNICORN_BIND": "", **settings}
 
 
