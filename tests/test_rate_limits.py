@@ -10,8 +10,10 @@ import time
 
 import pytest
 import redis
+import requests
 from support.client import assert_error, assert_success, call, get, list_tickets
 from support.database import app_config, database_state
+from support.processes import gunicorns, service_env
 from support.urls import LOGIN, TICKETS, ticket_url
 
 from tickets_service import create_app, ratelimits
@@ -294,3 +296,18 @@ def test_near_its_limit_each_request_is_charged_in_redis_exactly(make_app, admin
     assert [charged(response)[1] for response in answers] == [*range(24, -1, -1), 0, 0]
     assert len(charges) == 1 + 22  # the first read, then the last 22
     assert counted(server, f"user:{admin.id}") == 25
+
+
+def test_gunicorns_forked_workers_add_their_counts_to_redis(db_url, admin, tmp_path):
+    """As the Procfile runs it: two workers, each counting in memory with a sync thread of its
+    own (started in the worker, not the master), between them every request counted once."""
+    server = redis_or_skip()
+    env = service_env(db_url, RATE_LIMITS="on", RATE_LIMIT_PER_USER="1000", REDIS_URL=REDIS_URL)
+    with gunicorns(tmp_path, env, workers=2) as [base]:
+        with requests.Session() as http:
+            for _ in range(40):
+                response = http.get(f"{base}{TICKETS}/stats", headers=admin.headers, timeout=10)
+                assert response.status_code == 200
+                assert int(response.headers["RateLimit-Limit"]) == 1000
+        wait_for(lambda: counted(server, f"user:{admin.id}") == 40)
+    assert counted(server, "isp") == 40

@@ -24,6 +24,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 from flask import current_app, g
@@ -127,7 +128,14 @@ class SharedCounts:
         self._known: dict[str, int] = {}  # each count as Redis last said, this window
         self._pending: dict[str, int] = {}  # let through here since, not yet in Redis
         self._used: dict[str, float] = {}  # when this process last charged each count
-        self._syncing_pid = None
+        self._syncing = False
+        forked = weakref.WeakMethod(self._forked)
+        os.register_at_fork(after_in_child=lambda: (method := forked()) and method())
+
+    def _forked(self) -> None:
+        """A forked worker has none of its parent's threads, nor its uncounted requests."""
+        self._lock = threading.Lock()
+        self._syncing, self._known, self._pending, self._used = False, {}, {}, {}
 
     def charge(self, keys: tuple[str, str], limits: tuple[int, int], window: int) -> tuple:
         self._keep_syncing()
@@ -176,13 +184,12 @@ class SharedCounts:
     # --- The sync thread ------------------------------------------------------------------
 
     def _keep_syncing(self) -> None:
-        """Start this process's sync thread (once, and again in a forked worker)."""
-        pid = os.getpid()
-        if self._syncing_pid == pid:
+        """Start this process's sync thread, once."""
+        if self._syncing:
             return
         with self._lock:
-            if self._syncing_pid != pid:
-                self._syncing_pid = pid
+            if not self._syncing:
+                self._syncing = True
                 threading.Thread(target=self._sync_forever, name="rate-limits", daemon=True).start()
 
     def _sync_forever(self) -> None:
