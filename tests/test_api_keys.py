@@ -146,6 +146,8 @@ BAD_KEYS = {
     "negative rate limit": {"rate_limit": -5},
     "rate limit over the ISP's ceiling": {"rate_limit": 6001},
     "rate limit as a string": {"rate_limit": "100"},
+    "rate limit as a boolean": {"rate_limit": True},
+    "a name that is not a string": {"name": 7},
     "a branch of another ISP": {"branch_id": 7},
     "no name": {"name": ""},
 }

@@ -297,8 +297,8 @@ def init_app(app) -> None:
     @app.after_request
     def _rate_limit_headers(response):
         verdict = g.get("rate_limit")
-        if verdict is not None:
-            response.headers.update(verdict.headers())
+        if verdict is not None:  # set nowhere else: added, not replaced
+            response.headers.extend(verdict.headers())
         return response
 
 
