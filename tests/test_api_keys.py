@@ -460,3 +460,27 @@ def test_a_key_with_the_scope_an_operation_needs_does_what_a_person_does(
     world = make_world(admin)
     key = make_key(admin, scopes=[endpoint.key_scope])
     assert_took_effect(endpoint, world, send(endpoint, world, headers=key.headers))
+
+
+def test_the_branch_a_new_key_gets_is_the_one_its_query_or_body_names(
+    client, admin, staff_branch2, assert_refused
+):
+    body = {"name": "Branch tool", "scopes": ["tickets:read"]}
+    made = call(client, admin, "POST", API_KEYS, body, query={"branch_id": 2})
+    assert assert_success(made, 201)["data"]["branch_id"] == 2
+    both = call(client, admin, "POST", API_KEYS, {**body, "branch_id": 2}, query={"branch_id": 2})
+    assert assert_success(both, 201)["data"]["branch_id"] == 2
+
+    def make(sent: dict, query: dict):
+        return lambda: call(client, admin, "POST", API_KEYS, sent, query=query)
+
+    assert_refused(make({**body, "branch_id": 1}, {"branch_id": 2}), 422, "branch_id")
+    assert_refused(make(body, {"branch_id": 999}), 422, "branch_id")
+
+
+def test_making_a_key_takes_no_idempotency_key(client, admin, assert_refused):
+    """Its answer holds the key, which is never stored, so it cannot be replayed: a retry
+    that expects one is refused rather than making a second key."""
+    body = {"name": "Retried", "scopes": ["tickets:read"]}
+    headers = {"Idempotency-Key": "make-key-1"}
+    assert_refused(lambda: call(client, admin, "POST", API_KEYS, body, headers=headers), 422)

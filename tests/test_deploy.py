@@ -24,7 +24,7 @@ from support.processes import exchange, free_port, gunicorns, parse, service_env
 from tickets_service import create_app
 from tickets_service.config import ConfigError, from_environment, normalize_database_url
 from tickets_service.extensions import db
-from tickets_service.models import User
+from tickets_service.models import AuditEntry, User
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = ("JWT_SECRET_KEY", "FLASK_DEBUG", "DATABASE_URL", "JWT_ACCESS_TOKEN_EXPIRES")
@@ -355,6 +355,40 @@ def test_a_browser_may_send_and_read_the_concurrency_headers(cors_client, admin)
     response = cors_client.get(ME.path, headers={**admin.headers, "Origin": PANEL})
     exposed = response.headers["Access-Control-Expose-Headers"]
     assert "ETag" in exposed and "Idempotent-Replayed" in exposed
+
+
+def test_a_browser_may_read_the_rate_limit_headers(make_app, admin):
+    client = make_app(CORS_ORIGINS=[PANEL], RATE_LIMITS=True).test_client()
+    response = client.get(ME.path, headers={**admin.headers, "Origin": PANEL})
+    exposed = {
+        name.strip() for name in response.headers["Access-Control-Expose-Headers"].split(",")
+    }
+    assert {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"} <= exposed
+    assert response.headers["RateLimit-Limit"] == "600"
+
+
+# --- The client's address behind a proxy ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "seen"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("2001:db8::7", "2001:db8::7"),
+        ("a" * 60, "127.0.0.1"),  # not an address: the connection's own is kept
+        ("not an address", "127.0.0.1"),
+        ("1" * 46, "127.0.0.1"),
+    ],
+)
+def test_behind_a_proxy_the_client_address_is_the_forwarded_one_when_it_is_one(
+    make_app, admin, rows, forwarded, seen
+):
+    client = make_app(TRUSTED_PROXIES=1).test_client()
+    body = {"email": admin.email, "password": "wrong password"}
+    response = client.post(LOGIN.path, json=body, headers={"X-Forwarded-For": forwarded})
+    assert response.status_code == 401
+    [entry] = [e for e in rows(AuditEntry) if e["action"] == "login_failed"]
+    assert entry["ip"] == seen
 
 
 def test_cors_refuses_other_origins(cors_client, admin):

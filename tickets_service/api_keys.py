@@ -4,12 +4,13 @@ opens no scope to keys). Keys are checked on every request (tokens.authenticate_
 
 import secrets
 
-from flask import abort, current_app
+from flask import abort, current_app, request
 from marshmallow import ValidationError
 from sqlalchemy import exists, or_, select
 
 from . import audit
 from .extensions import db
+from .idempotency import HEADER as IDEMPOTENCY_KEY
 from .models import ApiKey, Subscriber, User, utcnow
 from .openapi import Blueprint
 from .queries import page_of
@@ -21,7 +22,7 @@ from .schemas import (
     reply_list_args,
     ticket_scope_args,
 )
-from .scope import Scope, current_scope
+from .scope import Scope, branch_named, current_scope
 from .tokens import secret_digest, token_required
 from .transport import reject_impossible_ids
 
@@ -57,22 +58,28 @@ def check_branch(isp_id: int, branch_id: int) -> None:
 @bp.arguments(api_key_in)
 @bp.response(201, ApiKeyCreatedOut, message="API key created successfully")
 @bp.errors(403)
-def create_key(_scope, data):
-    """Make a key (admins) with some scopes, for the ISP or one branch of it; the answer shows
-    the key itself, this once and never again."""
+def create_key(claims, data):
+    """Make a key (admins) with some scopes, for the ISP or the one branch its query or body
+    names; the answer shows the key itself, this once and never again (so it takes no
+    Idempotency-Key: a replay would need the key stored)."""
     scope = current_scope()
     scope.require_admin()
+    if request.headers.get(IDEMPOTENCY_KEY) is not None:
+        message = "Not taken here: the answer holds the key, which is never stored. List the "
+        message += "keys to see whether one was made; revoke any you do not hold."
+        raise ValidationError({IDEMPOTENCY_KEY: [message]})
+    branch_id = branch_named(claims, data)  # none: the whole ISP
     ceiling = current_app.config["RATE_LIMIT_PER_ISP"]
     if (data.get("rate_limit") or 0) > ceiling:
         raise ValidationError({"rate_limit": [f"At most the ISP's ceiling, {ceiling}."]})
     if data.get("expires_at") is not None and data["expires_at"] <= utcnow():
         raise ValidationError({"expires_at": ["Must be in the future."]})
-    if data.get("branch_id") is not None:
-        check_branch(scope.isp_id, data["branch_id"])
+    if branch_id is not None:
+        check_branch(scope.isp_id, branch_id)
     secret = secrets.token_urlsafe(32)
     key = ApiKey(
         isp_id=scope.isp_id,
-        branch_id=data.get("branch_id"),
+        branch_id=branch_id,
         name=data["name"],
         prefix=secrets.token_hex(6),
         secret_hash=secret_digest(secret),

@@ -92,11 +92,8 @@ class Scope:
     def named_branch(self, *claims: dict) -> int:
         """The branch a create names in its query string or its body (each checked already),
         else the caller's own; 422 when the two disagree."""
-        named = {claim["branch_id"] for claim in claims if "branch_id" in claim}
-        if len(named) > 1:
-            message = "The query string and the body name different branches."
-            raise ValidationError({"branch_id": [message]})
-        return named.pop() if named else self.branch_id
+        named = branch_named(*claims)
+        return self.branch_id if named is None else named
 
     # --- What it reaches ----------------------------------------------------------------
 
@@ -140,6 +137,16 @@ def tickets_within(kind: str, *, deleted: bool | None = False) -> ColumnElement[
     if kind != Role.ADMIN:
         clause = and_(clause, Ticket.branch_id == bindparam("scope_branch_id"))
     return clause
+
+
+def branch_named(*claims: dict) -> int | None:
+    """The branch the query string and the body name, or None when neither names one; 422
+    when they name different ones."""
+    named = {claim["branch_id"] for claim in claims if "branch_id" in claim}
+    if len(named) > 1:
+        message = "The query string and the body name different branches."
+        raise ValidationError({"branch_id": [message]})
+    return named.pop() if named else None
 
 
 def current_scope() -> Scope:

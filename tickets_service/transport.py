@@ -2,6 +2,7 @@
 and the client's address behind a proxy."""
 
 import io
+import ipaddress
 
 from flask import Flask, abort, current_app, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
@@ -54,13 +55,46 @@ def init_app(app: Flask) -> None:
                 *("Authorization", "Content-Type", "Accept", "X-Request-ID"),
                 *("If-Match", "If-None-Match", "Idempotency-Key"),
             ],
-            expose_headers=["X-Request-ID", "Retry-After", "ETag", "Idempotent-Replayed"],
+            expose_headers=[
+                *("X-Request-ID", "Retry-After", "ETag", "Idempotent-Replayed"),
+                *("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"),
+            ],
             max_age=600,
         )
     if app.config["TRUSTED_PROXIES"]:
         # Behind N proxies (a PaaS router), the client is the Nth address from the right of
         # X-Forwarded-For; rate limits key on it. Never trust more hops than really exist.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"], x_proto=1)
+        behind = _OnlyAddresses(app.wsgi_app)
+        app.wsgi_app = ProxyFix(behind, x_for=app.config["TRUSTED_PROXIES"], x_proto=1)
+
+
+# The longest address written down (audit entries, a key's last address): an IPv6 one.
+MAX_ADDRESS = 45
+
+
+class _OnlyAddresses:
+    """Behind ProxyFix: an X-Forwarded-For hop that is not an IP address (a client writes what
+    it likes there when the proxies are fewer than TRUSTED_PROXIES says) is not taken for the
+    client's address; the connection's own address is kept."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        address = environ.get("REMOTE_ADDR")
+        if address is not None and not _is_address(address):
+            environ["REMOTE_ADDR"] = environ["werkzeug.proxy_fix.orig"]["REMOTE_ADDR"]
+        return self.app(environ, start_response)
+
+
+def _is_address(text: str) -> bool:
+    if len(text) > MAX_ADDRESS:
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def body_limit(size: int):
