@@ -6,6 +6,8 @@ and uses up nothing; a Redis that stops answering costs no request."""
 
 import logging
 import os
+import shutil
+import subprocess
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +17,7 @@ import redis
 import requests
 from support.client import assert_error, assert_success, call, get, list_tickets
 from support.database import app_config, database_state
-from support.processes import gunicorns, service_env
+from support.processes import free_port, gunicorns, service_env
 from support.urls import LOGIN, TICKETS, ticket_url
 
 from tickets_service import create_app, ratelimits
@@ -343,3 +345,72 @@ def test_a_runaway_client_on_every_worker_gets_exactly_its_limit(db_url, admin, 
 
     assert statuses == {200: 100, 429: 30}
     assert counted(server, f"user:{admin.id}") == 100
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of the test's own, on a free port, which the test may stop and start:
+    (its URL, start, stop)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("needs the redis-server binary (Debian's redis-server package)")
+    port = free_port()
+    argv = [binary, "--port", str(port), "--save", "", "--appendonly", "no"]
+    argv += ["--dir", str(tmp_path)]
+    running: list = []
+
+    def start():
+        running.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL))
+        client = redis.Redis(port=port, socket_connect_timeout=0.2)
+        wait_for(lambda: _answers(client), seconds=5)
+
+    def stop():
+        process = running.pop()
+        process.terminate()
+        process.wait(timeout=5)
+
+    yield f"redis://127.0.0.1:{port}/0", start, stop
+    while running:
+        stop()
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.mark.minute_left(20)
+def test_an_outage_is_logged_once_however_long_it_lasts_and_so_is_the_recovery(
+    make_app, admin, caplog, monkeypatch, own_redis
+):
+    """Far from the limits a request asks nothing of Redis, so only Redis answering, never a
+    charge made in memory, ends an outage."""
+    url, start, stop = own_redis
+    monkeypatch.setattr(ratelimits, "REDIS_RETRY_SECONDS", 0.1)
+    start()
+    client = make_app(RATE_LIMITS=True, RATE_LIMIT_PER_USER=1000, REDIS_URL=url).test_client()
+
+    def outages_and_recoveries() -> tuple[int, int]:
+        messages = [record.getMessage() for record in caplog.records]
+        return (
+            len([m for m in messages if "Redis unavailable" in m]),
+            len([m for m in messages if "shared once more" in m]),
+        )
+
+    with caplog.at_level(logging.WARNING, logger="tickets_service.ratelimits"):
+        assert_success(list_tickets(client, admin), 200)  # the count is read: then in memory
+        stop()
+        statuses = []
+        for _ in range(8):
+            statuses.append(list_tickets(client, admin).status_code)
+            time.sleep(0.1)
+        down = outages_and_recoveries()
+        start()
+        wait_for(lambda: outages_and_recoveries()[1] > 0, seconds=5)
+        assert_success(list_tickets(client, admin), 200)
+
+    assert statuses == [200] * 8
+    assert down == (1, 0)
+    assert outages_and_recoveries() == (1, 1)

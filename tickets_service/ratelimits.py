@@ -118,13 +118,13 @@ class SharedCounts:
     interval, which they do only while the count they read was more than its headroom away.
     """
 
-    def __init__(self, url: str, on_error):
+    def __init__(self, url: str, on_error, on_answer):
         import redis  # only where REDIS_URL is set
 
         self.errors = redis.RedisError
         self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self.script = self.client.register_script(_CHARGE)
-        self._on_error = on_error
+        self._on_error, self._on_answer = on_error, on_answer  # Redis failed / answered
         self._lock = threading.Lock()
         self._window = 0
         self._known: dict[str, int] = {}  # each count as Redis last said, this window
@@ -162,6 +162,7 @@ class SharedCounts:
         except self.errors:
             self._add_pending(window, dict(zip(keys, uncounted, strict=True)))
             raise
+        self._on_answer()
         self._learn(window, {keys[0]: int(caller), keys[1]: int(isp)}, now)
         return bool(allowed), int(caller), int(isp)
 
@@ -228,6 +229,7 @@ class SharedCounts:
         except self.errors:
             self._add_pending(window, flushed)
             raise
+        self._on_answer()
         self._learn(window, dict(zip(keys, map(int, totals), strict=True)))
 
 
@@ -240,7 +242,7 @@ class RateLimits:
         self.per_isp = config["RATE_LIMIT_PER_ISP"]
         self.local = LocalCounts()
         url = config["REDIS_URL"]
-        self.shared = SharedCounts(url, self._redis_failed) if url else None
+        self.shared = SharedCounts(url, self._redis_failed, self._redis_answered) if url else None
         self._redis_down_until = 0.0
         self._redis_lock = threading.Lock()
 
@@ -264,13 +266,10 @@ class RateLimits:
         if self.shared is None or now < self._redis_down_until:
             return self.local.charge(keys, limits, window)
         try:
-            charged = self.shared.charge(keys, limits, window)
+            return self.shared.charge(keys, limits, window)
         except self.shared.errors as err:
             self._redis_failed(err)
             return self.local.charge(keys, limits, window)
-        if self._redis_down_until:
-            self._redis_answered()
-        return charged
 
     def _redis_failed(self, err: Exception) -> None:
         with self._redis_lock:
@@ -284,6 +283,9 @@ class RateLimits:
             )
 
     def _redis_answered(self) -> None:
+        """Redis answered a charge or a sync (not merely a charge made in memory)."""
+        if not self._redis_down_until:
+            return
         with self._redis_lock:
             recovered, self._redis_down_until = self._redis_down_until != 0.0, 0.0
         if recovered:
