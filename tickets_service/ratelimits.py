@@ -129,6 +129,7 @@ class SharedCounts:
         self._window = 0
         self._known: dict[str, int] = {}  # each count as Redis last said, this window
         self._pending: dict[str, int] = {}  # let through here since, not yet in Redis
+        self._sending: dict[str, int] = {}  # on their way to Redis (counted until it answers)
         self._used: dict[str, float] = {}  # when this process last charged each count
         self._syncing = False
         forked = weakref.WeakMethod(self._forked)
@@ -137,15 +138,16 @@ class SharedCounts:
     def _forked(self) -> None:
         """A forked worker has none of its parent's threads, nor its uncounted requests."""
         self._lock = threading.Lock()
-        self._syncing, self._known, self._pending, self._used = False, {}, {}, {}
+        self._syncing, self._known, self._pending, self._sending = False, {}, {}, {}
+        self._used = {}
 
     def charge(self, keys: tuple[str, str], limits: tuple[int, int], window: int) -> tuple:
         self._keep_syncing()
         now = time.time()
         with self._lock:
             if window != self._window:
-                self._window, self._known, self._pending = window, {}, {}
-            counts = [self._known.get(key, 0) + self._pending.get(key, 0) for key in keys]
+                self._window, self._known, self._pending, self._sending = window, {}, {}, {}
+            counts = [self._count(key) for key in keys]
             far = zip(counts, limits, strict=True)
             read = all(key in self._known for key in keys)  # else: first read it from Redis
             if read and all(limit - count > headroom(limit) for count, limit in far):
@@ -153,36 +155,53 @@ class SharedCounts:
                     self._pending[key] = self._pending.get(key, 0) + 1
                     self._used[key] = now
                 return True, counts[0] + 1, counts[1] + 1
-            uncounted = [self._pending.pop(key, 0) for key in keys]
+            sent = self._send(keys)
         windowed = [f"{key}:{window}" for key in keys]
         try:
             allowed, caller, isp = self.script(
-                keys=windowed, args=[*limits, WINDOW * 2, *uncounted]
+                keys=windowed, args=[*limits, WINDOW * 2, *(sent.get(key, 0) for key in keys)]
             )
         except self.errors:
-            self._add_pending(window, dict(zip(keys, uncounted, strict=True)))
+            self._landed(window, sent, None)
             raise
         self._on_answer()
-        self._learn(window, {keys[0]: int(caller), keys[1]: int(isp)}, now)
+        self._landed(window, sent, {keys[0]: int(caller), keys[1]: int(isp)}, now)
         return bool(allowed), int(caller), int(isp)
 
-    def _learn(self, window: int, counts: dict, now: float | None = None) -> None:
-        """Keep what Redis said of these counts: charged now, or (now None) read back by the
-        sync, which an idle count has left meanwhile."""
+    def _count(self, key: str) -> int:
+        """A count as this process knows it (under the lock): what Redis last said, what is
+        on its way there, and what was let through since."""
+        return self._known.get(key, 0) + self._sending.get(key, 0) + self._pending.get(key, 0)
+
+    def _send(self, keys) -> dict:
+        """Under the lock: these counts' uncounted requests, now on their way to Redis."""
+        sent = {key: self._pending.pop(key) for key in keys if key in self._pending}
+        for key, count in sent.items():
+            self._sending[key] = self._sending.get(key, 0) + count
+        return sent
+
+    def _landed(self, window: int, sent: dict, totals: dict | None, now=None) -> None:
+        """Redis took what was sent and now holds `totals`, charged now (or, now None, read
+        back by the sync, which an idle count has left meanwhile); or (totals None) it did
+        not answer, and what was sent waits for the next try."""
         with self._lock:
             if window != self._window:
                 return
-            if now is None:
-                counts = {key: count for key, count in counts.items() if key in self._used}
-            else:
-                self._used.update(dict.fromkeys(counts, now))
-            self._known.update(counts)
-
-    def _add_pending(self, window: int, counts: dict) -> None:
-        with self._lock:
-            if window == self._window:
-                for key, count in counts.items():
+            for key, count in sent.items():
+                left = self._sending.get(key, 0) - count
+                if left > 0:
+                    self._sending[key] = left
+                else:
+                    self._sending.pop(key, None)
+                if totals is None:
                     self._pending[key] = self._pending.get(key, 0) + count
+            if totals is None:
+                return
+            if now is None:
+                totals = {key: count for key, count in totals.items() if key in self._used}
+            else:
+                self._used.update(dict.fromkeys(totals, now))
+            self._known.update(totals)
 
     # --- The sync thread ------------------------------------------------------------------
 
@@ -215,7 +234,7 @@ class SharedCounts:
             for key in idle:  # no longer read back: read afresh at its next charge
                 del self._used[key]
                 self._known.pop(key, None)
-            flushed, self._pending = self._pending, {}
+            flushed = self._send(list(self._pending))
             keys = list(self._used.keys() | flushed.keys())
         if not keys:
             return
@@ -227,10 +246,10 @@ class SharedCounts:
         try:
             totals = pipe.execute()[: len(keys)]
         except self.errors:
-            self._add_pending(window, flushed)
+            self._landed(window, flushed, None)
             raise
         self._on_answer()
-        self._learn(window, dict(zip(keys, map(int, totals), strict=True)))
+        self._landed(window, flushed, dict(zip(keys, map(int, totals), strict=True)))
 
 
 class RateLimits:
