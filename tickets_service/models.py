@@ -39,6 +39,12 @@ MAX_ID = 2**31 - 1
 LAST_MOMENT = datetime.max.replace(tzinfo=UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A timestamp read back from the database, aware: SQLite hands them back without their
+    zone, and they are UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def utcnow() -> datetime:
     """Current time in UTC (a callable, so each row gets its own timestamp)."""
     return datetime.now(UTC)

@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import timedelta
 from functools import wraps
 
 from flask import abort, current_app, g, request
@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, or_, select, update
 
 from . import ratelimits
 from .extensions import db, first_statement, jwt
-from .models import MAX_ID, ApiKey, RevokedToken, Role, User, utcnow
+from .models import MAX_ID, ApiKey, RevokedToken, Role, User, as_utc, utcnow
 from .queries import fetch_rows
 from .responses import error
 from .scope import Scope
@@ -141,7 +141,7 @@ def authenticate_key(presented: str) -> Scope:
     now = utcnow()
     if key["revoked_at"] is not None:
         abort(401, "API key has been revoked.")
-    if key["expires_at"] is not None and _aware(key["expires_at"]) <= now:
+    if key["expires_at"] is not None and as_utc(key["expires_at"]) <= now:
         abort(401, "API key has expired.")
     g.key_id = key["id"]  # for the request log
     scope = Scope(
@@ -159,10 +159,6 @@ def authenticate_key(presented: str) -> Scope:
     return scope
 
 
-def _aware(moment):
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _note_use(scope: Scope, key: dict, now) -> None:
     """Write when the key was last used, at most once a minute, and from where; its first use
     from an address it has never come from is an audit entry. In a transaction of its own,
@@ -171,7 +167,7 @@ def _note_use(scope: Scope, key: dict, now) -> None:
 
     address = request.remote_addr
     last = key["last_used_at"]
-    if last is not None and now - _aware(last) < LAST_USED_EVERY and key["last_used_ip"] == address:
+    if last is not None and now - as_utc(last) < LAST_USED_EVERY and key["last_used_ip"] == address:
         return
     db.session.rollback()  # ends the read; the note is its own transaction
     noted = db.session.execute(

@@ -25,7 +25,7 @@ import logging
 import random
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 import click
 from flask import current_app
@@ -41,6 +41,7 @@ from ..models import (
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
+    as_utc,
     utcnow,
 )
 from .events import EVENTS, new_delivery, payload
@@ -90,7 +91,7 @@ def dispatch(batch: int = 100) -> int:
             if (
                 endpoint.isp_id == entry.isp_id
                 and event in endpoint.events
-                and _utc(endpoint.created_at) <= _utc(entry.created_at)
+                and as_utc(endpoint.created_at) <= as_utc(entry.created_at)
             ):
                 db.session.add(new_delivery(endpoint.id, entry.id, event, now))
     db.session.execute(
@@ -100,11 +101,6 @@ def dispatch(batch: int = 100) -> int:
     )
     db.session.commit()
     return len(entries)
-
-
-def _utc(moment):
-    """SQLite hands timestamps back without their zone: they are UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # --- Taking work: deliveries under a lease, endpoints in turn, within limits -----------------
@@ -325,13 +321,13 @@ def _count_for_circuit(endpoint_id: int, status_code: int | None) -> None:
         return
     failures, succeeded_at, paused_until = counted
     beyond = failures - current_app.config["WEBHOOK_CIRCUIT_FAILURES"]
-    if beyond < 0 or (succeeded_at is not None and _utc(succeeded_at) > now - CIRCUIT_WINDOW):
+    if beyond < 0 or (succeeded_at is not None and as_utc(succeeded_at) > now - CIRCUIT_WINDOW):
         return
     pause = min(CIRCUIT_PAUSE * 2 ** min(beyond, 10), CIRCUIT_LONGEST_PAUSE)
     db.session.execute(
         endpoints.update().where(endpoints.c.id == endpoint_id).values(paused_until=now + pause)
     )
-    if paused_until is None or _utc(paused_until) <= now:
+    if paused_until is None or as_utc(paused_until) <= now:
         log.warning(
             "webhooks: endpoint %s failed %s times in a row; resting it for %s s",
             endpoint_id,
