@@ -61,6 +61,11 @@ class TicketStatus(enum.IntEnum):
 OPEN_STATUSES = (TicketStatus.OPEN, TicketStatus.IN_PROGRESS)
 
 
+class TicketKind(enum.StrEnum):
+    TICKET = "ticket"
+    INCIDENT = "incident"
+
+
 class TicketPriority(enum.IntEnum):
     LOW = 1
     MEDIUM = 2
@@ -102,6 +107,16 @@ class Actor(NamedTuple):
 
     user_id: int
     key_id: int | None = None
+    # The service itself, on behalf of user_id (shown as SYSTEM_NAME, with no user).
+    system: bool = False
+
+    def as_system(self) -> "Actor":
+        """The service acting because of what this actor did."""
+        return self._replace(key_id=None, system=True)
+
+
+# The name the service's own replies and history entries show.
+SYSTEM_NAME = "Network operations"
 
 
 class User(db.Model):
@@ -211,6 +226,13 @@ class Ticket(db.Model):
             postgresql_using="gin",
             postgresql_where=text("deleted_at IS NULL"),
         ).ddl_if(dialect="postgresql"),
+        # A branch's incidents (the list's kind filter), and an incident's children.
+        _partial_index(
+            "ix_tickets_live_scope_incidents",
+            *("isp_id", "branch_id", "created_at", "id"),
+            where="kind = 'incident' AND deleted_at IS NULL",
+        ),
+        _partial_index("ix_tickets_parent_id", "parent_id", "id", where="parent_id IS NOT NULL"),
         # Admins list the deleted tickets of a branch.
         _partial_index(
             "ix_tickets_deleted_scope",
@@ -227,6 +249,12 @@ class Ticket(db.Model):
     subscriber_id: Mapped[int | None] = mapped_column(
         ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
     )
+    # A ticket, or an incident: an outage of network objects that other tickets hang under.
+    kind: Mapped[str] = mapped_column(
+        String(16), default=TicketKind.TICKET, server_default=TicketKind.TICKET.value
+    )
+    # The incident this ticket is a child of.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     # Created through an API key (created_by_id is then the key's creator).
     created_by_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
@@ -305,7 +333,12 @@ class Ticket(db.Model):
         """A public reply or an internal note; the first public reply starts the SLA clock."""
         now = utcnow()
         reply = TicketReply(
-            ticket=self, user_id=by.user_id, key_id=by.key_id, message=message, internal=internal
+            ticket=self,
+            user_id=by.user_id,
+            key_id=by.key_id,
+            system=by.system,
+            message=message,
+            internal=internal,
         )
         reply.created_at = now
         db.session.add(reply)
@@ -332,6 +365,7 @@ class Ticket(db.Model):
             ticket=self,
             user_id=by.user_id,
             key_id=by.key_id,
+            system=by.system,
             action=action,
             field=field,
             old=as_json_value(old),
@@ -388,6 +422,9 @@ class TicketReply(db.Model):
     # Written through an API key (user_id is then the key's creator).
     key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
     message: Mapped[str] = mapped_column(Text)
+    # Written by the service itself (an incident's message to its children): shown as
+    # SYSTEM_NAME with no user (user_id is then who caused it).
+    system: Mapped[bool] = mapped_column(default=False, server_default=false())
     # An internal note: seen by staff, never a response to the subscriber.
     internal: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -404,6 +441,9 @@ class HistoryAction(enum.StrEnum):
     NOTED = "noted"
     DELETED = "deleted"
     RESTORED = "restored"
+    # A ticket put under an incident, or taken from under it (new: the incident's id / old).
+    LINKED = "linked"
+    UNLINKED = "unlinked"
 
 
 class TicketHistory(db.Model):
@@ -422,6 +462,7 @@ class TicketHistory(db.Model):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))  # as on replies
+    system: Mapped[bool] = mapped_column(default=False, server_default=false())  # as on replies
     action: Mapped[str] = mapped_column(String(32))
     field: Mapped[str | None] = mapped_column(String(64))
     old: Mapped[Any] = mapped_column(JSON, nullable=True)
@@ -639,3 +680,121 @@ class ApiKey(db.Model):
     def created_by(self) -> int:
         """The admin who made it (as the API names them)."""
         return self.created_by_id
+
+
+# --- The network behind the tickets -----------------------------------------------------------
+
+NETWORK_KINDS = ("site", "node", "device", "link", "service")
+# The deepest an object may sit (a root is at depth 1).
+MAX_NETWORK_DEPTH = 32
+
+
+class NetworkObject(db.Model):
+    """A piece of an ISP's network as its platform knows it (kind and external id), hung from
+    its uplink (parent): each ISP's network is a tree.
+
+    `path` is the materialised path of ids from the root down to the object ("/3/17/52/"),
+    so everything at or below an object is one range of an index (path LIKE '/3/17/%'); a move
+    rewrites the paths of the subtree it moves. Retired objects keep their row (links to them
+    stay) and come back when synced again."""
+
+    __tablename__ = "network_objects"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ({})".format(", ".join(f"'{kind}'" for kind in NETWORK_KINDS)), name="kind"
+        ),
+        UniqueConstraint(
+            "isp_id", "kind", "external_id", name="uq_network_objects_isp_id_kind_external_id"
+        ),
+        Index(
+            "ix_network_objects_isp_id_path",
+            "isp_id",
+            "path",
+            postgresql_ops={"path": "text_pattern_ops"},
+        ),
+        Index("ix_network_objects_parent_id", "parent_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    isp_id: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("network_objects.id"))
+    branch_id: Mapped[int | None] = mapped_column(Integer)
+    attributes: Mapped[dict | None] = mapped_column(JSON)
+    path: Mapped[str] = mapped_column(String(512))
+    depth: Mapped[int] = mapped_column(SmallInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    parent: Mapped["NetworkObject | None"] = relationship(lazy="raise", remote_side=[id])
+
+
+class SubscriberNetwork(db.Model):
+    """A network object that serves a subscriber (usually its service or its CPE)."""
+
+    __tablename__ = "subscriber_network"
+    __table_args__ = (Index("ix_subscriber_network_object_id", "object_id", "subscriber_id"),)
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    object_id: Mapped[int] = mapped_column(ForeignKey("network_objects.id"), primary_key=True)
+    isp_id: Mapped[int] = mapped_column(Integer)
+
+
+class TicketLink(db.Model):
+    """A network object a ticket is about (for an incident: one that failed)."""
+
+    __tablename__ = "ticket_links"
+    __table_args__ = (Index("ix_ticket_links_object_id", "object_id", "ticket_id"),)
+
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    object_id: Mapped[int] = mapped_column(ForeignKey("network_objects.id"), primary_key=True)
+    isp_id: Mapped[int] = mapped_column(Integer)
+    # The order the links were given in (the API shows them in it).
+    position: Mapped[int] = mapped_column(SmallInteger)
+
+
+class Incident(db.Model):
+    """What an incident (a ticket of kind incident) has beyond a ticket's fields."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_isp_id", "isp_id"),)
+
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    isp_id: Mapped[int] = mapped_column(Integer)
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expected_end_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    planned: Mapped[bool] = mapped_column(default=False, server_default=false())
+    public_message: Mapped[str] = mapped_column(Text)
+    # When service came back (the resolve, or the time its status change gave).
+    restored_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AffectedSubscriber(db.Model):
+    """A subscriber an incident affects, and the interval it was affected (until is set when
+    the incident is resolved, or when a change of its links leaves the subscriber out)."""
+
+    __tablename__ = "incident_subscribers"
+    __table_args__ = (
+        Index("ix_incident_subscribers_subscriber_id", "subscriber_id", "incident_id"),
+    )
+
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    isp_id: Mapped[int] = mapped_column(Integer)
+    affected_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    affected_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -31,6 +31,7 @@ from .fastpath import answer_columns, json_object, json_text, spliced
 from .models import (
     OPEN_STATUSES,
     SEARCH_DOCUMENT,
+    SYSTEM_NAME,
     ApiKey,
     Subscriber,
     Ticket,
@@ -52,10 +53,18 @@ REPLIES_SHOWN = 100
 COUNT_CAP = 10_000
 
 
-def person(user_id, key_id):
+def person(user_id, key_id, system=None):
     """The user an answer shows as having acted: none when it was an API key (user_id is then
-    the key's creator, kept for the record)."""
-    return case((key_id.is_(None), user_id))
+    the key's creator, kept for the record) or the service itself."""
+    if system is None:
+        return case((key_id.is_(None), user_id))
+    return case((and_(key_id.is_(None), not_(system)), user_id))
+
+
+def actor_name(row_model):
+    """The name an answer shows for who wrote a reply or a history entry: the service's, an
+    API key's, or the user's."""
+    return case((row_model.system, SYSTEM_NAME), else_=func.coalesce(ApiKey.name, User.name))
 
 
 Assignee = aliased(User, name="assignee")
@@ -365,8 +374,8 @@ _REPLY_ROWS = (
             ReplyOut,
             TicketReply,
             {
-                "user_name": func.coalesce(ApiKey.name, User.name),
-                "user_id": person(TicketReply.user_id, TicketReply.key_id),
+                "user_name": actor_name(TicketReply),
+                "user_id": person(TicketReply.user_id, TicketReply.key_id, TicketReply.system),
             },
         )
     )
@@ -481,8 +490,10 @@ def history_rows(ticket_id: int, *, limit: int, offset: int) -> tuple[list, int]
                 TicketHistory.field,
                 TicketHistory.old,
                 TicketHistory.new,
-                person(TicketHistory.user_id, TicketHistory.key_id).label("user_id"),
-                func.coalesce(ApiKey.name, User.name).label("user_name"),
+                person(TicketHistory.user_id, TicketHistory.key_id, TicketHistory.system).label(
+                    "user_id"
+                ),
+                actor_name(TicketHistory).label("user_name"),
                 TicketHistory.created_at,
                 TicketHistory.key_id,
             )

@@ -42,8 +42,10 @@ def new_delivery(
 def payload(delivery_id: str, event: str, entry, isp_id: int) -> bytes:
     """The body a delivery sends: the event, and what its history entry (or a row with its
     columns) says."""
-    # Who acted: a user, or an API key (user_id null), as the API shows them.
-    actor = {"user_id": entry.user_id if entry.key_id is None else None, "key_id": entry.key_id}
+    # Who acted: a user, or an API key or the service itself (user_id null), as the API
+    # shows them.
+    shown = entry.key_id is None and not entry.system
+    actor = {"user_id": entry.user_id if shown else None, "key_id": entry.key_id}
     data = {"field": entry.field, "old": entry.old, "new": entry.new, **actor}
     if event == "ticket.replied":
         data = {**actor, "internal": entry.action == HistoryAction.NOTED}

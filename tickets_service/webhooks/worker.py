@@ -242,6 +242,7 @@ def _due_deliveries(endpoint_ids: list[int], now, each: int) -> dict[int, list]:
             TicketHistory.new,
             TicketHistory.user_id,
             TicketHistory.key_id,
+            TicketHistory.system,
             TicketHistory.created_at,
         )
         .join(ranked, ranked.c.id == WebhookDelivery.id)
