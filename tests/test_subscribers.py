@@ -9,7 +9,7 @@ from support.urls import SUBSCRIBERS
 from tickets_service.models import Subscriber, Ticket
 
 SUBSCRIBER_KEYS = ["id", "isp_id", "branch_id", "name", "phone", "email", "external_id"]
-SUBSCRIBER_KEYS += ["created_at", "updated_at"]
+SUBSCRIBER_KEYS += ["created_at", "updated_at", "network"]
 
 
 def subscriber_url(subscriber_id) -> str:
@@ -92,6 +92,7 @@ def test_one_subscriber_is_shown_as_stored(client, staff, people, fetch):
     assert shown == {**{k: row[k] for k in SUBSCRIBER_KEYS[:7]}} | {
         "created_at": stamp(row["created_at"]),
         "updated_at": stamp(row["updated_at"]),
+        "network": [],
     }
 
 

@@ -191,6 +191,14 @@ class Subscriber(db.Model):
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
 
+    # The network objects that serve it (written as SubscriberNetwork rows).
+    network: Mapped[list["NetworkObject"]] = relationship(
+        secondary="subscriber_network",
+        order_by="(NetworkObject.kind, NetworkObject.external_id)",
+        lazy="raise",
+        viewonly=True,
+    )
+
 
 class Ticket(db.Model):
     __tablename__ = "tickets"
@@ -648,7 +656,7 @@ class AuditEntry(db.Model):
 # key_scopes), and no scope lets a key manage users or keys.
 KEY_SCOPES = (
     *("tickets:read", "tickets:write", "subscribers:read", "subscribers:write", "users:read"),
-    *("webhooks:manage", "network:write", "incidents:write", "inbound:write"),
+    *("webhooks:manage", "network:read", "network:write", "incidents:write", "inbound:write"),
 )
 
 
@@ -685,6 +693,8 @@ class ApiKey(db.Model):
 # --- The network behind the tickets -----------------------------------------------------------
 
 NETWORK_KINDS = ("site", "node", "device", "link", "service")
+# The most network objects a ticket links, or a subscriber is served by.
+MAX_LINKS = 20
 # The deepest an object may sit (a root is at depth 1).
 MAX_NETWORK_DEPTH = 32
 

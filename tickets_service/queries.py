@@ -93,13 +93,14 @@ def page_meta(page: int, per_page: int, total: int) -> dict:
     return {"page": page, "per_page": per_page, "total": total, "pages": -(-total // per_page)}
 
 
-def page_of(model, args: dict, *conditions, order_by) -> Page:
+def page_of(model, args: dict, *conditions, order_by, options=()) -> Page:
     """One page of a model's rows that meet the conditions, with the list's meta (the lists
     of subscribers, users and webhooks)."""
     page, per_page = args["page"], args["per_page"]
     rows = db.session.scalars(
         select(model)
         .where(*conditions)
+        .options(*options)
         .order_by(*order_by)
         .limit(per_page)
         .offset((page - 1) * per_page)

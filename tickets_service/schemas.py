@@ -1,6 +1,7 @@
 """Marshmallow schemas, named by direction: *In for bodies, *Args for query strings, *Out for
 responses. Instances are created once at the bottom; the views declare them on their routes."""
 
+import json
 import re
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
@@ -33,6 +34,8 @@ from .models import (
     AUDIT_OBJECT_TYPES,
     KEY_SCOPES,
     MAX_ID,
+    MAX_LINKS,
+    NETWORK_KINDS,
     HistoryAction,
     Role,
     TicketPriority,
@@ -239,6 +242,33 @@ class UserUpdateIn(ScopeIn):
             )
 
 
+class NetworkRefIn(Schema):
+    """A network object of the caller's ISP, as its platform names it."""
+
+    kind = fields.String(required=True, validate=validate.OneOf(NETWORK_KINDS))
+    external_id = external_id_field(required=True)
+
+
+def network_refs(description: str) -> fields.List:
+    """A list of network objects, each named once, at most MAX_LINKS of them."""
+
+    def once_each(refs: list) -> None:
+        named = [(ref["kind"], ref["external_id"]) for ref in refs]
+        if len(set(named)) != len(named):
+            raise ValidationError("Name each network object once.")
+
+    return fields.List(
+        fields.Nested(NetworkRefIn),
+        validate=[validate.Length(max=MAX_LINKS), once_each],
+        metadata={"description": description},
+    )
+
+
+SERVED_BY = "The network objects that serve the subscriber (its service, its CPE...); " + (
+    "replaces the ones it had."
+)
+
+
 class SubscriberFieldsIn(ScopeIn):
     """What an admin may set on a subscriber; branch_id (defaults to the admin's) is its branch."""
 
@@ -246,6 +276,7 @@ class SubscriberFieldsIn(ScopeIn):
     phone = phone_field()
     email = email_field(allow_none=True)
     external_id = external_id_field(allow_none=True)
+    network = network_refs(SERVED_BY)
 
 
 class SubscriberCreateIn(SubscriberFieldsIn):
@@ -255,9 +286,9 @@ class SubscriberCreateIn(SubscriberFieldsIn):
 class SubscriberUpdateIn(SubscriberFieldsIn):
     @validates_schema
     def needs_a_change(self, data, **kwargs):
-        if not {"name", "phone", "email", "external_id", "branch_id"} & data.keys():
+        if not {"name", "phone", "email", "external_id", "branch_id", "network"} & data.keys():
             raise ValidationError(
-                "Send at least one of name, phone, email, external_id, branch_id."
+                "Send at least one of name, phone, email, external_id, branch_id, network."
             )
 
 
@@ -267,6 +298,35 @@ class SubscriberSyncIn(ScopeIn):
     name = title_field(required=True)
     phone = phone_field()
     email = email_field(allow_none=True)
+    network = network_refs(SERVED_BY)
+
+
+ATTRIBUTES_LIMIT = 4096
+
+
+def _small_object(value: dict) -> None:
+    if len(json.dumps(value, separators=(",", ":")).encode()) > ATTRIBUTES_LIMIT:
+        raise ValidationError(f"At most {ATTRIBUTES_LIMIT} bytes of JSON.")
+
+
+class NetworkObjectIn(ScopeIn):
+    """A network object as the ISP platform knows it. parent: its uplink (null: a root; left
+    out: a new object is a root, an existing one keeps its parent). branch_id is the
+    object's branch, if it has one."""
+
+    name = title_field(required=True)
+    parent = fields.Nested(NetworkRefIn, allow_none=True)
+    branch_id = Id(allow_none=True)
+    attributes = fields.Dict(keys=fields.String(), allow_none=True, validate=_small_object)
+
+
+class NetworkListArgs(PageArgs):
+    kind = fields.String(validate=validate.OneOf(NETWORK_KINDS))
+    parent = fields.String(
+        validate=validate.Length(1, 300),
+        metadata={"description": "kind:external_id: the children of that object."},
+    )
+    q = Text(single_line=True, validate=validate.Length(1, 200))
 
 
 class ApiKeyIn(ScopeIn):
@@ -344,6 +404,31 @@ class UserAccountOut(UserOut):
     is_active = fields.Boolean()
 
 
+class NetworkRefOut(OutSchema):
+    kind = fields.String()
+    external_id = fields.String()
+
+
+class NetworkObjectOut(OutSchema):
+    id = fields.Integer()
+    kind = fields.String()
+    external_id = fields.String()
+    name = fields.String()
+    parent = fields.Nested(NetworkRefOut, allow_none=True)
+    branch_id = fields.Integer(allow_none=True)
+    attributes = fields.Dict(allow_none=True)
+    depth = fields.Integer(metadata={"description": "1 for a root."})
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+
+class NetworkObjectDetailOut(NetworkObjectOut):
+    children_count = fields.Integer()
+    subscribers_count = fields.Integer(
+        metadata={"description": "Subscribers served at it or below it, within your reach."}
+    )
+
+
 class SubscriberOut(OutSchema):
     id = fields.Integer()
     isp_id = fields.Integer()
@@ -354,6 +439,7 @@ class SubscriberOut(OutSchema):
     external_id = fields.String(allow_none=True)
     created_at = Timestamp()
     updated_at = Timestamp()
+    network = fields.List(fields.Nested(NetworkRefOut), metadata={"description": "What serves it."})
 
 
 class TokenOut(OutSchema):
@@ -591,3 +677,5 @@ user_create_in = UserCreateIn()
 user_update_in = UserUpdateIn()
 webhook_in = WebhookIn()
 api_key_in = ApiKeyIn()
+network_object_in = NetworkObjectIn()
+network_list_args = NetworkListArgs()

@@ -4,12 +4,15 @@ the ISP platform keeps them in sync by its own external ids."""
 from flask import abort
 from marshmallow import ValidationError
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import audit
 from .extensions import db
 from .fields import external_id_field
 from .idempotency import idempotent
 from .models import Subscriber
+from .network import serve
 from .openapi import Blueprint
 from .queries import escape_like, page_of
 from .schemas import (
@@ -42,7 +45,9 @@ AUDITED_FIELDS = ("name", "phone", "email", "external_id", "branch_id")
 def get_subscriber_or_404(scope: Scope, subscriber_id: int) -> Subscriber:
     """A subscriber within the scope's reach; another ISP's or branch's is 404."""
     subscriber = db.session.scalar(
-        select(Subscriber).where(scope.subscribers(), Subscriber.id == subscriber_id)
+        select(Subscriber)
+        .where(scope.subscribers(), Subscriber.id == subscriber_id)
+        .options(selectinload(Subscriber.network))
     )
     if subscriber is None:
         abort(404, "Subscriber not found.")
@@ -89,7 +94,13 @@ def list_subscribers(args):
                 )
             )
         )
-    return page_of(Subscriber, args, *conditions, order_by=(Subscriber.name, Subscriber.id))
+    return page_of(
+        Subscriber,
+        args,
+        *conditions,
+        order_by=(Subscriber.name, Subscriber.id),
+        options=(selectinload(Subscriber.network),),
+    )
 
 
 @bp.get(SUBSCRIBER)
@@ -123,9 +134,10 @@ def add_subscriber(scope: Scope, data: dict, *claims: dict) -> Subscriber:
     subscriber = Subscriber(
         isp_id=scope.isp_id,
         branch_id=scope.named_branch(*claims, data),
-        **without_scope(data),
+        **fields_of(data),
     )
     db.session.add(subscriber)
+    _served_by(subscriber, data)
     db.session.flush()
     audit.record(scope, "created", subscriber, audit.created(subscriber, AUDITED_FIELDS))
     db.session.commit()
@@ -144,8 +156,9 @@ def update_subscriber(_scope, data, subscriber_id: int):
     subscriber = get_subscriber_or_404(scope, subscriber_id)
     scope.require_admin()
     check_external_id_free(scope, data.get("external_id"), subscriber.id)
-    for name, value in without_scope(data).items():
+    for name, value in fields_of(data).items():
         setattr(subscriber, name, value)
+    _served_by(subscriber, data)
     if "branch_id" in data:
         subscriber.branch_id = data["branch_id"]
     _record_changes(scope, subscriber)
@@ -182,9 +195,10 @@ def sync_subscriber(scope, data, external_id: str):
             external_id=external_id,
         )
         db.session.add(subscriber)
-    for name, value in without_scope(data).items():
+    for name, value in fields_of(data).items():
         if getattr(subscriber, name) != value:
             setattr(subscriber, name, value)
+    _served_by(subscriber, data)
     if "branch_id" in data and subscriber.branch_id != data["branch_id"]:
         subscriber.branch_id = data["branch_id"]
     if created:
@@ -194,6 +208,24 @@ def sync_subscriber(scope, data, external_id: str):
         _record_changes(within, subscriber)
     db.session.commit()
     return (subscriber, 201) if created else subscriber
+
+
+def fields_of(data: dict) -> dict:
+    """A body's subscriber columns (less its scope and the network that serves it)."""
+    return {name: value for name, value in without_scope(data).items() if name != "network"}
+
+
+def _served_by(subscriber: Subscriber, data: dict) -> None:
+    """The network objects the body names, if it names them, serve the subscriber now."""
+    if "network" in data:
+        objects = serve(subscriber, data["network"])
+        set_committed_value(subscriber, "network", sorted(objects, key=_by_kind))
+    elif subscriber.id is None:
+        set_committed_value(subscriber, "network", [])
+
+
+def _by_kind(obj) -> tuple:
+    return obj.kind, obj.external_id
 
 
 def _record_changes(scope: Scope, subscriber: Subscriber) -> None:
