@@ -30,6 +30,7 @@ from tickets_service.fields import Password, Text, Timestamp
 from tickets_service.models import (
     MAX_ID,
     ApiKey,
+    NetworkObject,
     TicketHistory,
     User,
     WebhookDelivery,
@@ -312,7 +313,7 @@ def test_list_query_parameters_come_from_ticket_list_args(document):
     assert set(parameters) == {
         *("isp_id", "branch_id", "user_id", "status", "priority", "page", "per_page"),
         *("subscriber_id", "assignee_id", "created_from", "created_to", "updated_since"),
-        *("overdue", "q", "sort", "deleted", "cursor"),
+        *("overdue", "q", "sort", "deleted", "cursor", "kind", "link", "under"),
     }
     assert all(p["in"] == "query" for p in parameters.values())
     for name in ("isp_id", "branch_id", "user_id"):
@@ -470,6 +471,8 @@ class Steering:
 
 
 STEERING = Steering()
+# A network object of the admin's ISP that paths may name.
+STEERED_SITE = "steered-site"
 
 
 @pytest.fixture
@@ -513,6 +516,13 @@ def steering(app, admin, make_user, make_subscriber, make_ticket, make_reply):
         db.session.add(key)
         db.session.commit()
         STEERING.api_key = key.id
+        site = NetworkObject(
+            isp_id=1, kind="site", external_id=STEERED_SITE, name="Steered", path="/", depth=1
+        )
+        db.session.add(site)
+        db.session.flush()
+        site.path = f"/{site.id}/"
+        db.session.commit()
         db.session.remove()
     yield STEERING
     STEERING.admin, STEERING.tickets, STEERING.subscriber, STEERING.staff = None, [], None, None
@@ -545,6 +555,10 @@ def flatmap_body(context, body):
         return st.sampled_from([body, real])
     if isinstance(body, dict) and body.get("subscriber_id") is not None:
         body = {**body, "subscriber_id": STEERING.subscriber}
+    if isinstance(body, dict) and (body.keys() & {"links", "network", "parent"}):
+        # Random network objects are never the ISP's: also send the body without them.
+        plain = {k: v for k, v in body.items() if k not in {"links", "network", "parent"}}
+        return st.sampled_from([body, plain]).flatmap(_in_own_scope)
     if isinstance(body, dict) and body.get("assignee_id") is not None:
         body = {**body, "assignee_id": STEERING.admin.id}
     if isinstance(body, dict) and context.operation.path == "/api/v1/webhooks":
@@ -580,6 +594,8 @@ def flatmap_path_parameters(context, path_parameters):
         for name in path_parameters.keys() & seeded.keys()
         for value in seeded[name]
     ]
+    if "kind" in path_parameters:
+        choices.append({**path_parameters, "kind": "site", "external_id": STEERED_SITE})
     return st.sampled_from([path_parameters, *choices])
 
 

@@ -35,7 +35,7 @@ def test_fetch_shows_the_first_100_replies_and_the_total(client, staff, busy_tic
     ticket = assert_success(get(client, staff, ticket_url(busy_ticket)), 200)["data"]
 
     assert [r["id"] for r in ticket["replies"]] == reply_ids_in_db(rows, busy_ticket)[:100]
-    assert (ticket["replies_total"], list(ticket)[-2:]) == (
+    assert (ticket["replies_total"], list(ticket)[-5:-3]) == (
         150,
         ["replies_total", "created_by_key_id"],
     )

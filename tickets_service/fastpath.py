@@ -107,9 +107,14 @@ def dumper(schema: type[Schema], many: bool = False) -> Callable[[Any], Any]:
         }
 
     if many:
-        # JSON the database already wrote in this schema's shape passes through as it is.
+        # JSON the database already wrote in this schema's shape passes through as it is
+        # (read as text, it is spliced in).
         return lambda objs: (
-            objs if isinstance(objs, orjson.Fragment) else [dump_one(o) for o in objs]
+            objs
+            if isinstance(objs, orjson.Fragment)
+            else spliced(objs)
+            if isinstance(objs, str)
+            else [dump_one(o) for o in objs]
         )
     return dump_one
 

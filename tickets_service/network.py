@@ -7,21 +7,24 @@ the subscribers an outage affects, the tickets under a node, a subtree that move
 
 from flask import abort
 from marshmallow import ValidationError
-from sqlalchemy import String, and_, func, literal, or_, select, update
+from sqlalchemy import String, and_, func, insert, literal, or_, select, update
 from sqlalchemy.orm import aliased, joinedload
 
+from . import queries
 from .extensions import db
 from .fields import external_id_field
 from .models import (
     MAX_NETWORK_DEPTH,
     NETWORK_KINDS,
+    HistoryAction,
     NetworkObject,
     Subscriber,
     SubscriberNetwork,
+    TicketLink,
     utcnow,
 )
 from .openapi import Blueprint
-from .queries import escape_like, page_meta
+from .queries import UNKNOWN, parse_ref
 from .responses import Page
 from .schemas import (
     CreatedOut,
@@ -44,7 +47,6 @@ bp = Blueprint(
 OBJECT = "/<kind>/<external_id>"
 EXTERNAL_ID = external_id_field()
 NOT_FOUND = "Network object not found."
-UNKNOWN = "No network object of this ISP with this kind and external_id."
 
 
 # --- Naming objects ---------------------------------------------------------------------------
@@ -58,15 +60,6 @@ def named(kind: str, external_id: str) -> tuple[str, str]:
         return kind, EXTERNAL_ID.deserialize(external_id)
     except ValidationError as err:
         raise ValidationError({"external_id": err.messages}) from None
-
-
-def parse_ref(text: str, field: str) -> tuple[str, str]:
-    """A "kind:external_id" of a query string (422 on `field` when it is not one)."""
-    kind, colon, external_id = text.partition(":")
-    if not colon or kind not in NETWORK_KINDS or not external_id:
-        message = f"Use kind:external_id, kind one of {', '.join(NETWORK_KINDS)}."
-        raise ValidationError({field: [message]})
-    return kind, external_id
 
 
 def live_objects(isp_id: int, refs, field: str) -> list[NetworkObject]:
@@ -115,6 +108,40 @@ def serve(subscriber: Subscriber, refs: list) -> list[NetworkObject]:
     return objects
 
 
+def link_ticket(ticket, object_ids: list[int]) -> None:
+    """Link a new ticket to these objects, in this order."""
+    if not object_ids:
+        return
+    db.session.flush()  # the ticket's id
+    db.session.execute(
+        insert(TicketLink),
+        [
+            {"ticket_id": ticket.id, "object_id": object_id, "isp_id": ticket.isp_id, "position": n}
+            for n, object_id in enumerate(object_ids)
+        ],
+    )
+
+
+def relink_ticket(ticket, objects: list[NetworkObject], by) -> bool:
+    """Make these the ticket's links, recording the change (old -> new, as kind:external_id)
+    in its history; False when they already are."""
+    current = db.session.execute(
+        select(NetworkObject.id, NetworkObject.kind, NetworkObject.external_id)
+        .join(TicketLink, TicketLink.object_id == NetworkObject.id)
+        .where(TicketLink.ticket_id == ticket.id)
+        .order_by(TicketLink.position)
+    ).all()
+    if [row.id for row in current] == [obj.id for obj in objects]:
+        return False
+    db.session.execute(TicketLink.__table__.delete().where(TicketLink.ticket_id == ticket.id))
+    link_ticket(ticket, [obj.id for obj in objects])
+    old = [f"{row.kind}:{row.external_id}" for row in current]
+    new = [f"{obj.kind}:{obj.external_id}" for obj in objects]
+    ticket.updated_at = utcnow()  # a new version of the ticket
+    ticket.record(HistoryAction.UPDATED, by, "links", old, new)
+    return True
+
+
 # --- The API ------------------------------------------------------------------------------------
 
 
@@ -151,7 +178,7 @@ def list_objects(args):
         [parent] = live_objects(scope.isp_id, [parse_ref(args["parent"], "parent")], "parent")
         conditions.append(NetworkObject.parent_id == parent.id)
     if "q" in args:
-        pattern = f"%{escape_like(args['q'].lower())}%"
+        pattern = f"%{queries.escape_like(args['q'].lower())}%"
         conditions.append(
             or_(
                 func.lower(NetworkObject.name).like(pattern, escape="\\"),
@@ -168,7 +195,7 @@ def list_objects(args):
         .offset((page - 1) * per_page)
     ).all()
     total = db.session.scalar(select(func.count()).select_from(NetworkObject).where(*conditions))
-    return Page(objects, page_meta(page, per_page, total))
+    return Page(objects, queries.page_meta(page, per_page, total))
 
 
 @bp.get(OBJECT)

@@ -23,20 +23,26 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.functions import FunctionElement
 
 from . import cursors
 from .extensions import db
 from .fastpath import answer_columns, json_object, json_text, spliced
 from .models import (
+    NETWORK_KINDS,
     OPEN_STATUSES,
     SEARCH_DOCUMENT,
     SYSTEM_NAME,
     ApiKey,
+    NetworkObject,
     Subscriber,
+    SubscriberNetwork,
     Ticket,
     TicketCount,
     TicketHistory,
+    TicketLink,
     TicketPriority,
     TicketReply,
     TicketStatus,
@@ -44,7 +50,7 @@ from .models import (
     utcnow,
 )
 from .responses import Page
-from .schemas import ReplyOut, TicketOut, TicketSummaryOut, search_words
+from .schemas import NetworkRefOut, ReplyOut, TicketOut, TicketSummaryOut, search_words
 from .scope import Scope, tickets_within
 
 # Fetch Ticket shows the first replies; the rest are a page away (GET .../replies).
@@ -67,6 +73,40 @@ def actor_name(row_model):
     return case((row_model.system, SYSTEM_NAME), else_=func.coalesce(ApiKey.name, User.name))
 
 
+class links_of(FunctionElement):
+    """A ticket's links (its id the argument) as the JSON text of NetworkRefOut items, in
+    the order they were given, written by the database: `[]` when it has none."""
+
+    type = Text()
+    inherit_cache = True
+    name = "links_of"
+
+
+def _ref_members(alias: str) -> str:
+    """The members of NetworkRefOut's JSON object, in its order, from the object `alias`."""
+    return ", ".join(f"'{name}', {alias}.{name}" for name in NetworkRefOut().dump_fields)
+
+
+@compiles(links_of, "postgresql")
+def _links_on_postgresql(element, compiler, **kw) -> str:
+    ticket = compiler.process(element.clauses, **kw)
+    return (
+        f"(SELECT coalesce(json_agg(json_build_object({_ref_members('o')}) "
+        "ORDER BY l.position), '[]'::json)::text FROM ticket_links AS l "
+        f"JOIN network_objects AS o ON o.id = l.object_id WHERE l.ticket_id = {ticket})"
+    )
+
+
+@compiles(links_of, "sqlite")
+def _links_on_sqlite(element, compiler, **kw) -> str:
+    ticket = compiler.process(element.clauses, **kw)
+    return (
+        f"(SELECT json_group_array(json_object({_ref_members('o')})) FROM "
+        "(SELECT n.kind, n.external_id FROM ticket_links AS l JOIN network_objects AS n "
+        f"ON n.id = l.object_id WHERE l.ticket_id = {ticket} ORDER BY l.position) AS o)"
+    )
+
+
 Assignee = aliased(User, name="assignee")
 # The fields of a ticket's answers that are not the ticket's own columns.
 TICKET_COLUMNS = {
@@ -74,6 +114,7 @@ TICKET_COLUMNS = {
     "assignee_name": Assignee.name,
     "created_by": person(Ticket.created_by_id, Ticket.created_by_key_id),
     "replies_total": Ticket.reply_count,
+    "links": links_of(Ticket.id),
 }
 
 
@@ -166,6 +207,15 @@ def _list_shape(scope: Scope, args: dict) -> tuple[tuple, dict]:
         terms = search_words(args["q"])
         filters.append(("q", len(terms)))
         params.update(_search_params(terms))
+    if "kind" in args:
+        filters.append("kind")
+        params["kind"] = args["kind"]
+    if "link" in args:
+        filters.append("link")
+        params["link_id"] = _named_object(scope, args["link"], "link").id
+    if "under" in args:
+        filters.append("under")
+        params["under_path"] = _named_object(scope, args["under"], "under").path + "%"
     at = None
     if "cursor" in args:
         value, params["cursor_id"] = cursors.position(args, args["cursor"])
@@ -223,9 +273,58 @@ def _conditions(shape: tuple) -> list[ColumnElement[bool]]:
             conditions.append(overdue(bindparam("now", type_=DateTime(True))))
         elif name == "not_overdue":
             conditions.append(not_overdue(bindparam("now", type_=DateTime(True))))
+        elif name == "kind":
+            conditions.append(Ticket.kind == bindparam("kind", type_=Text))
+        elif name == "link":
+            linked = select(TicketLink.ticket_id).where(
+                TicketLink.object_id == bindparam("link_id", type_=Integer)
+            )
+            conditions.append(Ticket.id.in_(linked))
+        elif name == "under":
+            conditions.append(_under(bindparam("under_path", type_=Text)))
         else:  # ("q", number of terms)
             conditions.append(matches(name[1], dialect))
     return conditions
+
+
+UNKNOWN = "No network object of this ISP with this kind and external_id."
+
+
+def parse_ref(text: str, field: str) -> tuple[str, str]:
+    """A "kind:external_id" of a query string (422 on `field` when it is not one)."""
+    kind, colon, external_id = text.partition(":")
+    if not colon or kind not in NETWORK_KINDS or not external_id:
+        message = f"Use kind:external_id, kind one of {', '.join(NETWORK_KINDS)}."
+        raise ValidationError({field: [message]})
+    return kind, external_id
+
+
+def _named_object(scope: Scope, ref: str, field: str):
+    """The object of the caller's ISP a filter names as kind:external_id (a retired one too:
+    tickets keep their links to it); 422 on `field` when there is none."""
+    kind, external_id = parse_ref(ref, field)
+    found = db.session.scalar(
+        select(NetworkObject).where(
+            NetworkObject.isp_id == scope.isp_id,
+            NetworkObject.kind == kind,
+            NetworkObject.external_id == external_id,
+        )
+    )
+    if found is None:
+        raise ValidationError({field: [UNKNOWN]})
+    return found
+
+
+def _under(path) -> ColumnElement[bool]:
+    """Tickets linked to an object at or below the one with this path (a LIKE pattern), or
+    whose subscriber is served at or below it."""
+    below = aliased(NetworkObject, name="below")
+    objects = select(below.id).where(
+        below.isp_id == bindparam("scope_isp_id", type_=Integer), below.path.like(path)
+    )
+    linked = select(TicketLink.ticket_id).where(TicketLink.object_id.in_(objects))
+    served = select(SubscriberNetwork.subscriber_id).where(SubscriberNetwork.object_id.in_(objects))
+    return or_(Ticket.id.in_(linked), Ticket.subscriber_id.in_(served))
 
 
 def _one_of(column, name: str, count: int) -> ColumnElement[bool]:

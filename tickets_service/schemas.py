@@ -38,6 +38,7 @@ from .models import (
     NETWORK_KINDS,
     HistoryAction,
     Role,
+    TicketKind,
     TicketPriority,
     TicketStatus,
 )
@@ -95,6 +96,18 @@ class TicketListArgs(PageArgs):
     updated_since = QueryTimestamp()
     overdue = QueryBoolean()
     q = Text(single_line=True, validate=validate.Length(1, 200))
+    kind = fields.String(validate=validate.OneOf([kind.value for kind in TicketKind]))
+    link = fields.String(
+        validate=validate.Length(1, 300),
+        metadata={"description": "kind:external_id: the tickets linked to that object."},
+    )
+    under = fields.String(
+        validate=validate.Length(1, 300),
+        metadata={
+            "description": "kind:external_id: the tickets linked to that object or anything "
+            "below it, or whose subscriber is served at or below it."
+        },
+    )
     sort = fields.String(
         load_default="-created_at",
         validate=validate.OneOf([*SORTS, *(f"-{name}" for name in SORTS)]),
@@ -136,6 +149,33 @@ def search_words(text: str) -> list[str]:
 _LETTER_OR_DIGIT = re.compile(r"[^\W_]")
 
 
+class NetworkRefIn(Schema):
+    """A network object of the caller's ISP, as its platform names it."""
+
+    kind = fields.String(required=True, validate=validate.OneOf(NETWORK_KINDS))
+    external_id = external_id_field(required=True)
+
+
+def network_refs(description: str) -> fields.List:
+    """A list of network objects, each named once, at most MAX_LINKS of them."""
+
+    def once_each(refs: list) -> None:
+        named = [(ref["kind"], ref["external_id"]) for ref in refs]
+        if len(set(named)) != len(named):
+            raise ValidationError("Name each network object once.")
+
+    return fields.List(
+        fields.Nested(NetworkRefIn),
+        validate=[validate.Length(max=MAX_LINKS), once_each],
+        metadata={"description": description},
+    )
+
+
+LINKS = "The network objects the ticket is about (for a subscriber's ticket, by default the " + (
+    "ones that serve the subscriber); an update replaces them."
+)
+
+
 class TicketIn(ScopeIn):
     title = title_field(required=True)
     description = long_text_field(required=True)
@@ -143,9 +183,10 @@ class TicketIn(ScopeIn):
     priority = fields.Integer(strict=True, required=True, validate=priority_code)
     assignee_id = Id(allow_none=True)
     due_at = Timestamp(allow_none=True)
+    links = network_refs(LINKS)
 
 
-EDITABLE = ("title", "description", "priority", "subscriber_id", "assignee_id", "due_at")
+EDITABLE = ("title", "description", "priority", "subscriber_id", "assignee_id", "due_at", "links")
 
 
 class TicketUpdateIn(ScopeIn):
@@ -155,6 +196,7 @@ class TicketUpdateIn(ScopeIn):
     priority = fields.Integer(strict=True, validate=priority_code)
     assignee_id = Id(allow_none=True)
     due_at = Timestamp(allow_none=True)
+    links = network_refs(LINKS)
 
     @validates_schema
     def needs_a_change(self, data, **kwargs):
@@ -240,28 +282,6 @@ class UserUpdateIn(ScopeIn):
             raise ValidationError(
                 "Send at least one of name, role, branch_id, is_active, password."
             )
-
-
-class NetworkRefIn(Schema):
-    """A network object of the caller's ISP, as its platform names it."""
-
-    kind = fields.String(required=True, validate=validate.OneOf(NETWORK_KINDS))
-    external_id = external_id_field(required=True)
-
-
-def network_refs(description: str) -> fields.List:
-    """A list of network objects, each named once, at most MAX_LINKS of them."""
-
-    def once_each(refs: list) -> None:
-        named = [(ref["kind"], ref["external_id"]) for ref in refs]
-        if len(set(named)) != len(named):
-            raise ValidationError("Name each network object once.")
-
-    return fields.List(
-        fields.Nested(NetworkRefIn),
-        validate=[validate.Length(max=MAX_LINKS), once_each],
-        metadata={"description": description},
-    )
 
 
 SERVED_BY = "The network objects that serve the subscriber (its service, its CPE...); " + (
@@ -491,7 +511,16 @@ TICKET_FIELDS = {
     "deleted_at": lambda: Timestamp(allow_none=True),
     "replies_total": fields.Integer,
     "created_by_key_id": lambda: fields.Integer(allow_none=True, metadata=ACTING_KEY),
+    "kind": lambda: fields.String(metadata={"description": "ticket, or incident"}),
+    "parent_id": lambda: fields.Integer(
+        allow_none=True, metadata={"description": "The incident it hangs under."}
+    ),
+    "links": lambda: fields.List(
+        fields.Nested(NetworkRefOut), metadata={"description": "The network objects it is about."}
+    ),
 }
+# What the network adds to every ticket answer, after the rest.
+_NETWORK = ("kind", "parent_id", "links")
 # What the desk adds to every ticket answer, after the spec's fields.
 _DESK = ("assignee_id", "assignee_name", "due_at", "first_response_at", "resolved_at", "closed_at")
 
@@ -505,14 +534,14 @@ def ticket_answer(name: str, *shown: str) -> type[OutSchema]:
 TicketSummaryOut = ticket_answer(
     "TicketSummaryOut",
     *("id", "title", "subscriber_id", "subscriber_name", "priority", "status", "created_at"),
-    *("isp_id", "branch_id", "updated_at", *_DESK, "deleted_at"),
+    *("isp_id", "branch_id", "updated_at", *_DESK, "deleted_at", *_NETWORK),
 )
 # Fetch Ticket: with the description and the first replies.
 TicketOut = ticket_answer(
     "TicketOut",
     *("id", "title", "description", "subscriber_id", "subscriber_name", "priority", "status"),
     *("replies", "created_at", "isp_id", "branch_id", "created_by", "updated_at", *_DESK),
-    *("replies_total", "created_by_key_id"),
+    *("replies_total", "created_by_key_id", *_NETWORK),
 )
 
 

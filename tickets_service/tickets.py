@@ -2,14 +2,14 @@
 
 from flask import Response, abort, request
 from marshmallow import ValidationError
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from werkzeug.exceptions import PreconditionFailed
 from werkzeug.http import quote_etag
 
-from . import queries
+from . import network, queries
 from .extensions import db
 from .idempotency import idempotent
-from .models import Subscriber, Ticket, User
+from .models import NetworkObject, Subscriber, SubscriberNetwork, Ticket, User
 from .openapi import Blueprint
 from .responses import Page
 from .schemas import (
@@ -98,19 +98,28 @@ def visible_ticket_or_404(
     return value
 
 
-def check_subscriber(subscriber_id: int, isp_id: int, branch_id: int) -> None:
-    """422 unless the subscriber belongs to the ticket's ISP and branch."""
-    found = db.session.scalar(
-        select(Subscriber.id).where(
+def check_subscriber(subscriber_id: int, isp_id: int, branch_id: int) -> list[int]:
+    """422 unless the subscriber belongs to the ticket's ISP and branch; the live network
+    objects that serve it (read in the same statement: a new ticket links them)."""
+    served = and_(
+        NetworkObject.id == SubscriberNetwork.object_id, NetworkObject.retired_at.is_(None)
+    )
+    found = db.session.execute(
+        select(Subscriber.id, NetworkObject.id)
+        .outerjoin(SubscriberNetwork, SubscriberNetwork.subscriber_id == Subscriber.id)
+        .outerjoin(NetworkObject, served)
+        .where(
             Subscriber.id == subscriber_id,
             Subscriber.isp_id == isp_id,
             Subscriber.branch_id == branch_id,
         )
-    )
-    if found is None:
+        .order_by(NetworkObject.kind, NetworkObject.external_id)
+    ).all()
+    if not found:
         raise ValidationError(
             {"subscriber_id": ["No subscriber with this id in the ticket's ISP and branch."]}
         )
+    return [object_id for _, object_id in found if object_id is not None]
 
 
 def check_assignee(assignee_id: int, isp_id: int, branch_id: int) -> None:
@@ -129,16 +138,21 @@ def check_assignee(assignee_id: int, isp_id: int, branch_id: int) -> None:
         )
 
 
-def check_links(values: dict, isp_id: int, branch_id: int, linked: Ticket | None = None):
+def check_links(
+    values: dict, isp_id: int, branch_id: int, linked: Ticket | None = None
+) -> list[int]:
     """The subscriber and assignee a write links must be the ticket's ISP and branch's to link
     (one the ticket already has, sent again as it was, is not checked again: a subscriber may
-    have moved branch, an assignee left, since)."""
+    have moved branch, an assignee left, since). The network objects that serve a newly
+    linked subscriber."""
+    served = []
     subscriber = values.get("subscriber_id")
     if subscriber is not None and subscriber != (linked and linked.subscriber_id):
-        check_subscriber(subscriber, isp_id, branch_id)
+        served = check_subscriber(subscriber, isp_id, branch_id)
     assignee = values.get("assignee_id")
     if assignee is not None and assignee != (linked and linked.assignee_id):
         check_assignee(assignee, isp_id, branch_id)
+    return served
 
 
 # --- The spec's endpoints -------------------------------------------------------------------
@@ -189,8 +203,12 @@ def create_ticket(scope, data):
     within = current_scope()
     isp_id, branch_id = within.isp_id, within.named_branch(scope, data)
     values = without_scope(data)
-    check_links(values, isp_id, branch_id)
+    refs = values.pop("links", None)
+    served = check_links(values, isp_id, branch_id)
+    objects = [obj.id for obj in network.live_objects(isp_id, refs or [], "links")]
     ticket = Ticket.open(within.actor, isp_id=isp_id, branch_id=branch_id, **values)
+    # Without links of its own, a subscriber's ticket is about what serves the subscriber.
+    network.link_ticket(ticket, objects if refs is not None else served)
     return ticket, commit(ticket)
 
 
@@ -207,7 +225,12 @@ def update_ticket(_scope, changes, ticket_id: int):
     scope = current_scope()
     ticket = get_ticket_or_404(scope, ticket_id)
     changes = without_scope(changes)
+    refs = changes.pop("links", None)
     check_links(changes, ticket.isp_id, ticket.branch_id, ticket)
+    if refs is not None:
+        network.relink_ticket(
+            ticket, network.live_objects(ticket.isp_id, refs, "links"), scope.actor
+        )
     ticket.edit(changes, scope.actor)
     return None, commit(ticket)
 
