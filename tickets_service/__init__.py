@@ -115,7 +115,18 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Each blueprint through the Api, which serves the document generated from them."""
-    from . import api_keys, audit, auth, health, network, openapi, subscribers, tickets, users
+    from . import (
+        api_keys,
+        audit,
+        auth,
+        health,
+        incidents,
+        network,
+        openapi,
+        subscribers,
+        tickets,
+        users,
+    )
     from .webhooks import views as webhooks
 
     api = openapi.init_app(app)
@@ -129,6 +140,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(api_keys.bp, url_prefix="/api/v1/api-keys")
     api.register_blueprint(audit.bp, url_prefix="/api/v1/audit")
     api.register_blueprint(network.bp, url_prefix="/api/v1/network")
+    api.register_blueprint(incidents.bp, url_prefix="/api/v1/incidents")
 
 
 def register_error_handlers(app: Flask) -> None:

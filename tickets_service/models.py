@@ -351,7 +351,8 @@ class Ticket(db.Model):
         reply.created_at = now
         db.session.add(reply)
         self.reply_count = (self.reply_count or 0) + 1  # the ticket is locked by its writer
-        if not internal and self.first_response_at is None:
+        # The service's own messages never answer the subscriber for a person.
+        if not internal and not by.system and self.first_response_at is None:
             self.first_response_at = now
         self.updated_at = now
         self.record(HistoryAction.NOTED if internal else HistoryAction.REPLIED, by)
@@ -452,6 +453,11 @@ class HistoryAction(enum.StrEnum):
     # A ticket put under an incident, or taken from under it (new: the incident's id / old).
     LINKED = "linked"
     UNLINKED = "unlinked"
+    # An incident's events (new: what it says of the incident, or of one subscriber's outage).
+    INCIDENT_OPENED = "incident_opened"
+    INCIDENT_UPDATED = "incident_updated"
+    INCIDENT_RESOLVED = "incident_resolved"
+    OUTAGE = "outage"
 
 
 class TicketHistory(db.Model):

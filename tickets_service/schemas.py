@@ -206,6 +206,50 @@ class TicketUpdateIn(ScopeIn):
 
 class TicketStatusIn(ScopeIn):
     status = fields.Integer(strict=True, required=True, validate=status_code)
+    restored_at = Timestamp(
+        metadata={
+            "description": "Resolving an incident: when service came back (not in the future, "
+            "not before starts_at; default now)."
+        }
+    )
+
+
+class IncidentIn(ScopeIn):
+    """An outage of network objects (links: the ones that failed)."""
+
+    title = title_field(required=True)
+    description = long_text_field(required=True)
+    priority = fields.Integer(strict=True, required=True, validate=priority_code)
+    links = network_refs("The network objects that failed (at least one).")
+    starts_at = Timestamp(metadata={"description": "Default: now."})
+    expected_end_at = Timestamp(allow_none=True)
+    planned = StrictBoolean(load_default=False)
+    public_message = long_text_field(
+        required=True,
+        metadata={"description": "What every affected subscriber's new ticket is told."},
+    )
+
+    @validates_schema
+    def _links_and_times(self, data, **_kwargs):
+        if not data.get("links"):
+            raise ValidationError("Name at least one failing network object.", "links")
+        starts, ends = data.get("starts_at"), data.get("expected_end_at")
+        if starts is not None and ends is not None and ends < starts:
+            raise ValidationError("Must not be before starts_at.", "expected_end_at")
+
+
+class IncidentUpdateIn(ScopeIn):
+    expected_end_at = Timestamp(allow_none=True)
+    public_message = long_text_field()
+
+    @validates_schema
+    def needs_a_change(self, data, **kwargs):
+        if not {"expected_end_at", "public_message"} & data.keys():
+            raise ValidationError("Send at least one of expected_end_at, public_message.")
+
+
+class ParentIn(ScopeIn):
+    incident_id = Id(required=True)
 
 
 class ReplyIn(ScopeIn):
@@ -653,6 +697,57 @@ class RedeliveryOut(OutSchema):
     delivery_id = fields.String(metadata={"description": "The new delivery's id."})
 
 
+class IncidentOut(OutSchema):
+    """What an incident has beyond a ticket's fields (Fetch Ticket shows those)."""
+
+    id = fields.Integer()
+    title = fields.String()
+    status = fields.Integer()
+    priority = fields.Integer()
+    branch_id = fields.Integer()
+    starts_at = Timestamp()
+    expected_end_at = Timestamp(allow_none=True)
+    planned = fields.Boolean()
+    public_message = fields.String()
+    restored_at = Timestamp(allow_none=True)
+    links = fields.List(fields.Nested(NetworkRefOut))
+    affected_count = fields.Integer(metadata={"description": "Subscribers affected now."})
+    children_count = fields.Integer()
+
+
+class AffectedOut(OutSchema):
+    subscriber_id = fields.Integer()
+    external_id = fields.String(allow_none=True)
+    name = fields.String()
+    branch_id = fields.Integer()
+    from_ = Timestamp(data_key="from", attribute="from")
+    to = Timestamp(allow_none=True, metadata={"description": "null while still affected"})
+    minutes = fields.Integer(metadata={"description": "Whole minutes affected (so far)."})
+
+
+class OutageOut(OutSchema):
+    incident_id = fields.Integer()
+    title = fields.String()
+    from_ = Timestamp(data_key="from", attribute="from")
+    to = Timestamp(allow_none=True)
+    minutes = fields.Integer()
+
+
+class OutagesOut(OutSchema):
+    outages = fields.List(fields.Nested(OutageOut))
+    total_minutes = fields.Integer(
+        metadata={"description": "Minutes out of service in the period, overlaps counted once."}
+    )
+
+
+class OutageArgs(Schema):
+    isp_id = QueryId()
+    branch_id = QueryId()
+    user_id = QueryId()
+    from_ = QueryTimestamp(data_key="from")
+    to = QueryTimestamp(upper=True)
+
+
 class CreatedOut(OutSchema):
     id = fields.Integer()
 
@@ -707,4 +802,8 @@ user_update_in = UserUpdateIn()
 webhook_in = WebhookIn()
 api_key_in = ApiKeyIn()
 network_object_in = NetworkObjectIn()
+incident_in = IncidentIn()
+incident_update_in = IncidentUpdateIn()
+parent_in = ParentIn()
+outage_args = OutageArgs()
 network_list_args = NetworkListArgs()

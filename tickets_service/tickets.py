@@ -6,10 +6,19 @@ from sqlalchemy import and_, select
 from werkzeug.exceptions import PreconditionFailed
 from werkzeug.http import quote_etag
 
-from . import network, queries
+from . import incidents, network, queries
 from .extensions import db
 from .idempotency import idempotent
-from .models import NetworkObject, Subscriber, SubscriberNetwork, Ticket, User
+from .models import (
+    HistoryAction,
+    NetworkObject,
+    Subscriber,
+    SubscriberNetwork,
+    Ticket,
+    TicketKind,
+    User,
+    utcnow,
+)
 from .openapi import Blueprint
 from .responses import Page
 from .schemas import (
@@ -21,6 +30,7 @@ from .schemas import (
     TicketOut,
     TicketPageMeta,
     TicketSummaryOut,
+    parent_in,
     reply_in,
     reply_list_args,
     stats_args,
@@ -98,14 +108,17 @@ def visible_ticket_or_404(
     return value
 
 
-def check_subscriber(subscriber_id: int, isp_id: int, branch_id: int) -> list[int]:
+def check_subscriber(
+    subscriber_id: int, isp_id: int, branch_id: int
+) -> tuple[list[int], int | None]:
     """422 unless the subscriber belongs to the ticket's ISP and branch; the live network
-    objects that serve it (read in the same statement: a new ticket links them)."""
+    objects that serve it and the open incident that affects it, if one does (read in the
+    same statement: a new ticket links them, and joins it)."""
     served = and_(
         NetworkObject.id == SubscriberNetwork.object_id, NetworkObject.retired_at.is_(None)
     )
     found = db.session.execute(
-        select(Subscriber.id, NetworkObject.id)
+        select(Subscriber.id, NetworkObject.id, incidents.covering(Subscriber.id, utcnow()))
         .outerjoin(SubscriberNetwork, SubscriberNetwork.subscriber_id == Subscriber.id)
         .outerjoin(NetworkObject, served)
         .where(
@@ -119,7 +132,8 @@ def check_subscriber(subscriber_id: int, isp_id: int, branch_id: int) -> list[in
         raise ValidationError(
             {"subscriber_id": ["No subscriber with this id in the ticket's ISP and branch."]}
         )
-    return [object_id for _, object_id in found if object_id is not None]
+    served = [object_id for _, object_id, _ in found if object_id is not None]
+    return served, found[0][2]
 
 
 def check_assignee(assignee_id: int, isp_id: int, branch_id: int) -> None:
@@ -140,12 +154,12 @@ def check_assignee(assignee_id: int, isp_id: int, branch_id: int) -> None:
 
 def check_links(
     values: dict, isp_id: int, branch_id: int, linked: Ticket | None = None
-) -> list[int]:
+) -> tuple[list[int], int | None]:
     """The subscriber and assignee a write links must be the ticket's ISP and branch's to link
     (one the ticket already has, sent again as it was, is not checked again: a subscriber may
-    have moved branch, an assignee left, since). The network objects that serve a newly
+    have moved branch, an assignee left, since). What check_subscriber says of a newly
     linked subscriber."""
-    served = []
+    served = [], None
     subscriber = values.get("subscriber_id")
     if subscriber is not None and subscriber != (linked and linked.subscriber_id):
         served = check_subscriber(subscriber, isp_id, branch_id)
@@ -204,11 +218,13 @@ def create_ticket(scope, data):
     isp_id, branch_id = within.isp_id, within.named_branch(scope, data)
     values = without_scope(data)
     refs = values.pop("links", None)
-    served = check_links(values, isp_id, branch_id)
+    served, incident_id = check_links(values, isp_id, branch_id)
     objects = [obj.id for obj in network.live_objects(isp_id, refs or [], "links")]
     ticket = Ticket.open(within.actor, isp_id=isp_id, branch_id=branch_id, **values)
     # Without links of its own, a subscriber's ticket is about what serves the subscriber.
     network.link_ticket(ticket, objects if refs is not None else served)
+    if incident_id is not None:
+        incidents.join_at_create(ticket, incident_id, within.actor)
     return ticket, commit(ticket)
 
 
@@ -228,9 +244,11 @@ def update_ticket(_scope, changes, ticket_id: int):
     refs = changes.pop("links", None)
     check_links(changes, ticket.isp_id, ticket.branch_id, ticket)
     if refs is not None:
-        network.relink_ticket(
-            ticket, network.live_objects(ticket.isp_id, refs, "links"), scope.actor
-        )
+        if not refs and ticket.kind == TicketKind.INCIDENT:
+            raise ValidationError({"links": ["An incident links at least one network object."]})
+        objects = network.live_objects(ticket.isp_id, refs, "links")
+        if network.relink_ticket(ticket, objects, scope.actor) and ticket.kind == "incident":
+            incidents.links_changed(ticket, scope.actor)
     ticket.edit(changes, scope.actor)
     return None, commit(ticket)
 
@@ -264,6 +282,8 @@ def reply_to_ticket(_scope, data, ticket_id: int):
     scope = current_scope()
     ticket = get_ticket_or_404(scope, ticket_id)
     ticket.add_reply(data["message"], data["internal"], scope.actor)
+    if ticket.kind == TicketKind.INCIDENT and not data["internal"]:
+        incidents.copy_reply(ticket, data["message"], scope.actor)
     return None, commit(ticket)
 
 
@@ -275,10 +295,54 @@ def reply_to_ticket(_scope, data, ticket_id: int):
 @bp.errors(403, 404)
 @bp.versioned("write")
 def change_status(_scope, data, ticket_id: int):
-    """Change Ticket Status (resolved_at / closed_at follow it)."""
+    """Change Ticket Status (resolved_at / closed_at follow it). Resolving or closing an
+    incident moves its open children too; resolving one may say when service came back
+    (restored_at)."""
     scope = current_scope()
     ticket = get_ticket_or_404(scope, ticket_id)
+    old, restored_at = ticket.status, data.get("restored_at")
+    if restored_at is not None:
+        incidents.check_restored_at(ticket, old, data["status"], restored_at)
     ticket.change_status(data["status"], scope.actor)
+    if ticket.kind == TicketKind.INCIDENT and old != ticket.status:
+        incidents.status_changed(ticket, old, restored_at, scope.actor)
+    return None, commit(ticket)
+
+
+@bp.put(f"{TICKET}/parent")
+@token_required
+@scope_query
+@bp.arguments(parent_in)
+@bp.response(200, message="Ticket linked to the incident")
+@bp.errors(403, 404)
+@bp.versioned("write")
+def set_parent(_scope, data, ticket_id: int):
+    """Put a ticket under an incident (taking it from under another, if it was)."""
+    scope = current_scope()
+    ticket = get_ticket_or_404(scope, ticket_id)
+    incident = incidents.check_parent(scope, ticket, data["incident_id"])
+    if ticket.parent_id != incident.id:
+        if ticket.parent_id is not None:
+            ticket.record(HistoryAction.UNLINKED, scope.actor, "parent_id", ticket.parent_id, None)
+        ticket.record(HistoryAction.LINKED, scope.actor, "parent_id", None, incident.id)
+        ticket.parent_id = incident.id
+    return None, commit(ticket)
+
+
+@bp.delete(f"{TICKET}/parent")
+@token_required
+@scope_query
+@bp.response(200, message="Ticket unlinked from its incident")
+@bp.errors(403, 404, 409)
+@bp.versioned("write")
+def remove_parent(_scope, ticket_id: int):
+    """Take a ticket from under its incident (409 when it is under none)."""
+    scope = current_scope()
+    ticket = get_ticket_or_404(scope, ticket_id)
+    if ticket.parent_id is None:
+        abort(409, "The ticket is not under an incident.")
+    ticket.record(HistoryAction.UNLINKED, scope.actor, "parent_id", ticket.parent_id, None)
+    ticket.parent_id = None
     return None, commit(ticket)
 
 

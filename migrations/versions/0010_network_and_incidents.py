@@ -7,7 +7,8 @@ Create Date: 2026-12-04
 
 Tickets gain a kind (ticket or incident) and a parent (the incident they hang under); replies
 and history entries gain `system` (written by the service itself); history gains the actions
-linked and unlinked.
+linked and unlinked, and the incident events (opened, updated, resolved, and each affected
+subscriber's outage) that the webhook worker sends from it.
 """
 
 import sqlalchemy as sa
@@ -20,7 +21,8 @@ depends_on = None
 
 ACTIONS = ("created", "updated", "status_changed", "assigned", "replied", "noted", "deleted")
 OLD_ACTIONS = (*ACTIONS, "restored")
-NEW_ACTIONS = (*OLD_ACTIONS, "linked", "unlinked")
+INCIDENT_EVENTS = ("incident_opened", "incident_updated", "incident_resolved", "outage")
+NEW_ACTIONS = (*OLD_ACTIONS, "linked", "unlinked", *INCIDENT_EVENTS)
 
 
 def _actions(actions) -> str:
@@ -207,7 +209,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DELETE FROM ticket_history WHERE action IN ('linked', 'unlinked')")
+    added = ", ".join(f"'{action}'" for action in NEW_ACTIONS if action not in OLD_ACTIONS)
+    op.execute(f"DELETE FROM ticket_history WHERE action IN ({added})")
     _allow_actions(NEW_ACTIONS, OLD_ACTIONS)
     for table in ("ticket_history", "ticket_replies"):
         op.drop_column(table, "system")

@@ -18,7 +18,17 @@ EVENTS = {
     HistoryAction.NOTED: "ticket.replied",  # with internal: true
     HistoryAction.DELETED: "ticket.deleted",
     HistoryAction.RESTORED: "ticket.restored",
+    HistoryAction.LINKED: "ticket.linked",
+    HistoryAction.UNLINKED: "ticket.unlinked",
+    HistoryAction.INCIDENT_OPENED: "incident.opened",
+    HistoryAction.INCIDENT_UPDATED: "incident.updated",
+    HistoryAction.INCIDENT_RESOLVED: "incident.resolved",
+    HistoryAction.OUTAGE: "subscriber.outage",
 }
+# Events whose data is what their history entry's `new` holds (and who acted).
+INCIDENT_EVENTS = frozenset(
+    {"incident.opened", "incident.updated", "incident.resolved", "subscriber.outage"}
+)
 INTERNAL: frozenset[str] = frozenset()
 EVENT_TYPES = sorted(set(EVENTS.values()))
 
@@ -49,6 +59,8 @@ def payload(delivery_id: str, event: str, entry, isp_id: int) -> bytes:
     data = {"field": entry.field, "old": entry.old, "new": entry.new, **actor}
     if event == "ticket.replied":
         data = {**actor, "internal": entry.action == HistoryAction.NOTED}
+    elif event in INCIDENT_EVENTS:
+        data = {**entry.new, **actor}
     body = {
         "delivery_id": delivery_id,
         "event": event,
