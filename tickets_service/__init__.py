@@ -123,6 +123,8 @@ def register_blueprints(app: Flask) -> None:
         incidents,
         network,
         openapi,
+        settings,
+        storms,
         subscribers,
         tickets,
         users,
@@ -140,7 +142,9 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(api_keys.bp, url_prefix="/api/v1/api-keys")
     api.register_blueprint(audit.bp, url_prefix="/api/v1/audit")
     api.register_blueprint(network.bp, url_prefix="/api/v1/network")
+    api.register_blueprint(storms.bp, url_prefix="/api/v1/incidents/suggestions")
     api.register_blueprint(incidents.bp, url_prefix="/api/v1/incidents")
+    api.register_blueprint(settings.bp, url_prefix="/api/v1/settings")
 
 
 def register_error_handlers(app: Flask) -> None:

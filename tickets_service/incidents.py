@@ -133,9 +133,10 @@ def refresh_affected(incident: Ticket, since: datetime) -> None:
     )
 
 
-def attach_children(incident: Ticket, by: Actor) -> int:
-    """Every open ticket of an affected subscriber that hangs under no incident becomes the
-    incident's child, with a `linked` entry in its history; how many did."""
+def attach_children(incident: Ticket, by: Actor, also=None) -> int:
+    """Every open ticket of an affected subscriber (or that `also` holds for) that hangs under
+    no incident becomes the incident's child, with a `linked` entry in its history; how many
+    did."""
     affected = select(AffectedSubscriber.subscriber_id).where(
         AffectedSubscriber.incident_id == incident.id, AffectedSubscriber.affected_until.is_(None)
     )
@@ -148,7 +149,9 @@ def attach_children(incident: Ticket, by: Actor) -> int:
             Ticket.parent_id.is_(None),
             Ticket.deleted_at.is_(None),
             _open(),
-            Ticket.subscriber_id.in_(affected),
+            Ticket.subscriber_id.in_(affected)
+            if also is None
+            else or_(Ticket.subscriber_id.in_(affected), also),
         )
         .values(parent_id=incident.id, version=Ticket.version + 1, updated_at=now)
         .returning(Ticket.id)
@@ -454,40 +457,65 @@ def open_incident(scope, data):
         raise ValidationError({"starts_at": ["Planned maintenance starts in the future."]})
     objects = network.live_objects(within.isp_id, data["links"], "links")
     values = without_scope(data)
-    incident = Ticket.open(
-        within.actor,
-        isp_id=within.isp_id,
+    incident = open_on(
+        within,
+        objects,
         branch_id=within.named_branch(scope, data),
+        starts_at=starts_at,
+        **{name: values[name] for name in ("title", "description", "priority", "public_message")},
+        expected_end_at=values.get("expected_end_at"),
+        planned=values["planned"],
+    )
+    db.session.commit()
+    return incident, 201
+
+
+def open_on(
+    scope: Scope,
+    objects: list[NetworkObject],
+    *,
+    branch_id: int,
+    starts_at: datetime,
+    planned: bool = False,
+    expected_end_at: datetime | None = None,
+    children=(),
+    **values,
+) -> Ticket:
+    """A new incident of these failed objects: its affected subscribers worked out, their
+    open tickets (and `children`, tickets of a storm) gathered, and its incident.opened
+    event. The caller commits."""
+    now = utcnow()
+    incident = Ticket.open(
+        scope.actor,
+        isp_id=scope.isp_id,
+        branch_id=branch_id,
         kind=TicketKind.INCIDENT,
-        title=values["title"],
-        description=values["description"],
-        priority=values["priority"],
+        **{name: values[name] for name in ("title", "description", "priority")},
     )
     db.session.flush()
     db.session.add(
         Incident(
             ticket_id=incident.id,
-            isp_id=within.isp_id,
+            isp_id=scope.isp_id,
             starts_at=starts_at,
-            expected_end_at=data.get("expected_end_at"),
-            planned=data["planned"],
-            public_message=data["public_message"],
+            expected_end_at=expected_end_at,
+            planned=planned,
+            public_message=values["public_message"],
         )
     )
     network.link_ticket(incident, [obj.id for obj in objects])
     refresh_affected(incident, starts_at)
     if starts_at <= now:
-        attach_children(incident, within.actor)
+        attach_children(incident, scope.actor, Ticket.id.in_(children) if children else None)
     announce(
         incident,
         HistoryAction.INCIDENT_OPENED,
-        within.actor,
-        planned=data["planned"],
+        scope.actor,
+        planned=planned,
         starts_at=as_json_value(starts_at),
-        expected_end_at=as_json_value(data.get("expected_end_at")),
+        expected_end_at=as_json_value(expected_end_at),
     )
-    db.session.commit()
-    return incident, 201
+    return incident
 
 
 @bp.get(INCIDENT)

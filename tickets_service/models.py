@@ -458,6 +458,8 @@ class HistoryAction(enum.StrEnum):
     INCIDENT_UPDATED = "incident_updated"
     INCIDENT_RESOLVED = "incident_resolved"
     OUTAGE = "outage"
+    # The ticket that made a storm of tickets below one object (new: the suggestion).
+    INCIDENT_SUGGESTED = "incident_suggested"
 
 
 class TicketHistory(db.Model):
@@ -814,3 +816,70 @@ class AffectedSubscriber(db.Model):
     isp_id: Mapped[int] = mapped_column(Integer)
     affected_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     affected_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IspSettings(db.Model):
+    """An ISP's own settings (GET / PUT /api/v1/settings); an ISP without a row has the
+    defaults."""
+
+    __tablename__ = "isp_settings"
+
+    isp_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # A storm: storm_tickets tickets within storm_minutes below one network object.
+    storm_tickets: Mapped[int] = mapped_column(SmallInteger, default=5, server_default="5")
+    storm_minutes: Mapped[int] = mapped_column(SmallInteger, default=15, server_default="15")
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class StormHit(db.Model):
+    """A new ticket of a subscriber served below an object, counted towards a storm there:
+    one row per object on the way up from what serves the subscriber (at most the depth of
+    the network per object), so a storm is found by counting one object's recent rows."""
+
+    __tablename__ = "storm_hits"
+    __table_args__ = (Index("ix_storm_hits_object_id_at", "object_id", "at"),)
+
+    object_id: Mapped[int] = mapped_column(
+        ForeignKey("network_objects.id", ondelete="CASCADE"), primary_key=True
+    )
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    isp_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SuggestionStatus(enum.StrEnum):
+    OPEN = "open"
+    ACCEPTED = "accepted"
+    DISMISSED = "dismissed"
+
+
+class IncidentSuggestion(db.Model):
+    """A storm the service noticed: tickets below one object that no incident covers."""
+
+    __tablename__ = "incident_suggestions"
+    __table_args__ = (
+        Index("ix_incident_suggestions_isp_id_status", "isp_id", "status", "id"),
+        Index("ix_incident_suggestions_object_id", "object_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    isp_id: Mapped[int] = mapped_column(Integer)
+    object_id: Mapped[int] = mapped_column(ForeignKey("network_objects.id"))
+    ticket_ids: Mapped[list] = mapped_column(JSON)
+    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), default=SuggestionStatus.OPEN)
+    # Dismissed: the object is not suggested again until then.
+    quiet_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    object: Mapped["NetworkObject"] = relationship(lazy="raise")
+
+    @property
+    def count(self) -> int:
+        return len(self.ticket_ids)

@@ -154,9 +154,9 @@ def get_object_or_404(scope: Scope, kind: str, external_id: str, *, lock=False) 
         NetworkObject.external_id == external_id,
         NetworkObject.retired_at.is_(None),
     )
-    if lock:
-        query = query.with_for_update()
-    obj = db.session.scalar(query.options(joinedload(NetworkObject.parent)))
+    # Locked for a change (which shows nothing), or with its parent to show.
+    query = query.with_for_update() if lock else query.options(joinedload(NetworkObject.parent))
+    obj = db.session.scalar(query)
     if obj is None:
         abort(404, NOT_FOUND)
     return obj

@@ -248,6 +248,29 @@ class IncidentUpdateIn(ScopeIn):
             raise ValidationError("Send at least one of expected_end_at, public_message.")
 
 
+class SettingsIn(ScopeIn):
+    storm_tickets = fields.Integer(
+        strict=True,
+        validate=validate.Range(2, 1000),
+        metadata={"description": "Tickets below one object that make a storm."},
+    )
+    storm_minutes = fields.Integer(
+        strict=True,
+        validate=validate.Range(1, 1440),
+        metadata={"description": "Within this many minutes."},
+    )
+
+    @validates_schema
+    def needs_a_change(self, data, **kwargs):
+        if not {"storm_tickets", "storm_minutes"} & data.keys():
+            raise ValidationError("Send at least one of storm_tickets, storm_minutes.")
+
+
+class AcceptIn(ScopeIn):
+    title = title_field()
+    public_message = long_text_field()
+
+
 class ParentIn(ScopeIn):
     incident_id = Id(required=True)
 
@@ -748,6 +771,24 @@ class OutageArgs(Schema):
     to = QueryTimestamp(upper=True)
 
 
+class SettingsOut(OutSchema):
+    storm_tickets = fields.Integer()
+    storm_minutes = fields.Integer()
+
+
+class SuggestedObjectOut(NetworkRefOut):
+    name = fields.String()
+
+
+class SuggestionOut(OutSchema):
+    id = fields.Integer()
+    object = fields.Nested(SuggestedObjectOut)
+    ticket_ids = fields.List(fields.Integer())
+    first_at = Timestamp()
+    last_at = Timestamp()
+    count = fields.Integer()
+
+
 class CreatedOut(OutSchema):
     id = fields.Integer()
 
@@ -805,5 +846,7 @@ network_object_in = NetworkObjectIn()
 incident_in = IncidentIn()
 incident_update_in = IncidentUpdateIn()
 parent_in = ParentIn()
+settings_in = SettingsIn()
+accept_in = AcceptIn()
 outage_args = OutageArgs()
 network_list_args = NetworkListArgs()

@@ -6,7 +6,7 @@ from sqlalchemy import and_, select
 from werkzeug.exceptions import PreconditionFailed
 from werkzeug.http import quote_etag
 
-from . import incidents, network, queries
+from . import incidents, network, queries, storms
 from .extensions import db
 from .idempotency import idempotent
 from .models import (
@@ -110,15 +110,20 @@ def visible_ticket_or_404(
 
 def check_subscriber(
     subscriber_id: int, isp_id: int, branch_id: int
-) -> tuple[list[int], int | None]:
+) -> tuple[list[tuple[int, str]], int | None]:
     """422 unless the subscriber belongs to the ticket's ISP and branch; the live network
-    objects that serve it and the open incident that affects it, if one does (read in the
-    same statement: a new ticket links them, and joins it)."""
+    objects that serve it (id and path) and the open incident that affects it, if one does
+    (read in the same statement: a new ticket links them, and joins it)."""
     served = and_(
         NetworkObject.id == SubscriberNetwork.object_id, NetworkObject.retired_at.is_(None)
     )
     found = db.session.execute(
-        select(Subscriber.id, NetworkObject.id, incidents.covering(Subscriber.id, utcnow()))
+        select(
+            Subscriber.id,
+            NetworkObject.id,
+            NetworkObject.path,
+            incidents.covering(Subscriber.id, utcnow()),
+        )
         .outerjoin(SubscriberNetwork, SubscriberNetwork.subscriber_id == Subscriber.id)
         .outerjoin(NetworkObject, served)
         .where(
@@ -132,8 +137,8 @@ def check_subscriber(
         raise ValidationError(
             {"subscriber_id": ["No subscriber with this id in the ticket's ISP and branch."]}
         )
-    served = [object_id for _, object_id, _ in found if object_id is not None]
-    return served, found[0][2]
+    served = [(row[1], row[2]) for row in found if row[1] is not None]
+    return served, found[0][3]
 
 
 def check_assignee(assignee_id: int, isp_id: int, branch_id: int) -> None:
@@ -154,7 +159,7 @@ def check_assignee(assignee_id: int, isp_id: int, branch_id: int) -> None:
 
 def check_links(
     values: dict, isp_id: int, branch_id: int, linked: Ticket | None = None
-) -> tuple[list[int], int | None]:
+) -> tuple[list[tuple[int, str]], int | None]:
     """The subscriber and assignee a write links must be the ticket's ISP and branch's to link
     (one the ticket already has, sent again as it was, is not checked again: a subscriber may
     have moved branch, an assignee left, since). What check_subscriber says of a newly
@@ -222,9 +227,13 @@ def create_ticket(scope, data):
     objects = [obj.id for obj in network.live_objects(isp_id, refs or [], "links")]
     ticket = Ticket.open(within.actor, isp_id=isp_id, branch_id=branch_id, **values)
     # Without links of its own, a subscriber's ticket is about what serves the subscriber.
-    network.link_ticket(ticket, objects if refs is not None else served)
+    network.link_ticket(
+        ticket, objects if refs is not None else [object_id for object_id, _ in served]
+    )
     if incident_id is not None:
         incidents.join_at_create(ticket, incident_id, within.actor)
+    else:
+        storms.note(ticket, [path for _, path in served], within.actor)
     return ticket, commit(ticket)
 
 

@@ -22,6 +22,7 @@ depends_on = None
 ACTIONS = ("created", "updated", "status_changed", "assigned", "replied", "noted", "deleted")
 OLD_ACTIONS = (*ACTIONS, "restored")
 INCIDENT_EVENTS = ("incident_opened", "incident_updated", "incident_resolved", "outage")
+INCIDENT_EVENTS += ("incident_suggested",)
 NEW_ACTIONS = (*OLD_ACTIONS, "linked", "unlinked", *INCIDENT_EVENTS)
 
 
@@ -206,9 +207,74 @@ def upgrade() -> None:
             table, sa.Column("system", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
     _allow_actions(OLD_ACTIONS, NEW_ACTIONS)
+    op.create_table(
+        "isp_settings",
+        sa.Column("isp_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("storm_tickets", sa.SmallInteger(), server_default="5", nullable=False),
+        sa.Column("storm_minutes", sa.SmallInteger(), server_default="15", nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("isp_id", name=op.f("pk_isp_settings")),
+    )
+    op.create_table(
+        "storm_hits",
+        sa.Column("object_id", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("isp_id", sa.Integer(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["object_id"],
+            ["network_objects.id"],
+            name=op.f("fk_storm_hits_object_id_network_objects"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"],
+            ["tickets.id"],
+            name=op.f("fk_storm_hits_ticket_id_tickets"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("object_id", "ticket_id", name=op.f("pk_storm_hits")),
+    )
+    op.create_index("ix_storm_hits_object_id_at", "storm_hits", ["object_id", "at"])
+    op.create_table(
+        "incident_suggestions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("isp_id", sa.Integer(), nullable=False),
+        sa.Column("object_id", sa.Integer(), nullable=False),
+        sa.Column("ticket_ids", sa.JSON(), nullable=False),
+        sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("quiet_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("incident_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["incident_id"],
+            ["tickets.id"],
+            name=op.f("fk_incident_suggestions_incident_id_tickets"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["object_id"],
+            ["network_objects.id"],
+            name=op.f("fk_incident_suggestions_object_id_network_objects"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_incident_suggestions")),
+    )
+    op.create_index(
+        "ix_incident_suggestions_isp_id_status", "incident_suggestions", ["isp_id", "status", "id"]
+    )
+    op.create_index(
+        "ix_incident_suggestions_object_id", "incident_suggestions", ["object_id", "status"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_incident_suggestions_object_id", table_name="incident_suggestions")
+    op.drop_index("ix_incident_suggestions_isp_id_status", table_name="incident_suggestions")
+    op.drop_table("incident_suggestions")
+    op.drop_index("ix_storm_hits_object_id_at", table_name="storm_hits")
+    op.drop_table("storm_hits")
+    op.drop_table("isp_settings")
     added = ", ".join(f"'{action}'" for action in NEW_ACTIONS if action not in OLD_ACTIONS)
     op.execute(f"DELETE FROM ticket_history WHERE action IN ({added})")
     _allow_actions(NEW_ACTIONS, OLD_ACTIONS)

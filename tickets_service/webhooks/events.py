@@ -24,10 +24,14 @@ EVENTS = {
     HistoryAction.INCIDENT_UPDATED: "incident.updated",
     HistoryAction.INCIDENT_RESOLVED: "incident.resolved",
     HistoryAction.OUTAGE: "subscriber.outage",
+    HistoryAction.INCIDENT_SUGGESTED: "incident.suggested",
 }
 # Events whose data is what their history entry's `new` holds (and who acted).
 INCIDENT_EVENTS = frozenset(
-    {"incident.opened", "incident.updated", "incident.resolved", "subscriber.outage"}
+    {
+        *("incident.opened", "incident.updated", "incident.resolved", "incident.suggested"),
+        "subscriber.outage",
+    }
 )
 INTERNAL: frozenset[str] = frozenset()
 EVENT_TYPES = sorted(set(EVENTS.values()))
