@@ -7,9 +7,11 @@ message. A public reply to it reaches every open child, and resolving or closing
 all. Each write here is a few set-based statements, whatever the number of children.
 """
 
+import csv
+import io
 from datetime import datetime
 
-from flask import abort
+from flask import Response, abort, request
 from marshmallow import ValidationError
 from sqlalchemy import (
     DateTime,
@@ -50,6 +52,7 @@ from .responses import Page
 from .schemas import (
     AffectedOut,
     CreatedOut,
+    ImpactOut,
     IncidentOut,
     PageMeta,
     incident_in,
@@ -597,6 +600,110 @@ def affected_subscribers(args, incident_id: int):
     rows = db.session.execute(query.limit(per_page).offset((page - 1) * per_page))
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     return Page([_impact(row) for row in rows], queries.page_meta(page, per_page, total))
+
+
+@bp.get(f"{INCIDENT}/impact")
+@token_required
+@bp.arguments(reply_list_args, location="query")
+@bp.response(200, ImpactOut(many=True), meta=PageMeta)
+@bp.alt_response(200, content_type="text/csv", description="With Accept: text/csv: every row.")
+@bp.errors(403, 404)
+def incident_impact(args, incident_id: int):
+    """Each affected subscriber's outage: from when to when, and how many minutes (staff:
+    their branch's), a page at a time; with `Accept: text/csv`, every row as CSV."""
+    scope = current_scope()
+    get_incident_or_404(scope, incident_id)
+    query = impact_rows(incident_id, scope)
+    if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
+        return _as_csv(incident_id, db.session.execute(query))
+    page, per_page = args["page"], args["per_page"]
+    rows = db.session.execute(query.limit(per_page).offset((page - 1) * per_page))
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    return Page([_impact(row) for row in rows], queries.page_meta(page, per_page, total))
+
+
+CSV_FIELDS = ("subscriber_id", "external_id", "name", "from", "to", "minutes")
+
+
+def _as_csv(incident_id: int, rows) -> Response:
+    """The rows as CSV (RFC 4180), times in the API's format; a cell that a spreadsheet would
+    run as a formula is quoted with a leading apostrophe."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_FIELDS)
+    for row in rows:
+        item = _impact(row)
+        writer.writerow(
+            [
+                _cell(as_json_value(item[name])) if item[name] is not None else ""
+                for name in CSV_FIELDS
+            ]
+        )
+    headers = {"Content-Disposition": f'attachment; filename="incident-{incident_id}-impact.csv"'}
+    return Response(out.getvalue(), 200, headers, mimetype="text/csv")
+
+
+def _cell(value):
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def outages_of(subscriber_id: int, start: datetime, end: datetime) -> dict:
+    """A subscriber's outages that overlap [start, end), each cut to the period, and the
+    minutes out of service in it, where overlapping outages count once."""
+    rows = db.session.execute(
+        select(
+            AffectedSubscriber.incident_id,
+            Ticket.title,
+            AffectedSubscriber.affected_from,
+            AffectedSubscriber.affected_until,
+        )
+        .join(Ticket, Ticket.id == AffectedSubscriber.incident_id)
+        .where(
+            AffectedSubscriber.subscriber_id == subscriber_id,
+            Ticket.deleted_at.is_(None),
+            AffectedSubscriber.affected_from < end,
+            or_(
+                AffectedSubscriber.affected_until.is_(None),
+                AffectedSubscriber.affected_until > start,
+            ),
+        )
+        .order_by(AffectedSubscriber.affected_from, AffectedSubscriber.incident_id)
+    ).all()
+    now = utcnow()
+    outages, spans = [], []
+    for row in rows:
+        begins = max(as_utc(row.affected_from), start)
+        until = as_utc(row.affected_until) if row.affected_until is not None else None
+        ends = min(until or now, end)
+        outages.append(
+            {
+                "incident_id": row.incident_id,
+                "title": row.title,
+                "from": begins,
+                "to": until if until is None or until <= end else end,
+                "minutes": outage_minutes(begins, ends) if ends > begins else 0,
+            }
+        )
+        if ends > begins:
+            spans.append((begins, ends))
+    return {"outages": outages, "total_minutes": _union_minutes(spans)}
+
+
+def _union_minutes(spans: list) -> int:
+    """Whole minutes covered by these intervals, each moment counted once."""
+    total, current = 0.0, None
+    for begins, ends in sorted(spans):
+        if current is not None and begins <= current[1]:
+            current = (current[0], max(current[1], ends))
+            continue
+        if current is not None:
+            total += (current[1] - current[0]).total_seconds()
+        current = (begins, ends)
+    if current is not None:
+        total += (current[1] - current[0]).total_seconds()
+    return int(total // 60)
 
 
 def _impact(row) -> dict:

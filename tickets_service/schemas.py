@@ -748,6 +748,15 @@ class AffectedOut(OutSchema):
     minutes = fields.Integer(metadata={"description": "Whole minutes affected (so far)."})
 
 
+class ImpactOut(OutSchema):
+    subscriber_id = fields.Integer()
+    external_id = fields.String(allow_none=True)
+    name = fields.String()
+    from_ = Timestamp(data_key="from", attribute="from")
+    to = Timestamp(allow_none=True, metadata={"description": "null while still affected"})
+    minutes = fields.Integer(metadata={"description": "Whole minutes affected (so far)."})
+
+
 class OutageOut(OutSchema):
     incident_id = fields.Integer()
     title = fields.String()

@@ -1,24 +1,28 @@
 """The subscribers blueprint: staff read the subscribers of their reach, admins write them, and
 the ISP platform keeps them in sync by its own external ids."""
 
+from datetime import timedelta
+
 from flask import abort
 from marshmallow import ValidationError
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from . import audit
+from . import audit, incidents
 from .extensions import db
 from .fields import external_id_field
 from .idempotency import idempotent
-from .models import Subscriber
+from .models import Subscriber, utcnow
 from .network import serve
 from .openapi import Blueprint
 from .queries import escape_like, page_of
 from .schemas import (
     CreatedOut,
+    OutagesOut,
     PageMeta,
     SubscriberOut,
+    outage_args,
     subscriber_create_in,
     subscriber_list_args,
     subscriber_sync_in,
@@ -124,6 +128,22 @@ def create_subscriber(scope, data):
     """Create a subscriber (admins) in the branch of the ISP its query or body names, the
     admin's own by default."""
     return add_subscriber(current_scope(), data, scope)
+
+
+@bp.get(f"{SUBSCRIBER}/outages")
+@token_required
+@bp.arguments(outage_args, location="query")
+@bp.response(200, OutagesOut)
+@bp.errors(403, 404)
+def subscriber_outages(args, subscriber_id: int):
+    """The incidents that took a subscriber's service in a period (from, to: the last 30 days
+    by default), each cut to the period, and the minutes out in it (overlaps counted once)."""
+    subscriber = get_subscriber_or_404(current_scope(), subscriber_id)
+    end = args.get("to") or utcnow()
+    start = args.get("from_") or end - timedelta(days=30)
+    if start >= end:
+        raise ValidationError({"to": ["Must be later than from."]})
+    return incidents.outages_of(subscriber.id, start, end)
 
 
 def add_subscriber(scope: Scope, data: dict, *claims: dict) -> Subscriber:
