@@ -271,6 +271,39 @@ class AcceptIn(ScopeIn):
     public_message = long_text_field()
 
 
+BULK_IDS = 1000
+
+
+class BulkSetIn(Schema):
+    status = fields.Integer(strict=True, validate=status_code)
+    priority = fields.Integer(strict=True, validate=priority_code)
+    assignee_id = Id(allow_none=True)
+
+
+class BulkReplyIn(Schema):
+    message = long_text_field(required=True)
+    internal = StrictBoolean(load_default=False)
+
+
+class BulkIn(ScopeIn):
+    """One change to many tickets: those `ids` names, or those `filter` finds (the list's
+    filters, written as its query string writes them: {"status": "0,1", "priority": 3})."""
+
+    ids = fields.List(Id(), validate=validate.Length(1, BULK_IDS))
+    filter_ = fields.Dict(keys=fields.String(), data_key="filter")
+    set_ = fields.Nested(BulkSetIn, data_key="set")
+    reply = fields.Nested(BulkReplyIn)
+
+    @validates_schema
+    def _one_target_and_a_change(self, data, **_kwargs):
+        if ("ids" in data) == ("filter_" in data):
+            raise ValidationError("Send ids or filter (one of them).", "ids")
+        if len(set(data.get("ids", []))) != len(data.get("ids", [])):
+            raise ValidationError("Name each ticket once.", "ids")
+        if not data.get("set_") and "reply" not in data:
+            raise ValidationError("Send set (status, priority, assignee_id) or reply.", "set")
+
+
 class ParentIn(ScopeIn):
     incident_id = Id(required=True)
 
@@ -798,6 +831,16 @@ class SuggestionOut(OutSchema):
     count = fields.Integer()
 
 
+class BulkResultOut(OutSchema):
+    id = fields.Integer()
+    status = fields.Integer(metadata={"description": "200, 404, 409, 412 or 422"})
+    message = fields.String()
+
+
+class BulkOut(OutSchema):
+    results = fields.List(fields.Nested(BulkResultOut))
+
+
 class CreatedOut(OutSchema):
     id = fields.Integer()
 
@@ -855,6 +898,7 @@ network_object_in = NetworkObjectIn()
 incident_in = IncidentIn()
 incident_update_in = IncidentUpdateIn()
 parent_in = ParentIn()
+bulk_in = BulkIn()
 settings_in = SettingsIn()
 accept_in = AcceptIn()
 outage_args = OutageArgs()

@@ -6,7 +6,7 @@ from sqlalchemy import and_, select
 from werkzeug.exceptions import PreconditionFailed
 from werkzeug.http import quote_etag
 
-from . import incidents, network, queries, storms
+from . import bulk, incidents, network, queries, storms
 from .extensions import db
 from .idempotency import idempotent
 from .models import (
@@ -22,6 +22,7 @@ from .models import (
 from .openapi import Blueprint
 from .responses import Page
 from .schemas import (
+    BulkOut,
     CreatedOut,
     HistoryOut,
     PageMeta,
@@ -30,6 +31,7 @@ from .schemas import (
     TicketOut,
     TicketPageMeta,
     TicketSummaryOut,
+    bulk_in,
     parent_in,
     reply_in,
     reply_list_args,
@@ -353,6 +355,25 @@ def remove_parent(_scope, ticket_id: int):
     ticket.record(HistoryAction.UNLINKED, scope.actor, "parent_id", ticket.parent_id, None)
     ticket.parent_id = None
     return None, commit(ticket)
+
+
+@bp.post("/bulk")
+@token_required
+@bp.arguments(ticket_scope_args, location="query")
+@bp.arguments(bulk_in)
+@idempotent
+@bp.response(200, BulkOut)
+@bp.errors(403)
+def bulk_change(_scope, data):
+    """Change many tickets at once (ids, at most 1,000, or the list's filters, at most
+    10,000 tickets): set status, priority or assignee, and reply. Each ticket changes in its
+    own savepoint, with its history and events; one out of reach is 404 in the results and
+    never touched."""
+    scope = current_scope()
+    ids = data.get("ids") or bulk.matching_ids(scope, data["filter_"])
+    results = bulk.apply(scope, ids, data.get("set_", {}), data.get("reply"), check_links)
+    db.session.commit()
+    return {"results": results}
 
 
 # --- The desk -------------------------------------------------------------------------------
