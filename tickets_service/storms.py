@@ -11,12 +11,13 @@ from datetime import timedelta
 
 from flask import abort
 from sqlalchemy import delete, func, insert, or_, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import aliased, joinedload
 
 from . import incidents
 from .extensions import db
 from .idempotency import idempotent
 from .models import (
+    MAX_NETWORK_DEPTH,
     Actor,
     HistoryAction,
     IncidentSuggestion,
@@ -92,30 +93,43 @@ def note(ticket: Ticket, served_paths: list[str], by: Actor) -> None:
     obj = db.session.scalar(
         select(NetworkObject).where(NetworkObject.id == lowest).with_for_update()
     )
-    known = db.session.scalar(
+    below = aliased(NetworkObject)
+    known = db.session.scalars(
         select(IncidentSuggestion)
+        .join(below, below.id == IncidentSuggestion.object_id)
         .where(
-            IncidentSuggestion.object_id == lowest,
+            IncidentSuggestion.isp_id == ticket.isp_id,
+            # One at this object, above it on this ticket's way up, or below it (the storm
+            # has spread since: it moves up to this object).
+            or_(below.id.in_(chain), below.path.like(obj.path + "%")),
             or_(
                 IncidentSuggestion.status == SuggestionStatus.OPEN,
-                (IncidentSuggestion.status == SuggestionStatus.DISMISSED)
+                (IncidentSuggestion.object_id == lowest)
+                & (IncidentSuggestion.status == SuggestionStatus.DISMISSED)
                 & (IncidentSuggestion.quiet_until > now),
             ),
         )
-        .order_by(IncidentSuggestion.id.desc())
-        .limit(1)
-        .with_for_update()
-    )
-    if known is not None:
-        if known.status == SuggestionStatus.OPEN:
-            known.ticket_ids = [*known.ticket_ids, ticket.id]
-            known.last_at = now
+        .order_by(IncidentSuggestion.id)
+        .with_for_update(of=IncidentSuggestion)
+    ).all()
+    if any(found.status == SuggestionStatus.DISMISSED for found in known):
         return
     hits = db.session.execute(
         select(StormHit.ticket_id, StormHit.at)
         .where(StormHit.object_id == lowest, StormHit.at >= since)
         .order_by(StormHit.at, StormHit.ticket_id)
     ).all()
+    if known:
+        suggestion = known[0]
+        if depth_of.get(suggestion.object_id, MAX_NETWORK_DEPTH + 1) > depth_of[lowest]:
+            suggestion.object_id = lowest  # it was below: the storm now covers this object
+        seen = set(suggestion.ticket_ids)
+        added = [row.ticket_id for row in hits if row.ticket_id not in seen]
+        if ticket.id not in seen and ticket.id not in added:
+            added.append(ticket.id)
+        suggestion.ticket_ids = [*suggestion.ticket_ids, *added]
+        suggestion.last_at = now
+        return
     suggestion = IncidentSuggestion(
         isp_id=ticket.isp_id,
         object_id=lowest,
