@@ -9,10 +9,10 @@ from datetime import timedelta
 
 import pytest
 from support.client import assert_success, call, get
-from support.database import at, now, stamp
+from support.database import as_utc, at, now, stamp
 from support.urls import SUBSCRIBERS, ticket_url
 
-from tickets_service.models import AffectedSubscriber
+from tickets_service.models import AffectedSubscriber, Ticket
 
 INCIDENTS = "/api/v1/incidents"
 IMPACT_KEYS = ["subscriber_id", "external_id", "name", "from", "to", "minutes"]
@@ -249,3 +249,23 @@ def test_a_subscriber_out_of_reach_is_404(request, client, overlapping, assert_r
     who = request.getfixturevalue(caller)
 
     assert_refused(lambda: outages(client, who, overlapping[0]), 404)
+
+
+def test_a_subscriber_served_below_an_open_incident_later_is_affected_from_then(
+    client, admin, network, make_subscriber, make_ticket, fetch, rows
+):
+    incident_id = outage(client, admin, stamp(now() - timedelta(minutes=30)), None)
+    late = make_subscriber(name="Late Comer")
+    ticket_id = make_ticket(admin, subscriber_id=late)
+    served = {"network": [{"kind": "service", "external_id": "svc1"}]}
+
+    assert_success(call(client, admin, "PUT", f"{SUBSCRIBERS}/{late}", served), 200)
+    [row] = [r for r in rows(AffectedSubscriber) if r["subscriber_id"] == late]
+    assert (row["incident_id"], row["affected_until"]) == (incident_id, None)
+    assert as_utc(row["affected_from"]) >= now() - timedelta(minutes=1)  # then, not its start
+    assert fetch(Ticket, ticket_id)["parent_id"] == incident_id
+
+    moved = {"network": []}
+    assert_success(call(client, admin, "PUT", f"{SUBSCRIBERS}/{late}", moved), 200)
+    [row] = [r for r in rows(AffectedSubscriber) if r["subscriber_id"] == late]
+    assert row["affected_until"] is not None

@@ -24,6 +24,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.orm import aliased
 
 from . import network, queries
 from .extensions import db
@@ -395,6 +396,62 @@ def links_changed(incident: Ticket, by: Actor) -> None:
     if incident.status in OPEN_STATUSES and as_utc(info.starts_at) <= utcnow():
         attach_children(incident, by)
     announce(incident, HistoryAction.INCIDENT_UPDATED, by)
+
+
+def reaffect(subscriber_id: int, isp_id: int, by: Actor) -> None:
+    """A subscriber's network changed: the open incidents whose links are at or above what
+    serves it now affect it (from now, or from their start), the others no longer do, and its
+    open tickets join an incident that now affects it."""
+    now = utcnow()
+    link, served = aliased(NetworkObject), aliased(NetworkObject)
+    covering = set(
+        db.session.scalars(
+            select(TicketLink.ticket_id)
+            .join(link, link.id == TicketLink.object_id)
+            .join(Ticket, Ticket.id == TicketLink.ticket_id)
+            .join(SubscriberNetwork, SubscriberNetwork.subscriber_id == subscriber_id)
+            .join(served, served.id == SubscriberNetwork.object_id)
+            .where(
+                Ticket.isp_id == isp_id,
+                Ticket.kind == TicketKind.INCIDENT,
+                Ticket.deleted_at.is_(None),
+                _open(),
+                served.retired_at.is_(None),
+                served.path.like(link.path + "%"),
+            )
+            .distinct()
+        )
+    )
+    open_incidents = select(Ticket.id).where(
+        Ticket.kind == TicketKind.INCIDENT, Ticket.deleted_at.is_(None), _open()
+    )
+    rows = db.session.scalars(
+        select(AffectedSubscriber).where(
+            AffectedSubscriber.subscriber_id == subscriber_id,
+            AffectedSubscriber.incident_id.in_(open_incidents),
+        )
+    ).all()
+    known = {row.incident_id: row for row in rows}
+    for row in rows:
+        if row.incident_id not in covering and row.affected_until is None:
+            row.affected_until = now
+        elif row.incident_id in covering and row.affected_until is not None:
+            row.affected_until = None
+    for incident_id in covering - known.keys():
+        starts_at = as_utc(db.session.get(Incident, incident_id).starts_at)
+        db.session.add(
+            AffectedSubscriber(
+                incident_id=incident_id,
+                subscriber_id=subscriber_id,
+                isp_id=isp_id,
+                affected_from=max(starts_at, now),
+            )
+        )
+    db.session.flush()
+    for incident_id in sorted(covering):
+        incident = db.session.get(Ticket, incident_id)
+        if as_utc(db.session.get(Incident, incident_id).starts_at) <= now:
+            attach_children(incident, by)
 
 
 def check_restored_at(ticket: Ticket, old: int, status: int, restored_at: datetime) -> None:

@@ -157,7 +157,7 @@ def add_subscriber(scope: Scope, data: dict, *claims: dict) -> Subscriber:
         **fields_of(data),
     )
     db.session.add(subscriber)
-    _served_by(subscriber, data)
+    _served_by(subscriber, data, scope)
     db.session.flush()
     audit.record(scope, "created", subscriber, audit.created(subscriber, AUDITED_FIELDS))
     db.session.commit()
@@ -178,7 +178,7 @@ def update_subscriber(_scope, data, subscriber_id: int):
     check_external_id_free(scope, data.get("external_id"), subscriber.id)
     for name, value in fields_of(data).items():
         setattr(subscriber, name, value)
-    _served_by(subscriber, data)
+    _served_by(subscriber, data, scope)
     if "branch_id" in data:
         subscriber.branch_id = data["branch_id"]
     _record_changes(scope, subscriber)
@@ -218,7 +218,7 @@ def sync_subscriber(scope, data, external_id: str):
     for name, value in fields_of(data).items():
         if getattr(subscriber, name) != value:
             setattr(subscriber, name, value)
-    _served_by(subscriber, data)
+    _served_by(subscriber, data, within)
     if "branch_id" in data and subscriber.branch_id != data["branch_id"]:
         subscriber.branch_id = data["branch_id"]
     if created:
@@ -235,10 +235,11 @@ def fields_of(data: dict) -> dict:
     return {name: value for name, value in without_scope(data).items() if name != "network"}
 
 
-def _served_by(subscriber: Subscriber, data: dict) -> None:
+def _served_by(subscriber: Subscriber, data: dict, scope: Scope) -> None:
     """The network objects the body names, if it names them, serve the subscriber now."""
     if "network" in data:
         objects = serve(subscriber, data["network"])
+        incidents.reaffect(subscriber.id, subscriber.isp_id, scope.actor)
         set_committed_value(subscriber, "network", sorted(objects, key=_by_kind))
     elif subscriber.id is None:
         set_committed_value(subscriber, "network", [])
