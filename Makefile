@@ -46,6 +46,8 @@ lint: install
 clean:
 	rm -rf $(VENV) instance .pytest_cache
 
-# On-demand figures for the hot endpoints (not part of the suite); see benchmarks/bench_api.py.
+# On-demand figures for the hot endpoints (not part of the suite); see benchmarks/bench_api.py,
+# then incidents at scale against bare SQL (benchmarks/bench_incidents.py).
 bench: install
 	$(BIN)/python benchmarks/bench_api.py
+	$(BIN)/python benchmarks/bench_incidents.py

@@ -97,9 +97,11 @@ def served_below(isp_id: int, incident_id: int):
         NetworkObject.retired_at.is_(None),
         or_(*(network.at_or_below(path) for path in paths)),
     )
+    # The objects are the ISP's, and so are the subscribers they serve (serve() writes them
+    # only so): no filter of subscriber_network's own isp_id, which its index does not hold.
     return (
         select(SubscriberNetwork.subscriber_id)
-        .where(SubscriberNetwork.isp_id == isp_id, SubscriberNetwork.object_id.in_(objects))
+        .where(SubscriberNetwork.object_id.in_(objects))
         .distinct()
     )
 
@@ -334,22 +336,38 @@ def _restore(incident: Ticket, info: Incident, restored_at: datetime, by: Actor)
         .values(affected_until=restored_at)
     )
     rows = db.session.execute(impact_rows(incident.id, None)).all()
-    total = 0
-    for row in rows:
-        minutes = outage_minutes(row.affected_from, row.affected_until)
-        total += minutes
-        incident.record(
-            HistoryAction.OUTAGE,
-            by,
-            new={
-                "incident_id": incident.id,
-                "subscriber": row.subscriber_id,
-                "external_id": row.external_id,
-                "minutes": minutes,
-                "from": as_json_value(row.affected_from),
-                "to": as_json_value(row.affected_until),
-            },
+    outages = [
+        {
+            "incident_id": incident.id,
+            "subscriber": row.subscriber_id,
+            "external_id": row.external_id,
+            "minutes": outage_minutes(row.affected_from, row.affected_until),
+            "from": as_json_value(row.affected_from),
+            "to": as_json_value(row.affected_until),
+        }
+        for row in rows
+    ]
+    if outages:
+        # One multi-row INSERT (not an ORM object each): thousands of subscribers are common.
+        now = utcnow()
+        db.session.execute(
+            insert(TicketHistory),
+            [
+                {
+                    "ticket_id": incident.id,
+                    "user_id": by.user_id,
+                    "key_id": by.key_id,
+                    "system": by.system,
+                    "action": HistoryAction.OUTAGE,
+                    "field": None,
+                    "old": None,
+                    "new": outage,
+                    "created_at": now,
+                }
+                for outage in outages
+            ],
         )
+    total = sum(outage["minutes"] for outage in outages)
     announce(
         incident,
         HistoryAction.INCIDENT_RESOLVED,
