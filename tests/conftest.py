@@ -12,7 +12,7 @@ from functools import partial
 
 import flask_migrate
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import event, select, text, update
 from sqlalchemy.exc import OperationalError
 from support.catalogue import Endpoint, Outcome, World
 from support.client import PASSWORD, Account, KeyHolder, assert_error, assert_success, encode
@@ -24,6 +24,9 @@ from tickets_service import create_app
 from tickets_service.extensions import db
 from tickets_service.models import (
     ApiKey,
+    Incident,
+    IncidentSuggestion,
+    NetworkObject,
     Subscriber,
     Ticket,
     TicketHistory,
@@ -338,7 +341,7 @@ def make_world(app, make_subscriber, make_ticket, make_user):
     """make_world(caller, branch_id=None, author=None, scope=None) -> a World whose ticket,
     created by `author` (the caller by default), is linked to a subscriber of its branch, with
     the other objects a path may name (a deleted ticket, a colleague, a webhook and one of its
-    deliveries, an API key) in its ISP and branch."""
+    deliveries, an API key, a device of its ISP's network under a site) in its ISP and branch."""
 
     def build(caller: Account, branch_id=None, author=None, scope=None) -> World:
         branch_id = branch_id or caller.branch_id
@@ -353,6 +356,77 @@ def make_world(app, make_subscriber, make_ticket, make_user):
                 return make_user(isp_id=caller.isp_id, branch_id=branch_id).id
             if kind == "external_id":
                 return "crm-1"
+            if kind == "network_kind":
+                return "device"
+            if kind == "network_object":
+                with session(app) as own:
+                    parent = None
+                    for made_kind, external_id in (("site", "site-1"), ("device", "dev-1")):
+                        obj = NetworkObject(
+                            isp_id=caller.isp_id,
+                            kind=made_kind,
+                            external_id=external_id,
+                            name=f"World's {made_kind}",
+                            branch_id=branch_id,
+                            parent_id=parent.id if parent else None,
+                            path="",
+                            depth=parent.depth + 1 if parent else 1,
+                        )
+                        own.add(obj)
+                        own.flush()
+                        obj.path = f"{parent.path if parent else '/'}{obj.id}/"
+                        parent = obj
+                    own.commit()
+                return "dev-1"
+            if kind == "incident":
+                with session(app) as own:
+                    incident = Ticket(
+                        isp_id=caller.isp_id,
+                        branch_id=branch_id,
+                        created_by_id=(author or caller).id,
+                        kind="incident",
+                        title="Fibre cut",
+                        description="OLT unreachable",
+                        priority=3,
+                        status=0,
+                        created_at=utcnow() - timedelta(hours=1),  # before the world's ticket
+                    )
+                    own.add(incident)
+                    own.flush()
+                    # The world's ticket is its child (DELETE .../parent has one to take).
+                    own.execute(
+                        update(Ticket).where(Ticket.id == ticket_id).values(parent_id=incident.id)
+                    )
+                    own.add(
+                        Incident(
+                            ticket_id=incident.id,
+                            isp_id=caller.isp_id,
+                            starts_at=utcnow(),
+                            public_message="Back by 18:00.",
+                        )
+                    )
+                    own.commit()
+                    return incident.id
+            if kind == "suggestion":
+                world.target("network_object")
+                with session(app) as own:
+                    obj = own.scalar(
+                        select(NetworkObject).where(
+                            NetworkObject.isp_id == caller.isp_id,
+                            NetworkObject.external_id == "dev-1",
+                        )
+                    )
+                    suggestion = IncidentSuggestion(
+                        isp_id=caller.isp_id,
+                        object_id=obj.id,
+                        ticket_ids=[ticket_id],
+                        first_at=utcnow(),
+                        last_at=utcnow(),
+                        status="open",
+                    )
+                    own.add(suggestion)
+                    own.commit()
+                    return suggestion.id
             if kind == "api_key":
                 key = ApiKey(
                     isp_id=caller.isp_id,
@@ -385,7 +459,8 @@ def make_world(app, make_subscriber, make_ticket, make_user):
             return made
 
         world = World(caller, ticket_id, subscriber_id, scope, make)
-        for kind in ("deleted_ticket", "user", "webhook", "delivery", "external_id", "api_key"):
+        made_now = ("deleted_ticket", "user", "webhook", "delivery", "external_id", "api_key")
+        for kind in (*made_now, "network_object", "incident", "suggestion"):
             world.target(kind)  # made now: a snapshot taken before a request holds them
         return world
 

@@ -48,7 +48,9 @@ def values_of(field: fields.Field):
         value = rows_of(type(field.schema))
     elif isinstance(field, fields.List):
         inner = field.inner
-        items = rows_of(type(inner.schema)) if isinstance(inner, fields.Nested) else st.text()
+        items = (
+            rows_of(type(inner.schema)) if isinstance(inner, fields.Nested) else values_of(inner)
+        )
         value = st.lists(items, max_size=3)
     elif isinstance(field, fields.Dict):
         value = st.dictionaries(st.sampled_from(["0", "1", "2", "3"]), st.integers(0, 2**31))

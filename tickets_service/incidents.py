@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Integer,
     and_,
+    case,
     func,
     insert,
     literal,
@@ -308,7 +309,8 @@ def status_changed(incident: Ticket, old: int, restored_at, by: Actor) -> None:
                 .execution_options(synchronize_session=False)
             ).all()
             _history(ids, by, HistoryAction.STATUS_CHANGED, now, "status", before, status)
-    if status == TicketStatus.RESOLVED and old in OPEN_STATUSES:
+    if old in OPEN_STATUSES and status not in OPEN_STATUSES:
+        # Resolved, or closed straight away: either way service is back.
         _restore(incident, info, restored_at or now, by)
     elif status in OPEN_STATUSES and old not in OPEN_STATUSES and info.restored_at is not None:
         # Reopened: the outage goes on for those it ended for.
@@ -333,7 +335,12 @@ def _restore(incident: Ticket, info: Incident, restored_at: datetime, by: Actor)
             AffectedSubscriber.incident_id == incident.id,
             AffectedSubscriber.affected_until.is_(None),
         )
-        .values(affected_until=restored_at)
+        .values(
+            affected_until=case(
+                (AffectedSubscriber.affected_from > restored_at, AffectedSubscriber.affected_from),
+                else_=literal(restored_at, DateTime(timezone=True)),
+            )
+        )
     )
     rows = db.session.execute(impact_rows(incident.id, None)).all()
     outages = [
@@ -410,9 +417,11 @@ def links_changed(incident: Ticket, by: Actor) -> None:
     those it now affects join it, and that is an incident.updated event."""
     info = db.session.get(Incident, incident.id)
     db.session.flush()
-    refresh_affected(incident, max(as_utc(info.starts_at), utcnow()))
-    if incident.status in OPEN_STATUSES and as_utc(info.starts_at) <= utcnow():
-        attach_children(incident, by)
+    # Once resolved or closed, its outage is over: who it affected stays as it was.
+    if incident.status in OPEN_STATUSES:
+        refresh_affected(incident, max(as_utc(info.starts_at), utcnow()))
+        if as_utc(info.starts_at) <= utcnow():
+            attach_children(incident, by)
     announce(incident, HistoryAction.INCIDENT_UPDATED, by)
 
 
@@ -697,7 +706,7 @@ def incident_impact(args, incident_id: int):
     return Page([_impact(row) for row in rows], queries.page_meta(page, per_page, total))
 
 
-CSV_FIELDS = ("subscriber_id", "external_id", "name", "from", "to", "minutes")
+CSV_FIELDS = ("subscriber_id", "external_id", "name", "from_", "to", "minutes")
 
 
 def _as_csv(incident_id: int, rows) -> Response:
@@ -705,7 +714,7 @@ def _as_csv(incident_id: int, rows) -> Response:
     run as a formula is quoted with a leading apostrophe."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_FIELDS)
+    writer.writerow([name.rstrip("_") for name in CSV_FIELDS])
     for row in rows:
         item = _impact(row)
         writer.writerow(
@@ -756,7 +765,7 @@ def outages_of(subscriber_id: int, start: datetime, end: datetime) -> dict:
             {
                 "incident_id": row.incident_id,
                 "title": row.title,
-                "from": begins,
+                "from_": begins,
                 "to": until if until is None or until <= end else end,
                 "minutes": outage_minutes(begins, ends) if ends > begins else 0,
             }
@@ -787,7 +796,7 @@ def _impact(row) -> dict:
         "external_id": row.external_id,
         "name": row.name,
         "branch_id": row.branch_id,
-        "from": row.affected_from,
+        "from_": row.affected_from,
         "to": row.affected_until,
         "minutes": outage_minutes(row.affected_from, row.affected_until),
     }

@@ -724,11 +724,13 @@ class NetworkObject(db.Model):
         UniqueConstraint(
             "isp_id", "kind", "external_id", name="uq_network_objects_isp_id_kind_external_id"
         ),
+        # Everything at or below an object, read from the index alone (PostgreSQL).
         Index(
             "ix_network_objects_isp_id_path",
             "isp_id",
             "path",
             postgresql_ops={"path": "text_pattern_ops"},
+            postgresql_include=["id", "retired_at"],
         ),
         Index("ix_network_objects_parent_id", "parent_id"),
     )

@@ -231,10 +231,11 @@ def get_object(_scope, kind: str, external_id: str):
 
 @bp.put(OBJECT)
 @token_required
+@bp.arguments(ticket_scope_args, location="query")
 @bp.arguments(network_object_in)
 @bp.response(200, CreatedOut, message="Network object synced successfully", also=(201,))
 @bp.errors(403, 409)
-def sync_object(data, kind: str, external_id: str):
+def sync_object(_scope, data, kind: str, external_id: str):
     """Create (201) or update (200) the object the ISP platform knows by this kind and
     external id; the same call again changes nothing. A parent must be a live object of the
     ISP; a move under the object itself or anything below it is 409, and no object may sit

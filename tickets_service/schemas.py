@@ -776,7 +776,7 @@ class AffectedOut(OutSchema):
     external_id = fields.String(allow_none=True)
     name = fields.String()
     branch_id = fields.Integer()
-    from_ = Timestamp(data_key="from", attribute="from")
+    from_ = Timestamp(data_key="from")
     to = Timestamp(allow_none=True, metadata={"description": "null while still affected"})
     minutes = fields.Integer(metadata={"description": "Whole minutes affected (so far)."})
 
@@ -785,7 +785,7 @@ class ImpactOut(OutSchema):
     subscriber_id = fields.Integer()
     external_id = fields.String(allow_none=True)
     name = fields.String()
-    from_ = Timestamp(data_key="from", attribute="from")
+    from_ = Timestamp(data_key="from")
     to = Timestamp(allow_none=True, metadata={"description": "null while still affected"})
     minutes = fields.Integer(metadata={"description": "Whole minutes affected (so far)."})
 
@@ -793,7 +793,7 @@ class ImpactOut(OutSchema):
 class OutageOut(OutSchema):
     incident_id = fields.Integer()
     title = fields.String()
-    from_ = Timestamp(data_key="from", attribute="from")
+    from_ = Timestamp(data_key="from")
     to = Timestamp(allow_none=True)
     minutes = fields.Integer()
 

@@ -89,6 +89,7 @@ def upgrade() -> None:
         "network_objects",
         ["isp_id", "path"],
         postgresql_ops={"path": "text_pattern_ops"},
+        postgresql_include=["id", "retired_at"],
     )
     op.create_index("ix_network_objects_parent_id", "network_objects", ["parent_id"])
     op.create_table(

@@ -7,7 +7,15 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tickets_service.models import RevokedToken, Ticket, TicketReply
+from tickets_service.models import (
+    Incident,
+    IncidentSuggestion,
+    IspSettings,
+    NetworkObject,
+    RevokedToken,
+    Ticket,
+    TicketReply,
+)
 
 from .client import PASSWORD, SCOPE, Account, scope_of
 
@@ -21,14 +29,21 @@ PLACEHOLDERS = {
     "delivery": "delivery_id",
     "api_key": "key_id",
     "external_id": "external_id",
+    # A network object by its platform's kind and id: the ISP's, not a branch's.
+    "network_kind": "kind",
+    "network_object": "external_id",
+    "incident": "incident_id",  # the world's ticket is under it
+    "suggestion": "suggestion_id",
 }
+# Names a path gives that any caller of the ISP may use: no branch's reach ends short of them.
+ISP_WIDE = ("external_id", "network_kind", "network_object")
 
 
 @dataclass(frozen=True)
 class World:
     """Who calls, the live ticket a per-ticket path names, a subscriber a body may link, and
     the other objects a path may name (a deleted ticket, a colleague, a webhook and one of its
-    deliveries), made by `make`."""
+    deliveries, a network object and its kind), made by `make`."""
 
     caller: Account
     ticket_id: int
@@ -109,8 +124,9 @@ class Endpoint:
 
     @property
     def reaches(self) -> str | None:
-        """The object its path names, which out of the caller's reach is 404."""
-        kinds = [kind for kind in self.placeholders if kind != "external_id"]
+        """The object its path names, which out of the caller's reach is 404. (Network objects
+        are the whole ISP's: another ISP's are 404 in test_network.py.)"""
+        kinds = [kind for kind in self.placeholders if kind not in ISP_WIDE]
         return kinds[0] if kinds else None
 
     @property
@@ -132,6 +148,8 @@ class Endpoint:
             "users": "users:read" if read else None,
             "webhooks": "webhooks:manage",
             "deliveries": "webhooks:manage",
+            "network": "network:read" if read else "network:write",
+            "incidents": "tickets:read" if read else "incidents:write",
         }.get(resource)
 
     @property
@@ -210,7 +228,8 @@ LIST = Endpoint(
     "GET",
     "/api/v1/tickets",
     _listed,
-    query=lambda w: w.claimed,
+    # The world's branch also holds the incident its ticket is under: tickets only.
+    query=lambda w: {**w.claimed, "kind": "ticket"},
     codes={"status": STATUSES, "priority": PRIORITIES},
     query_integers=(*SCOPE, "status", "priority", "page", "per_page"),
     claims_in="query",
@@ -515,6 +534,215 @@ AUDIT = _reads("audit", "/api/v1/audit", admin_only=True, query_integers=("objec
 KEYS = (API_KEYS, API_KEY, ADD_API_KEY, REVOKE_API_KEY)
 ROLE_FIRST = (WEBHOOKS, ADD_WEBHOOK, REMOVE_WEBHOOK, DELIVERIES, REDELIVER, *KEYS, AUDIT)
 
+
+def _network_object(o: Outcome, external_id: str) -> dict:
+    """The caller's ISP's row of the world's kind and this external id."""
+    kind = o.world.target("network_kind")
+    [row] = [
+        row
+        for row in o.rows(NetworkObject)
+        if (row["isp_id"], row["kind"], row["external_id"])
+        == (o.world.caller.isp_id, kind, external_id)
+    ]
+    return row
+
+
+def _network_listed(o: Outcome) -> None:
+    listed = [(item["kind"], item["external_id"]) for item in o.data]
+    assert (o.world.target("network_kind"), o.world.target("network_object")) in listed
+
+
+def _network_shown(o: Outcome) -> None:
+    shown = (o.data["kind"], o.data["external_id"])
+    assert shown == (o.world.target("network_kind"), o.world.target("network_object"))
+
+
+def _network_synced(o: Outcome) -> None:
+    row = _network_object(o, o.world.target("external_id"))
+    parent = _network_object(o, o.world.target("network_object"))
+    assert row["id"] == o.data["id"]
+    assert_stored(row, o.sent)
+    assert (row["parent_id"], row["retired_at"]) == (parent["id"], None)
+
+
+def _network_retired(o: Outcome) -> None:
+    assert _network_object(o, o.world.target("network_object"))["retired_at"] is not None
+
+
+# The ISP platform syncs its network; staff read it.
+NETWORK_OBJECT_PATH = "/api/v1/network/{network_kind}/{network_object}"
+NETWORK = _reads(
+    "network", "/api/v1/network", _network_listed, query_integers=(*SCOPE, "page", "per_page")
+)
+NETWORK_OBJECT = _reads("network object", NETWORK_OBJECT_PATH, _network_shown, query_integers=SCOPE)
+SYNC_NETWORK_OBJECT = _writes(
+    "sync network object",
+    "PUT",
+    "/api/v1/network/{network_kind}/{external_id}",
+    lambda w: {
+        "name": "Access switch",
+        "parent": {"kind": w.target("network_kind"), "external_id": w.target("network_object")},
+    },
+    _network_synced,
+    "Network object synced successfully",
+    status=201,
+    integer_fields=SCOPE,
+    string_fields=("name",),
+    nullable_fields=("branch_id",),
+    required_fields=("name",),
+    max_lengths={"name": 255},
+    refused_fields={
+        "id": 999,
+        "kind": "site",
+        "external_id": "other",
+        "parent_id": 1,
+        "depth": 1,
+        "path": "/1/",
+        "retired_at": None,
+        "children_count": 0,
+    },
+)
+RETIRE_NETWORK_OBJECT = _writes(
+    "retire network object",
+    "DELETE",
+    NETWORK_OBJECT_PATH,
+    None,
+    _network_retired,
+    "Network object retired successfully",
+    query_integers=SCOPE,
+)
+NETWORK_OPERATIONS = (NETWORK, NETWORK_OBJECT, SYNC_NETWORK_OBJECT, RETIRE_NETWORK_OBJECT)
+
+
+def _incident_opened(o: Outcome) -> None:
+    row = o.fetch(Ticket, o.data["id"])
+    assert (row["kind"], row["isp_id"]) == ("incident", o.world.caller.isp_id)
+    assert o.fetch(Incident, o.data["id"])["public_message"] == o.sent["public_message"]
+
+
+def _incident_edited(o: Outcome) -> None:
+    incident = o.fetch(Incident, o.world.target("incident"))
+    assert incident["public_message"] == o.sent["public_message"]
+
+
+def _under_incident(o: Outcome) -> None:
+    assert o.fetch(Ticket, o.world.ticket_id)["parent_id"] == o.world.target("incident")
+
+
+def _no_longer_under(o: Outcome) -> None:
+    assert o.fetch(Ticket, o.world.ticket_id)["parent_id"] is None
+
+
+def _bulk_changed(o: Outcome) -> None:
+    assert o.data["results"] == [{"id": o.world.ticket_id, "status": 200, "message": "Changed."}]
+    assert o.fetch(Ticket, o.world.ticket_id)["priority"] == o.sent["set"]["priority"]
+
+
+def _suggestion(status: str):
+    def check(o: Outcome) -> None:
+        assert o.fetch(IncidentSuggestion, o.world.target("suggestion"))["status"] == status
+
+    return check
+
+
+def _settings_saved(o: Outcome) -> None:
+    assert o.fetch(IspSettings, o.world.caller.isp_id)["storm_tickets"] == o.sent["storm_tickets"]
+
+
+# Incidents: admins open and change them; everyone in reach reads them.
+OPEN_INCIDENT = _writes(
+    "open incident",
+    "POST",
+    "/api/v1/incidents",
+    lambda w: {
+        "title": "Fibre cut",
+        "description": "OLT unreachable",
+        "priority": 3,
+        "links": [{"kind": w.target("network_kind"), "external_id": w.target("network_object")}],
+        "public_message": "Back by 18:00.",
+    },
+    _incident_opened,
+    "Incident opened successfully",
+    status=201,
+    string_fields=("title", "description", "public_message"),
+    required_fields=("title", "description", "priority", "public_message"),
+)
+INCIDENT = _reads("incident", "/api/v1/incidents/{incident}", _the_object("incident"))
+EDIT_INCIDENT = _writes(
+    "edit incident",
+    "PUT",
+    "/api/v1/incidents/{incident}",
+    lambda w: {"public_message": "Back by noon."},
+    _incident_edited,
+    "Incident updated successfully",
+)
+AFFECTED = _reads("affected", "/api/v1/incidents/{incident}/affected")
+IMPACT = _reads("impact", "/api/v1/incidents/{incident}/impact")
+SET_PARENT = Endpoint(
+    "set parent",
+    "PUT",
+    "/api/v1/tickets/{ticket}/parent",
+    _under_incident,
+    body=lambda w: {**w.claimed, "incident_id": w.target("incident")},
+    message="Ticket linked to the incident",
+    integer_fields=(*SCOPE, "incident_id"),
+    required_fields=("incident_id",),
+    query_integers=SCOPE,
+    claims_in="body",
+)
+REMOVE_PARENT = Endpoint(
+    "remove parent",
+    "DELETE",
+    "/api/v1/tickets/{ticket}/parent",
+    _no_longer_under,
+    query=lambda w: w.claimed,
+    message="Ticket unlinked from its incident",
+    query_integers=SCOPE,
+    claims_in="query",
+)
+BULK = Endpoint(
+    "bulk",
+    "POST",
+    "/api/v1/tickets/bulk",
+    _bulk_changed,
+    body=lambda w: {**w.claimed, "ids": [w.ticket_id], "set": {"priority": 3}},
+    integer_fields=SCOPE,
+    claims_in="body",
+)
+OUTAGES = _reads("outages", "/api/v1/subscribers/{subscriber}/outages", _done)
+# Suggestions and settings are an admin's only: staff are 403 before anything is looked up.
+SUGGESTIONS = _reads("suggestions", "/api/v1/incidents/suggestions", admin_only=True)
+ACCEPT_SUGGESTION = _writes(
+    "accept suggestion",
+    "POST",
+    "/api/v1/incidents/suggestions/{suggestion}/accept",
+    lambda w: {"title": "Outage at the switch"},
+    _made,
+    "Incident opened successfully",
+    status=201,
+)
+DISMISS_SUGGESTION = _writes(
+    "dismiss suggestion",
+    "DELETE",
+    "/api/v1/incidents/suggestions/{suggestion}",
+    None,
+    _suggestion("dismissed"),
+    "Suggestion dismissed",
+)
+SETTINGS = _reads("settings", "/api/v1/settings", _done, admin_only=True)
+EDIT_SETTINGS = _writes(
+    "edit settings",
+    "PUT",
+    "/api/v1/settings",
+    lambda w: {"storm_tickets": 7},
+    _settings_saved,
+    "Settings updated successfully",
+)
+INCIDENT_OPERATIONS = (OPEN_INCIDENT, INCIDENT, EDIT_INCIDENT, AFFECTED, IMPACT)
+INCIDENT_OPERATIONS += (SET_PARENT, REMOVE_PARENT, BULK, OUTAGES)
+ADMIN_FIRST = (SUGGESTIONS, ACCEPT_SUGGESTION, DISMISS_SUGGESTION, SETTINGS, EDIT_SETTINGS)
+ROLE_FIRST += ADMIN_FIRST
+
 ENDPOINTS = (
     *(LIST, FETCH, CREATE, UPDATE, DELETE, REPLY, STATUS, LOGIN, ME, LOGOUT),
     *(STATS, HISTORY, REPLIES, RESTORE),
@@ -523,6 +751,9 @@ ENDPOINTS = (
     *(WEBHOOKS, ADD_WEBHOOK, REMOVE_WEBHOOK, DELIVERIES, REDELIVER),
     *KEYS,
     AUDIT,
+    *NETWORK_OPERATIONS,
+    *INCIDENT_OPERATIONS,
+    *ADMIN_FIRST,
 )
 # The spec's ticket endpoints and the auth routes: every field rule of theirs is declared.
 WITH_RULES = tuple(e for e in ENDPOINTS if e.body and (e.integer_fields or e.string_fields))
