@@ -253,3 +253,15 @@ def test_a_bulk_resolving_an_incident_resolves_its_children(
     for t in children:
         assert fetch(Ticket, t)["status"] == 2
         assert ("status_changed", "status", 0, 2, admin.id) in changes_of(rows, t)
+
+
+@pytest.mark.parametrize("caller", ["admin", "staff"])
+def test_a_filter_of_deleted_tickets_is_422_and_names_none_of_them(
+    request, client, make_ticket, assert_refused, caller
+):
+    account = request.getfixturevalue(caller)
+    make_ticket(account, deleted_at=now())
+    body = {"filter": {"deleted": "only"}, "set": {"priority": 3}}
+    request_it = lambda: call(client, account, "POST", BULK, body)  # noqa: E731
+    response = assert_refused(request_it, 422, "filter.deleted")
+    assert "results" not in response.get_data(as_text=True)

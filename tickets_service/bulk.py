@@ -19,6 +19,8 @@ FILTER_LIMIT = 10_000
 def matching_ids(scope: Scope, filters: dict) -> list[int]:
     """The ids of the tickets the list's filters find in one branch (the caller's, or the
     filter's branch_id), oldest first; 422 beyond FILTER_LIMIT."""
+    if "deleted" in filters:  # a bulk changes live tickets only
+        raise ValidationError({"filter": {"deleted": ["Bulk changes live tickets only."]}})
     given = {name: _as_query(value) for name, value in filters.items()}
     for name in ("page", "per_page", "cursor", "sort"):
         given.pop(name, None)
