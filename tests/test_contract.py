@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 from openapi_spec_validator import validate
 from schemathesis import checks
-from sqlalchemy import select
+from sqlalchemy import select, update
 from support.client import PASSWORD, SCOPE, Account, scope_of
 from support.database import app_config
 
@@ -30,7 +30,10 @@ from tickets_service.fields import Password, Text, Timestamp
 from tickets_service.models import (
     MAX_ID,
     ApiKey,
+    Incident,
+    IncidentSuggestion,
     NetworkObject,
+    Ticket,
     TicketHistory,
     User,
     WebhookDelivery,
@@ -245,7 +248,9 @@ def declared(app) -> dict[tuple[str, str], dict]:
         arguments = {
             p["in"]: p["schema"] for p in apidoc.get("arguments", {}).get("parameters", [])
         }
-        [success, *_] = apidoc["response"]["responses"][apidoc["success_status_codes"][0]]
+        # The JSON answer (an operation may also answer its status in another type: CSV).
+        answers = apidoc["response"]["responses"][apidoc["success_status_codes"][0]]
+        [success, *_] = [answer for answer in answers if hasattr(answer["schema"], "fields")]
         data = success["schema"].fields.get("data")
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             found[(method.lower(), path)] = {
@@ -468,6 +473,8 @@ class Steering:
     webhook: int | None = None
     delivery: str | None = None
     api_key: int | None = None
+    incident: int | None = None
+    suggestion: int | None = None
 
 
 STEERING = Steering()
@@ -522,7 +529,36 @@ def steering(app, admin, make_user, make_subscriber, make_ticket, make_reply):
         db.session.add(site)
         db.session.flush()
         site.path = f"/{site.id}/"
+        # An incident over the first ticket, and a suggestion at the site.
+        incident = Ticket(
+            isp_id=1,
+            branch_id=1,
+            created_by_id=admin.id,
+            kind="incident",
+            title="Steered outage",
+            description="The site is down",
+            priority=3,
+            status=0,
+        )
+        db.session.add(incident)
+        db.session.flush()
+        db.session.add(
+            Incident(ticket_id=incident.id, isp_id=1, starts_at=utcnow(), public_message="Soon.")
+        )
+        db.session.execute(
+            update(Ticket).where(Ticket.id == tickets[0]).values(parent_id=incident.id)
+        )
+        suggestion = IncidentSuggestion(
+            isp_id=1,
+            object_id=site.id,
+            ticket_ids=[tickets[1]],
+            first_at=utcnow(),
+            last_at=utcnow(),
+            status="open",
+        )
+        db.session.add(suggestion)
         db.session.commit()
+        STEERING.incident, STEERING.suggestion = incident.id, suggestion.id
         db.session.remove()
     yield STEERING
     STEERING.admin, STEERING.tickets, STEERING.subscriber, STEERING.staff = None, [], None, None
@@ -555,6 +591,22 @@ def flatmap_body(context, body):
         return st.sampled_from([body, real])
     if isinstance(body, dict) and body.get("subscriber_id") is not None:
         body = {**body, "subscriber_id": STEERING.subscriber}
+    if isinstance(body, dict) and "incident_id" in body:
+        body = {**body, "incident_id": STEERING.incident}
+    site = [{"kind": "site", "external_id": STEERED_SITE}]
+    steered = {
+        "/api/v1/incidents": {
+            "title": "Down",
+            "description": "No light",
+            "priority": 3,
+            "links": site,
+            "public_message": "Soon.",
+        },
+        "/api/v1/incidents/{incident_id}": {"public_message": "Later."},
+        "/api/v1/tickets/bulk": {"ids": STEERING.tickets[:2], "set": {"priority": 2}},
+    }.get(context.operation.path)
+    if isinstance(body, dict) and steered is not None:
+        return st.sampled_from([body, steered])
     if isinstance(body, dict) and (body.keys() & {"links", "network", "parent"}):
         # Random network objects are never the ISP's: also send the body without them.
         plain = {k: v for k, v in body.items() if k not in {"links", "network", "parent"}}
@@ -588,6 +640,8 @@ def flatmap_path_parameters(context, path_parameters):
         "webhook_id": [STEERING.webhook],
         "delivery_id": [STEERING.delivery],
         "key_id": [STEERING.api_key],
+        "incident_id": [STEERING.incident],
+        "suggestion_id": [STEERING.suggestion],
     }
     choices = [
         {**path_parameters, name: value}

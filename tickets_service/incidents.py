@@ -690,7 +690,12 @@ def affected_subscribers(args, incident_id: int):
 @token_required
 @bp.arguments(reply_list_args, location="query")
 @bp.response(200, ImpactOut(many=True), meta=PageMeta)
-@bp.alt_response(200, content_type="text/csv", description="With Accept: text/csv: every row.")
+@bp.alt_response(
+    200,
+    schema={"type": "string"},
+    content_type="text/csv",
+    description="With Accept: text/csv: every row.",
+)
 @bp.errors(403, 404)
 def incident_impact(args, incident_id: int):
     """Each affected subscriber's outage: from when to when, and how many minutes (staff:

@@ -40,10 +40,11 @@ def get_settings(_scope):
 
 @bp.put("")
 @token_required
+@bp.arguments(ticket_scope_args, location="query")
 @bp.arguments(settings_in)
 @bp.response(200, SettingsOut, message="Settings updated successfully")
 @bp.errors(403)
-def update_settings(data):
+def update_settings(_scope, data):
     """Change the ISP's settings; those left out stay as they are."""
     scope = current_scope()
     scope.require_admin()
