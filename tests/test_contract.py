@@ -577,8 +577,16 @@ def _in_own_scope(values):
     return st.sampled_from([values, steered])
 
 
+# Operations whose successes need several steered parts at once: their query is mostly the
+# caller's own scope too.
+STEERED_OFTEN = {"/api/v1/tickets/{ticket_id}", "/api/v1/tickets/{ticket_id}/parent"}
+
+
 @schema.hook
 def flatmap_query(context, query):
+    if context.operation.path in STEERED_OFTEN and isinstance(query, dict) and STEERING.admin:
+        own = {k: v for k, v in scope_of(STEERING.admin).items() if k in query}
+        return st.sampled_from([query, own, own])
     return _in_own_scope(query)
 
 
@@ -604,9 +612,12 @@ def flatmap_body(context, body):
         },
         "/api/v1/incidents/{incident_id}": {"public_message": "Later."},
         "/api/v1/tickets/bulk": {"ids": STEERING.tickets[:2], "set": {"priority": 2}},
+        "/api/v1/tickets/{ticket_id}": {"title": "Renamed"},
+        "/api/v1/tickets/{ticket_id}/parent": {"incident_id": STEERING.incident},
     }.get(context.operation.path)
     if isinstance(body, dict) and steered is not None:
-        return st.sampled_from([body, steered])
+        # Mostly the valid body: a success also needs a seeded id, the own scope, no If-Match.
+        return st.sampled_from([body, steered, steered])
     if isinstance(body, dict) and (body.keys() & {"links", "network", "parent"}):
         # Random network objects are never the ISP's: also send the body without them.
         plain = {k: v for k, v in body.items() if k not in {"links", "network", "parent"}}
