@@ -217,27 +217,40 @@ def announce(incident: Ticket, action: HistoryAction, by: Actor, **extra) -> Non
 
 def covering(subscriber_id, now):
     """The open incident a new ticket of this subscriber joins (correlated, for the create's
-    own statement): one that affects it, has started and, if planned, has not ended."""
-    started = and_(
-        Incident.starts_at <= now,
-        or_(
-            Incident.planned.is_(False),
-            Incident.expected_end_at.is_(None),
-            Incident.expected_end_at > now,
-        ),
+    own statement): one that affects it, is open, has started and, if planned, has not ended.
+
+    It starts from the subscriber's own rows (a handful) and looks each incident up by its key
+    in scalar subqueries, which the planner cannot turn into joins: as joins, a planner without
+    statistics started from the open tickets, and read thousands of them on every create."""
+    affected = AffectedSubscriber.incident_id
+    status = (
+        select(Ticket.status)
+        .where(Ticket.id == affected, Ticket.deleted_at.is_(None))
+        .scalar_subquery()
+    )
+    started = (
+        select(
+            and_(
+                Incident.starts_at <= now,
+                or_(
+                    Incident.planned.is_(False),
+                    Incident.expected_end_at.is_(None),
+                    Incident.expected_end_at > now,
+                ),
+            )
+        )
+        .where(Incident.ticket_id == affected)
+        .scalar_subquery()
     )
     return (
-        select(AffectedSubscriber.incident_id)
-        .join(Ticket, Ticket.id == AffectedSubscriber.incident_id)
-        .join(Incident, Incident.ticket_id == AffectedSubscriber.incident_id)
+        select(affected)
         .where(
             AffectedSubscriber.subscriber_id == subscriber_id,
             AffectedSubscriber.affected_until.is_(None),
-            Ticket.deleted_at.is_(None),
-            _open(),
-            started,
+            status.in_([int(code) for code in OPEN_STATUSES]),
+            started.is_(True),
         )
-        .order_by(AffectedSubscriber.incident_id)
+        .order_by(affected)
         .limit(1)
         .scalar_subquery()
     )
