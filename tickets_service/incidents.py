@@ -247,7 +247,7 @@ def covering(subscriber_id, now):
         .where(
             AffectedSubscriber.subscriber_id == subscriber_id,
             AffectedSubscriber.affected_until.is_(None),
-            status.in_([int(code) for code in OPEN_STATUSES]),
+            _open(status),  # no IN list: the statement is compiled once (tickets.py)
             started.is_(True),
         )
         .order_by(affected)

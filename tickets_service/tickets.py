@@ -1,8 +1,10 @@
 """The tickets blueprint: the seven endpoints of the spec and the desk around them."""
 
+from functools import cache
+
 from flask import Response, abort, request
 from marshmallow import ValidationError
-from sqlalchemy import and_, select
+from sqlalchemy import DateTime, Integer, and_, bindparam, select
 from werkzeug.exceptions import PreconditionFailed
 from werkzeug.http import quote_etag
 
@@ -116,31 +118,39 @@ def check_subscriber(
     """422 unless the subscriber belongs to the ticket's ISP and branch; the live network
     objects that serve it (id and path) and the open incident that affects it, if one does
     (read in the same statement: a new ticket links them, and joins it)."""
-    served = and_(
-        NetworkObject.id == SubscriberNetwork.object_id, NetworkObject.retired_at.is_(None)
-    )
-    found = db.session.execute(
-        select(
-            Subscriber.id,
-            NetworkObject.id,
-            NetworkObject.path,
-            incidents.covering(Subscriber.id, utcnow()),
-        )
-        .outerjoin(SubscriberNetwork, SubscriberNetwork.subscriber_id == Subscriber.id)
-        .outerjoin(NetworkObject, served)
-        .where(
-            Subscriber.id == subscriber_id,
-            Subscriber.isp_id == isp_id,
-            Subscriber.branch_id == branch_id,
-        )
-        .order_by(NetworkObject.kind, NetworkObject.external_id)
-    ).all()
+    params = {"subscriber_id": subscriber_id, "isp_id": isp_id, "branch_id": branch_id}
+    found = queries.fetch_rows(_subscriber_check(), {**params, "now": utcnow()}, as_tuples=True)
     if not found:
         raise ValidationError(
             {"subscriber_id": ["No subscriber with this id in the ticket's ISP and branch."]}
         )
     served = [(row[1], row[2]) for row in found if row[1] is not None]
     return served, found[0][3]
+
+
+@cache
+def _subscriber_check():
+    """check_subscriber's statement, built once (Create Ticket's hot path)."""
+    served = and_(
+        NetworkObject.id == SubscriberNetwork.object_id, NetworkObject.retired_at.is_(None)
+    )
+    now = bindparam("now", type_=DateTime(timezone=True))
+    return (
+        select(
+            Subscriber.id,
+            NetworkObject.id,
+            NetworkObject.path,
+            incidents.covering(Subscriber.id, now),
+        )
+        .outerjoin(SubscriberNetwork, SubscriberNetwork.subscriber_id == Subscriber.id)
+        .outerjoin(NetworkObject, served)
+        .where(
+            Subscriber.id == bindparam("subscriber_id", type_=Integer),
+            Subscriber.isp_id == bindparam("isp_id", type_=Integer),
+            Subscriber.branch_id == bindparam("branch_id", type_=Integer),
+        )
+        .order_by(NetworkObject.kind, NetworkObject.external_id)
+    )
 
 
 def check_assignee(assignee_id: int, isp_id: int, branch_id: int) -> None:
