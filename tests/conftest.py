@@ -14,7 +14,7 @@ import flask_migrate
 import pytest
 from sqlalchemy import event, select, text, update
 from sqlalchemy.exc import OperationalError
-from support.catalogue import Endpoint, Outcome, World
+from support.catalogue import PLACEHOLDERS, Endpoint, Outcome, World
 from support.client import PASSWORD, Account, KeyHolder, assert_error, assert_success, encode
 from support.database import app_config, read_rows, row_of, saved, session
 from support.urls import API_KEYS, ME
@@ -337,11 +337,15 @@ def count_queries(app):
 
 
 @pytest.fixture
-def make_world(app, make_subscriber, make_ticket, make_user):
+def make_world(app, make_subscriber, make_ticket, make_user, request):
     """make_world(caller, branch_id=None, author=None, scope=None) -> a World whose ticket,
     created by `author` (the caller by default), is linked to a subscriber of its branch, with
     the other objects a path may name (a deleted ticket, a colleague, a webhook and one of its
     deliveries, an API key, a device of its ISP's network under a site) in its ISP and branch."""
+
+    params = getattr(request.node, "callspec", None)
+    endpoint = params.params.get("endpoint") if params else None
+    endpoint = endpoint if isinstance(endpoint, Endpoint) else None
 
     def build(caller: Account, branch_id=None, author=None, scope=None) -> World:
         branch_id = branch_id or caller.branch_id
@@ -459,9 +463,18 @@ def make_world(app, make_subscriber, make_ticket, make_user):
             return made
 
         world = World(caller, ticket_id, subscriber_id, scope, make)
-        made_now = ("deleted_ticket", "user", "webhook", "delivery", "external_id", "api_key")
-        for kind in (*made_now, "network_object", "incident", "suggestion"):
-            world.target(kind)  # made now: a snapshot taken before a request holds them
+        # Made now, so that a snapshot taken before a request holds them: what the test's
+        # endpoint names (its path, its needs, what its body and query refer to), or, for a
+        # test of no one endpoint, every kind.
+        if endpoint is None:
+            for kind in PLACEHOLDERS:
+                world.target(kind)
+        else:
+            for kind in (*endpoint.placeholders, *endpoint.needs):
+                world.target(kind)
+            for part in (endpoint.body, endpoint.query):
+                if part is not None:
+                    part(world)
         return world
 
     return build

@@ -110,6 +110,7 @@ class Endpoint:
     admin_only: bool = False
     body_limit: int | None = None  # a route's own body limit, below MAX_CONTENT_LENGTH
     claims_in: str | None = None  # where it takes isp_id / branch_id / user_id: query, body
+    needs: tuple[str, ...] = ()  # objects of the World it acts on that its path does not name
 
     def within_limit(self, data: bytes, limit: int, status: int) -> int:
         """`status`, or 413 when `data` is over this route's body limit (or `limit`)."""
@@ -572,7 +573,11 @@ def _network_retired(o: Outcome) -> None:
 # The ISP platform syncs its network; staff read it.
 NETWORK_OBJECT_PATH = "/api/v1/network/{network_kind}/{network_object}"
 NETWORK = _reads(
-    "network", "/api/v1/network", _network_listed, query_integers=(*SCOPE, "page", "per_page")
+    "network",
+    "/api/v1/network",
+    _network_listed,
+    query_integers=(*SCOPE, "page", "per_page"),
+    needs=("network_object",),
 )
 NETWORK_OBJECT = _reads("network object", NETWORK_OBJECT_PATH, _network_shown, query_integers=SCOPE)
 SYNC_NETWORK_OBJECT = _writes(
@@ -696,6 +701,7 @@ REMOVE_PARENT = Endpoint(
     "/api/v1/tickets/{ticket}/parent",
     _no_longer_under,
     query=lambda w: w.claimed,
+    needs=("incident",),  # the world's ticket is under it
     message="Ticket unlinked from its incident",
     query_integers=SCOPE,
     claims_in="query",
