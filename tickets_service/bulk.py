@@ -2,7 +2,6 @@
 history and events as if it were changed alone, and within the caller's reach only."""
 
 from marshmallow import ValidationError
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from werkzeug.exceptions import HTTPException
 
@@ -32,14 +31,7 @@ def matching_ids(scope: Scope, filters: dict) -> list[int]:
     except ValidationError as err:
         raise ValidationError({"filter": err.messages}) from None
     scope.check(args)
-    shape, params = queries._list_shape(scope, args)
-    statement = (
-        select(Ticket.id)
-        .where(*queries._conditions(shape))
-        .order_by(Ticket.id)
-        .limit(FILTER_LIMIT + 1)
-    )
-    ids = list(db.session.scalars(statement, params))
+    ids = queries.matching_ids(scope, args, FILTER_LIMIT + 1)
     if len(ids) > FILTER_LIMIT:
         message = f"The filter finds more than {FILTER_LIMIT:,} tickets: narrow it."
         raise ValidationError({"filter": [message]})

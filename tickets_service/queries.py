@@ -176,6 +176,23 @@ def ticket_page(scope: Scope, args: dict) -> Page:
     return Page(items, meta)
 
 
+def matching_ids(scope: Scope, args: dict, limit: int) -> list[int]:
+    """The ids of the tickets the list's arguments find (its own conditions, so the two never
+    disagree), oldest first, at most `limit` of them."""
+    shape, params = _list_shape(scope, args)
+    return list(db.session.scalars(_ids_statement(shape), {**params, "ids_limit": limit}))
+
+
+@cache
+def _ids_statement(shape: tuple) -> Select:
+    return (
+        select(Ticket.id)
+        .where(*_conditions(shape))
+        .order_by(Ticket.id)
+        .limit(bindparam("ids_limit"))
+    )
+
+
 # The filters whose totals the kept counts give (with none but them, the total is exact).
 COUNTED = ("status", "priority")
 _PAGING = {"isp_id", "branch_id", "user_id", "page", "per_page", "sort", "cursor"}
