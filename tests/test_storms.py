@@ -234,6 +234,37 @@ def test_a_ticket_that_joins_an_open_incident_does_not_count(
     assert suggestions(client, admin) == []
 
 
+@pytest.mark.parametrize("resolved", [False, True], ids=["open", "resolved"])
+def test_tickets_an_incident_gathered_no_longer_count_higher_up(
+    client, admin, tree, storm, fetch, rows, resolved
+):
+    gathered = storm(*["service:svc1"] * 3)  # counted at svc1, n1 and s1 when they came
+    body = {"title": "N1 down", "description": "Uplink", "priority": 3}
+    body |= {"links": [ref("node:n1")], "public_message": "We are on it."}
+    incident = assert_success(call(client, admin, "POST", "/api/v1/incidents", body), 201)
+    incident_id = incident["data"]["id"]
+    if resolved:
+        status = f"/api/v1/tickets/{incident_id}/status"
+        assert_success(call(client, admin, "PUT", status, {"status": 2}), 200)
+
+    later = storm(*["service:svc3"] * 2)  # with the gathered three, five hits at s1
+
+    assert [fetch(Ticket, t)["parent_id"] for t in gathered] == [incident_id] * 3
+    site = next(r["id"] for r in rows(NetworkObject) if r["external_id"] == "s1")
+    assert {r["ticket_id"] for r in rows(StormHit) if r["object_id"] == site} == {
+        *gathered,
+        *later,
+    }
+    assert suggestions(client, admin) == []
+    assert rows(IncidentSuggestion) == []
+
+    storm(*["service:svc3"] * 3)  # five of its own: the storm at svc3 is suggested
+
+    [shown] = suggestions(client, admin)
+    assert shown["object"]["external_id"] == "svc3"
+    assert set(shown["ticket_ids"]).isdisjoint(gathered)
+
+
 @pytest.mark.parametrize("then", ["service:svc1", "service:svc2"], ids=["same", "sibling"])
 def test_further_tickets_of_the_storm_join_its_open_suggestion(
     client, admin, tree, storm, rows, then

@@ -57,6 +57,14 @@ SUGGESTION = "/<id:suggestion_id>"
 DEFAULT_MESSAGE = "We know of a problem affecting your service and are working on it."
 
 
+# A hit counts while its ticket is live and under no incident: one that an incident has
+# gathered since (at its opening, by hand, or from a suggestion) is explained already. A join
+# on the tickets' key, for the chain's recent hits only.
+_uncovered = (
+    (Ticket.id == StormHit.ticket_id) & Ticket.parent_id.is_(None) & Ticket.deleted_at.is_(None)
+)
+
+
 def note(ticket: Ticket, served_paths: list[str], by: Actor) -> None:
     """Count a new ticket (no incident covers its subscriber) towards a storm at every object
     above what serves its subscriber, and suggest an incident at the lowest one where the
@@ -82,6 +90,7 @@ def note(ticket: Ticket, served_paths: list[str], by: Actor) -> None:
     )
     stormy = db.session.scalars(
         select(StormHit.object_id)
+        .join(Ticket, _uncovered)
         .where(StormHit.object_id.in_(chain), StormHit.at >= since)
         .group_by(StormHit.object_id)
         .having(func.count() >= settings.storm_tickets)
@@ -116,6 +125,7 @@ def note(ticket: Ticket, served_paths: list[str], by: Actor) -> None:
         return
     hits = db.session.execute(
         select(StormHit.ticket_id, StormHit.at)
+        .join(Ticket, _uncovered)
         .where(StormHit.object_id == lowest, StormHit.at >= since)
         .order_by(StormHit.at, StormHit.ticket_id)
     ).all()
