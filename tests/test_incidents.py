@@ -322,15 +322,29 @@ def test_an_incident_out_of_reach_is_404(request, client, admin, people, make_ti
     assert assert_error(response, 404)["message"] == "Incident not found."
 
 
+# An incident's links change as a ticket's do, or with its own fields.
+RELINK = {
+    "as a ticket": (lambda incident_id: ticket_url(incident_id), "Ticket updated successfully"),
+    "as an incident": (
+        lambda incident_id: f"{INCIDENTS}/{incident_id}",
+        "Incident updated successfully",
+    ),
+}
+
+
+@pytest.mark.parametrize("route", RELINK)
 def test_new_links_work_the_affected_out_again_and_gather_their_tickets(
-    client, admin, people, make_ticket, rows, fetch
+    client, admin, people, make_ticket, rows, fetch, route
 ):
     incident_id = open_incident(client, admin, "node:n2", starts_at=-60)
     waiting = make_ticket(admin, subscriber_id=people["ann"])  # after the open: not gathered
+    url, message = RELINK[route]
 
-    response = call(client, admin, "PUT", ticket_url(incident_id), {"links": [ref("node:n1")]})
+    response = call(client, admin, "PUT", url(incident_id), {"links": [ref("node:n1")]})
 
-    assert_success(response, 200, "Ticket updated successfully")
+    assert_success(response, 200, message)
+    shown = assert_success(get(client, admin, f"{INCIDENTS}/{incident_id}"), 200)["data"]
+    assert shown["links"] == [ref("node:n1")]
     affected = affected_rows(rows, incident_id)
     assert sorted(affected) == sorted(people.values())
     ended = {s for s, row in affected.items() if row["affected_until"] is not None}
@@ -342,11 +356,26 @@ def test_new_links_work_the_affected_out_again_and_gather_their_tickets(
     assert updated["incident_id"] == incident_id
 
 
-def test_an_incident_cannot_lose_all_its_links(client, admin, people, assert_refused):
+@pytest.mark.parametrize("route", RELINK)
+@pytest.mark.parametrize(
+    "links", [[], [{"kind": "node", "external_id": "nowhere"}]], ids=["none", "unknown"]
+)
+def test_an_incident_cannot_lose_all_its_links(client, admin, people, assert_refused, route, links):
     incident_id = open_incident(client, admin, "node:n1")
+    url = RELINK[route][0](incident_id)
 
-    request = lambda: call(client, admin, "PUT", ticket_url(incident_id), {"links": []})  # noqa: E731
+    request = lambda: call(client, admin, "PUT", url, {"links": links})  # noqa: E731
     assert_refused(request, 422, "links")
+
+
+def test_the_same_links_again_change_nothing(client, admin, people, snapshot):
+    incident_id = open_incident(client, admin, "node:n1")
+    before = snapshot()
+
+    response = call(client, admin, "PUT", f"{INCIDENTS}/{incident_id}", {"links": [ref("node:n1")]})
+
+    assert_success(response, 200, "Incident updated successfully")
+    assert snapshot() == before
 
 
 # --- Its children ------------------------------------------------------------------------------

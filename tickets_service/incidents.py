@@ -428,6 +428,13 @@ def impact_rows(incident_id: int, scope: Scope | None):
 def links_changed(incident: Ticket, by: Actor) -> None:
     """An incident's links changed: who it affects is worked out again, the open tickets of
     those it now affects join it, and that is an incident.updated event."""
+    rework_affected(incident, by)
+    announce(incident, HistoryAction.INCIDENT_UPDATED, by)
+
+
+def rework_affected(incident: Ticket, by: Actor) -> None:
+    """Who an open incident affects, worked out again from its links (now in the session);
+    the open tickets of those it now affects join it once it has started."""
     info = db.session.get(Incident, incident.id)
     db.session.flush()
     # Once resolved or closed, its outage is over: who it affected stays as it was.
@@ -435,7 +442,6 @@ def links_changed(incident: Ticket, by: Actor) -> None:
         refresh_affected(incident, max(as_utc(info.starts_at), utcnow()))
         if as_utc(info.starts_at) <= utcnow():
             attach_children(incident, by)
-    announce(incident, HistoryAction.INCIDENT_UPDATED, by)
 
 
 def reaffect(subscriber_id: int, isp_id: int, by: Actor) -> None:
@@ -658,19 +664,25 @@ def get_incident(_scope, incident_id: int):
 @bp.response(200, message="Incident updated successfully")
 @bp.errors(403, 404)
 def update_incident(_scope, data, incident_id: int):
-    """Change an incident's expected end or public message (an incident.updated event)."""
+    """Change an incident's expected end, public message or failing objects (links: who it
+    affects is worked out again while it is open), as one incident.updated event."""
     scope = current_scope()
     ticket, info = get_incident_or_404(scope, incident_id)
     scope.require_admin()
     data = without_scope(data)
+    refs = data.pop("links", None)
     ends = data.get("expected_end_at", info.expected_end_at)
     if ends is not None and as_utc(ends) < as_utc(info.starts_at):
         raise ValidationError({"expected_end_at": ["Must not be before starts_at."]})
+    objects = network.live_objects(ticket.isp_id, refs, "links") if refs is not None else None
     changed = False
     for name, value in data.items():
         if as_json_value(getattr(info, name)) != as_json_value(value):
             setattr(info, name, value)
             changed = True
+    if objects is not None and network.relink_ticket(ticket, objects, scope.actor):
+        rework_affected(ticket, scope.actor)
+        changed = True
     if changed:
         ticket.updated_at = utcnow()
         announce(

@@ -241,11 +241,17 @@ class IncidentIn(ScopeIn):
 class IncidentUpdateIn(ScopeIn):
     expected_end_at = Timestamp(allow_none=True)
     public_message = long_text_field()
+    links = network_refs(
+        "The network objects that failed (at least one): replaces them, and who the incident "
+        "affects is worked out again while it is open."
+    )
 
     @validates_schema
     def needs_a_change(self, data, **kwargs):
-        if not {"expected_end_at", "public_message"} & data.keys():
-            raise ValidationError("Send at least one of expected_end_at, public_message.")
+        if not {"expected_end_at", "public_message", "links"} & data.keys():
+            raise ValidationError("Send at least one of expected_end_at, public_message, links.")
+        if "links" in data and not data["links"]:
+            raise ValidationError("Name at least one failing network object.", "links")
 
 
 class SettingsIn(ScopeIn):
