@@ -343,8 +343,8 @@ def make_world(app, make_subscriber, make_ticket, make_user, request):
     the other objects a path may name (a deleted ticket, a colleague, a webhook and one of its
     deliveries, an API key, a device of its ISP's network under a site) in its ISP and branch."""
 
-    params = getattr(request.node, "callspec", None)
-    endpoint = params.params.get("endpoint") if params else None
+    callspec = getattr(request.node, "callspec", None)  # the test's parameters, if any
+    endpoint = callspec.params.get("endpoint") if callspec else None
     endpoint = endpoint if isinstance(endpoint, Endpoint) else None
 
     def build(caller: Account, branch_id=None, author=None, scope=None) -> World:

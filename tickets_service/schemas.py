@@ -214,6 +214,10 @@ class TicketStatusIn(ScopeIn):
     )
 
 
+# An incident names at least one failing object, when it opens and whenever its links change.
+NO_FAILING_OBJECT = "Name at least one failing network object."
+
+
 class IncidentIn(ScopeIn):
     """An outage of network objects (links: the ones that failed)."""
 
@@ -232,7 +236,7 @@ class IncidentIn(ScopeIn):
     @validates_schema
     def _links_and_times(self, data, **_kwargs):
         if not data.get("links"):
-            raise ValidationError("Name at least one failing network object.", "links")
+            raise ValidationError(NO_FAILING_OBJECT, "links")
         starts, ends = data.get("starts_at"), data.get("expected_end_at")
         if starts is not None and ends is not None and ends < starts:
             raise ValidationError("Must not be before starts_at.", "expected_end_at")
@@ -251,7 +255,7 @@ class IncidentUpdateIn(ScopeIn):
         if not {"expected_end_at", "public_message", "links"} & data.keys():
             raise ValidationError("Send at least one of expected_end_at, public_message, links.")
         if "links" in data and not data["links"]:
-            raise ValidationError("Name at least one failing network object.", "links")
+            raise ValidationError(NO_FAILING_OBJECT, "links")
 
 
 class SettingsIn(ScopeIn):
