@@ -21,16 +21,20 @@ from support.urls import API_KEYS, ME
 from werkzeug.security import generate_password_hash
 
 from tickets_service import create_app
+from tickets_service.desk import ensure_catalogue
 from tickets_service.extensions import db
 from tickets_service.models import (
     ApiKey,
+    CannedReply,
     Incident,
     IncidentSuggestion,
     NetworkObject,
+    SlaPolicy,
     Subscriber,
     Ticket,
     TicketHistory,
     TicketReply,
+    TicketType,
     User,
     WebhookEndpoint,
     utcnow,
@@ -431,6 +435,41 @@ def make_world(app, make_subscriber, make_ticket, make_user, request):
                     own.add(suggestion)
                     own.commit()
                     return suggestion.id
+            if kind == "ticket_type":
+                with app.app_context():  # the ISP's catalogue first, as its first use makes it
+                    ensure_catalogue(caller.isp_id)
+                    db.session.commit()
+                kind_row = TicketType(
+                    isp_id=caller.isp_id, key="world-type", name="World's type", default_priority=2
+                )
+                return saved(app, kind_row)
+            if kind in ("sla_type", "sla_priority"):
+                world.target("ticket_type")
+                return "world-type" if kind == "sla_type" else 3
+            if kind == "sla_policy":
+                key = (world.target("sla_type"), world.target("sla_priority"))
+                with session(app) as own:
+                    own.add(
+                        SlaPolicy(
+                            isp_id=caller.isp_id,
+                            type=key[0],
+                            priority=key[1],
+                            first_response_minutes=30,
+                            resolve_minutes=240,
+                        )
+                    )
+                    own.commit()
+                return key
+            if kind == "canned_reply":
+                canned = CannedReply(
+                    isp_id=caller.isp_id,
+                    scope="branch",
+                    branch_id=branch_id,
+                    title="World's answer",
+                    body="Hello {{ subscriber.name }}.",
+                    created_by_id=author.id,
+                )
+                return saved(app, canned)
             if kind == "api_key":
                 key = ApiKey(
                     isp_id=caller.isp_id,

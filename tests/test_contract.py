@@ -25,16 +25,20 @@ from support.client import PASSWORD, SCOPE, Account, scope_of
 from support.database import app_config
 
 from tickets_service import create_app
+from tickets_service.desk import ensure_catalogue
 from tickets_service.extensions import db
 from tickets_service.fields import Password, Text, Timestamp
 from tickets_service.models import (
     MAX_ID,
     ApiKey,
+    CannedReply,
     Incident,
     IncidentSuggestion,
     NetworkObject,
+    SlaPolicy,
     Ticket,
     TicketHistory,
+    TicketType,
     User,
     WebhookDelivery,
     WebhookEndpoint,
@@ -319,12 +323,13 @@ def test_list_query_parameters_come_from_ticket_list_args(document):
         *("isp_id", "branch_id", "user_id", "status", "priority", "page", "per_page"),
         *("subscriber_id", "assignee_id", "created_from", "created_to", "updated_since"),
         *("overdue", "q", "sort", "deleted", "cursor", "kind", "link", "under"),
+        *("type", "tag", "tag_any"),
     }
     assert all(p["in"] == "query" for p in parameters.values())
     for name in ("isp_id", "branch_id", "user_id"):
         assert parameters[name]["required"] is True
         assert parameters[name]["schema"] == AN_ID
-    assert "[0, 1, 2, 3]" in parameters["status"]["description"]
+    assert "[0, 1, 2, 3, 4]" in parameters["status"]["description"]
     assert "[1, 2, 3]" in parameters["priority"]["description"]
     per_page = {"type": "integer", "default": 50, "minimum": 1, "maximum": 200}
     assert parameters["per_page"]["schema"] == per_page
@@ -348,7 +353,9 @@ def test_ticket_body_constraints(document):
     assert ticket_in["properties"]["priority"] == {"type": "integer", "enum": [1, 2, 3]}
     assert ticket_in["properties"]["subscriber_id"] == {**AN_ID, "nullable": True}
     status_in = document["components"]["schemas"]["TicketStatusIn"]
-    assert status_in["properties"]["status"] == {"type": "integer", "enum": [0, 1, 2, 3]}
+    status = status_in["properties"]["status"]
+    assert (status["type"], status["enum"]) == ("integer", [0, 1, 2, 3, 4])
+    assert "4 Waiting on subscriber" in status["description"]
 
 
 def test_timestamps_are_documented_with_their_format(document):
@@ -475,6 +482,8 @@ class Steering:
     api_key: int | None = None
     incident: int | None = None
     suggestion: int | None = None
+    ticket_type: int | None = None
+    canned: int | None = None
 
 
 STEERING = Steering()
@@ -557,8 +566,23 @@ def steering(app, admin, make_user, make_subscriber, make_ticket, make_reply):
             status="open",
         )
         db.session.add(suggestion)
+        # The catalogue, a policy of faults of high priority, a canned reply of branch 1.
+        ensure_catalogue(1)
+        db.session.add(
+            SlaPolicy(
+                isp_id=1, type="fault", priority=3, first_response_minutes=5, resolve_minutes=60
+            )
+        )
+        canned = CannedReply(
+            isp_id=1, scope="branch", branch_id=1, title="Hi", body="Hi", created_by_id=admin.id
+        )
+        db.session.add(canned)
         db.session.commit()
         STEERING.incident, STEERING.suggestion = incident.id, suggestion.id
+        STEERING.ticket_type = db.session.scalar(
+            select(TicketType.id).where(TicketType.isp_id == 1, TicketType.key == "fault")
+        )
+        STEERING.canned = canned.id
         db.session.remove()
     yield STEERING
     STEERING.admin, STEERING.tickets, STEERING.subscriber, STEERING.staff = None, [], None, None
@@ -614,6 +638,14 @@ def flatmap_body(context, body):
         "/api/v1/tickets/bulk": {"ids": STEERING.tickets[:2], "set": {"priority": 2}},
         "/api/v1/tickets/{ticket_id}": {"title": "Renamed"},
         "/api/v1/tickets/{ticket_id}/parent": {"incident_id": STEERING.incident},
+        "/api/v1/ticket-types": {"key": "steered", "name": "Steered"},
+        "/api/v1/ticket-types/{type_id}": {"name": "Renamed"},
+        "/api/v1/sla-policies/{type_key}/{priority}": {
+            "first_response_minutes": 30,
+            "resolve_minutes": 240,
+        },
+        "/api/v1/canned-replies": {"title": "Hello", "body": "Hello", "scope": "personal"},
+        "/api/v1/canned-replies/{reply_id}": {"title": "Renamed"},
     }.get(context.operation.path)
     if isinstance(body, dict) and steered is not None:
         # Mostly the valid body: a success also needs a seeded id, the own scope, no If-Match.
@@ -653,6 +685,10 @@ def flatmap_path_parameters(context, path_parameters):
         "key_id": [STEERING.api_key],
         "incident_id": [STEERING.incident],
         "suggestion_id": [STEERING.suggestion],
+        "type_id": [STEERING.ticket_type],
+        "reply_id": [STEERING.canned],
+        "type_key": ["fault"],
+        "priority": [3],
     }
     choices = [
         {**path_parameters, name: value}
@@ -661,6 +697,8 @@ def flatmap_path_parameters(context, path_parameters):
     ]
     if "kind" in path_parameters:
         choices.append({**path_parameters, "kind": "site", "external_id": STEERED_SITE})
+    if "type_key" in path_parameters:  # a policy that exists
+        choices.append({**path_parameters, "type_key": "fault", "priority": 3})
     return st.sampled_from([path_parameters, *choices])
 
 

@@ -29,7 +29,11 @@ from tickets_service.webhooks.worker import dispatch
 
 SETTINGS = "/api/v1/settings"
 SUGGESTIONS = "/api/v1/incidents/suggestions"
-DEFAULTS = {"storm_tickets": 5, "storm_minutes": 15}
+DEFAULTS = {
+    **{"storm_tickets": 5, "storm_minutes": 15},
+    # The desk rules' settings (test_desk_rules.py).
+    **{"time_zone": "UTC", "holidays": [], "auto_close_days": 7},
+}
 SUGGESTION_KEYS = ["id", "object", "ticket_ids", "first_at", "last_at", "count"]
 
 # One ISP's network: two services under node n1, one under node n2, all under site s1.
@@ -109,7 +113,7 @@ def test_an_isp_that_never_set_anything_has_the_defaults(client, admin, rows):
 def test_put_changes_only_the_settings_it_names(client, admin, rows):
     assert put_settings(client, admin, storm_tickets=3) == {**DEFAULTS, "storm_tickets": 3}
     later = put_settings(client, admin, storm_minutes=1440)
-    assert later == {"storm_tickets": 3, "storm_minutes": 1440}
+    assert later == {**DEFAULTS, "storm_tickets": 3, "storm_minutes": 1440}
 
     [stored] = rows(IspSettings)
     assert (stored["isp_id"], stored["storm_tickets"], stored["storm_minutes"]) == (1, 3, 1440)

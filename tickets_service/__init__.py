@@ -119,6 +119,8 @@ def register_blueprints(app: Flask) -> None:
         api_keys,
         audit,
         auth,
+        canned,
+        desk,
         health,
         incidents,
         network,
@@ -145,6 +147,10 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(storms.bp, url_prefix="/api/v1/incidents/suggestions")
     api.register_blueprint(incidents.bp, url_prefix="/api/v1/incidents")
     api.register_blueprint(settings.bp, url_prefix="/api/v1/settings")
+    api.register_blueprint(desk.types_bp, url_prefix="/api/v1/ticket-types")
+    api.register_blueprint(desk.policies_bp, url_prefix="/api/v1/sla-policies")
+    api.register_blueprint(desk.tags_bp, url_prefix="/api/v1/tags")
+    api.register_blueprint(canned.bp, url_prefix="/api/v1/canned-replies")
 
 
 def register_error_handlers(app: Flask) -> None:

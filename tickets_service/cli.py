@@ -1,5 +1,5 @@
-"""Operator commands: `flask --app wsgi users|subscribers|webhooks ...` (and, from seeding.py,
-seed-demo and seed-bulk).
+"""Operator commands: `flask --app wsgi users|subscribers|webhooks|audit|desk ...` (and,
+from seeding.py, seed-demo and seed-bulk).
 
 Each prints what it created as one JSON object on stdout; bad input is one line on stderr
 and exit status 1.
@@ -39,6 +39,7 @@ subscribers = AppGroup("subscribers", help="Manage the ISP's subscribers.")
 
 def register_commands(app: Flask) -> None:
     from .audit import audit_cli
+    from .desk import desk_cli
     from .seeding import seed_bulk, seed_demo
 
     app.cli.add_command(users)
@@ -47,6 +48,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(seed_bulk)
     app.cli.add_command(webhooks_cli)
     app.cli.add_command(audit_cli)
+    app.cli.add_command(desk_cli)
 
 
 def fail(message: str) -> None:

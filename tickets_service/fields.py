@@ -235,3 +235,38 @@ def external_id_field(**kwargs) -> Text:
     """The ISP platform's own id of a subscriber: one line, and no slash, since it is also a
     path segment (PUT /subscribers/by-external-id/{external_id})."""
     return Text(single_line=True, no_slash=True, validate=validate.Length(1, 255), **kwargs)
+
+
+# A key or a tag: a lowercase slug (letters, digits, single hyphens between them).
+SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+SLUG_RULE = "a lowercase slug (a-z, 0-9, single hyphens between them) of at most 40 characters"
+
+
+class Slug(fields.String):
+    """A lowercase slug of at most 40 characters, taken exactly as sent (never folded)."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if len(text) > 40 or not SLUG.fullmatch(text):
+            raise ValidationError(f"Give {SLUG_RULE}.")
+        return text
+
+
+def tags_field(**kwargs) -> fields.List:
+    """At most 20 tags, each named once."""
+
+    def once_each(tags: list) -> None:
+        if len(set(tags)) != len(tags):
+            raise ValidationError("Name each tag once.")
+
+    return fields.List(Slug(), validate=[validate.Length(max=20), once_each], **kwargs)
+
+
+class QuerySlugs(fields.String):
+    """One slug or a comma list of them (at most 20), as a query string writes them."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> list[str]:
+        parts = super()._deserialize(value, attr, data, **kwargs).split(",")
+        if len(parts) > 20 or not all(len(p) <= 40 and SLUG.fullmatch(p) for p in parts):
+            raise ValidationError(f"Give {SLUG_RULE}, or up to 20 separated by commas.")
+        return sorted(set(parts))

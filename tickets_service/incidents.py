@@ -31,6 +31,7 @@ from . import network, queries
 from .extensions import db
 from .idempotency import idempotent
 from .models import (
+    DEFAULT_TYPE,
     OPEN_STATUSES,
     Actor,
     AffectedSubscriber,
@@ -597,6 +598,7 @@ def open_on(
         branch_id=branch_id,
         kind=TicketKind.INCIDENT,
         **{name: values[name] for name in ("title", "description", "priority")},
+        type=values.get("type", DEFAULT_TYPE),
     )
     db.session.flush()
     db.session.add(

@@ -55,10 +55,12 @@ class TicketStatus(enum.IntEnum):
     IN_PROGRESS = 1
     RESOLVED = 2
     CLOSED = 3
+    # Beyond the spec's four: the desk asked the subscriber and waits; the SLA clock stops.
+    WAITING = 4
 
 
 # Open means not yet resolved or closed: what the desk still has to work on.
-OPEN_STATUSES = (TicketStatus.OPEN, TicketStatus.IN_PROGRESS)
+OPEN_STATUSES = (TicketStatus.OPEN, TicketStatus.IN_PROGRESS, TicketStatus.WAITING)
 
 
 class TicketKind(enum.StrEnum):
@@ -226,6 +228,9 @@ class Ticket(db.Model):
         _live_index("ix_tickets_live_scope_updated", "isp_id", "branch_id", "updated_at", "id"),
         _live_index("ix_tickets_live_scope_due", "isp_id", "branch_id", "due_at", "id"),
         _live_index("ix_tickets_live_scope_status_id", "isp_id", "branch_id", "status", "id"),
+        _live_index(
+            "ix_tickets_live_scope_type", "isp_id", "branch_id", "type", "created_at", "id"
+        ),
         _live_index("ix_tickets_live_scope_priority_id", "isp_id", "branch_id", "priority", "id"),
         # Text search (PostgreSQL): full-text over title and description, live tickets only.
         Index(
@@ -241,6 +246,11 @@ class Ticket(db.Model):
             where="kind = 'incident' AND deleted_at IS NULL",
         ),
         _partial_index("ix_tickets_parent_id", "parent_id", "id", where="parent_id IS NOT NULL"),
+        # The sweep (desk.py): the SLA events that fall due, and the resolved tickets to close.
+        _partial_index("ix_tickets_sla_next", "sla_next_at", where="sla_next_at IS NOT NULL"),
+        _partial_index(
+            "ix_tickets_resolved", "resolved_at", where="status = 2 AND deleted_at IS NULL"
+        ),
         # Admins list the deleted tickets of a branch.
         _partial_index(
             "ix_tickets_deleted_scope",
@@ -276,6 +286,23 @@ class Ticket(db.Model):
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Its type's key (the ISP's catalogue, TicketType), and its tags (TicketTag keeps them
+    # for the filters and counts; the ticket shows them from here).
+    type: Mapped[str] = mapped_column(String(40), default="other", server_default="other")
+    tags: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
+    # The SLA (sla.py): the policy's deadlines, unless due_at was set by hand (due_at_manual).
+    response_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    due_at_manual: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Waiting on the subscriber since then (status 4): the clock stops until it leaves 4.
+    waiting_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Time counted by the SLA's calendar spent waiting, which the policy's deadlines add.
+    waited_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The 80% points of the two deadlines, the SLA events sent (SlaEvent bits), and the next
+    # moment the sweep has an event to send for the ticket (None: nothing to come).
+    response_warn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    due_warn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sla_sent: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    sla_next_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Kept with every reply, so Fetch Ticket never counts them.
     reply_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Bumped by every change to the ticket, replies included: its ETag.
@@ -307,20 +334,46 @@ class Ticket(db.Model):
             created_by_key_id=by.key_id,
             status=TicketStatus.OPEN,
             reply_count=0,
+            sla_sent=0,
+            waited_seconds=0,
             **values,
         )
         db.session.add(ticket)
         return ticket
 
     def edit(self, changes: dict, by: Actor) -> None:
-        """Apply field changes; each one that changes something is recorded, old -> new."""
+        """Apply field changes; each one that changes something is recorded, old -> new. A
+        new type, priority or due time sets the SLA's deadlines again (sla.replan)."""
+        changed = set()
         for field, new in changes.items():
             old = getattr(self, field)
             if _same(old, new):
                 continue
             setattr(self, field, new)
+            changed.add(field)
+            if field == "tags":
+                self.retag(old or [], new)
             action = HistoryAction.ASSIGNED if field == "assignee_id" else HistoryAction.UPDATED
             self.record(action, by, field, old, new)
+        if "due_at" in changes:  # sent, even as it was: by hand from now on (null: not)
+            self.due_at_manual = changes["due_at"] is not None
+        if changed & {"type", "priority", "due_at"} or "due_at" in changes:
+            from .sla import replan
+
+            replan(self, by)
+
+    def retag(self, old: list[str], new: list[str]) -> None:
+        """Keep the ticket's TicketTag rows in step with its tags."""
+        gone = set(old) - set(new)
+        if gone and self.id is not None:
+            db.session.execute(
+                TicketTag.__table__.delete().where(
+                    TicketTag.ticket_id == self.id, TicketTag.tag.in_(sorted(gone))
+                )
+            )
+        for tag in new:
+            if tag not in old:
+                db.session.add(TicketTag(ticket=self, tag=tag, isp_id=self.isp_id))
 
     def change_status(self, status: int, by: Actor) -> None:
         """Move to `status`, keeping the SLA clock: resolved_at / closed_at mark the last move
@@ -336,6 +389,14 @@ class Ticket(db.Model):
         else:
             self.resolved_at = self.closed_at = None
         self.record(HistoryAction.STATUS_CHANGED, by, "status", old, status)
+        # Waiting on the subscriber stops the SLA clock; leaving it moves the deadlines on.
+        if old == TicketStatus.WAITING:
+            from .sla import resume
+
+            resume(self, now, by)
+        if status == TicketStatus.WAITING:
+            self.waiting_since = now
+        self.plan_sla_events()
 
     def add_reply(self, message: str, internal: bool, by: Actor) -> "TicketReply":
         """A public reply or an internal note; the first public reply starts the SLA clock."""
@@ -354,18 +415,34 @@ class Ticket(db.Model):
         # The service's own messages never answer the subscriber for a person.
         if not internal and not by.system and self.first_response_at is None:
             self.first_response_at = now
+            self.plan_sla_events()
         self.updated_at = now
         self.record(HistoryAction.NOTED if internal else HistoryAction.REPLIED, by)
         return reply
 
+    def plan_sla_events(self) -> None:
+        """When the sweep next has an SLA event to send for the ticket (sla_next_at): the
+        earliest warning or breach not sent yet of a deadline still running. None while it
+        waits on the subscriber, once it is resolved or closed, or with nothing to come."""
+        moments = []
+        if self.status in (TicketStatus.OPEN, TicketStatus.IN_PROGRESS):
+            if self.first_response_at is None:
+                moments += _unsent(self, SlaEvent.RESPONSE_WARNED, self.response_warn_at)
+                moments += _unsent(self, SlaEvent.RESPONSE_BREACHED, self.response_due_at)
+            moments += _unsent(self, SlaEvent.RESOLUTION_WARNED, self.due_warn_at)
+            moments += _unsent(self, SlaEvent.RESOLUTION_BREACHED, self.due_at)
+        self.sla_next_at = min(moments, default=None)
+
     def delete(self, by: Actor) -> None:
         """Hide the ticket everywhere while keeping its row, replies and history."""
         self.deleted_at = utcnow()
+        self.sla_next_at = None  # a deleted ticket has no SLA events to come
         self.record(HistoryAction.DELETED, by)
 
     def restore(self, by: Actor) -> None:
         """Bring a deleted ticket back, as it was."""
         self.deleted_at = None
+        self.plan_sla_events()
         self.record(HistoryAction.RESTORED, by)
 
     def record(self, action: str, by: Actor, field=None, old=None, new=None) -> None:
@@ -381,6 +458,19 @@ class Ticket(db.Model):
             new=as_json_value(new),
         )
         db.session.add(entry)
+
+
+class SlaEvent(enum.IntFlag):
+    """The SLA events sent for a ticket's current deadlines (Ticket.sla_sent)."""
+
+    RESPONSE_WARNED = 1
+    RESPONSE_BREACHED = 2
+    RESOLUTION_WARNED = 4
+    RESOLUTION_BREACHED = 8
+
+
+def _unsent(ticket: "Ticket", event: SlaEvent, moment: datetime | None) -> list[datetime]:
+    return [as_utc(moment)] if moment is not None and not ticket.sla_sent & event else []
 
 
 def as_json_value(value):
@@ -460,6 +550,9 @@ class HistoryAction(enum.StrEnum):
     OUTAGE = "outage"
     # The ticket that made a storm of tickets below one object (new: the suggestion).
     INCIDENT_SUGGESTED = "incident_suggested"
+    # The sweep's SLA events (field: the deadline, response_due_at or due_at; new: its time).
+    SLA_WARNING = "sla_warning"
+    SLA_BREACHED = "sla_breached"
 
 
 class TicketHistory(db.Model):
@@ -492,10 +585,10 @@ class TicketHistory(db.Model):
 
 
 class TicketCount(db.Model):
-    """How many live tickets a branch has of each status, priority and assignment.
+    """How many live tickets a branch has of each status, priority, assignment and type.
 
     Kept by the database itself, in the transaction of every write that moves a ticket between
-    these keys (triggers, migration 0006), so list totals and stats never count rows.
+    these keys (triggers, migrations 0006 and 0011), so list totals and stats never count rows.
     """
 
     __tablename__ = "ticket_counts"
@@ -505,6 +598,7 @@ class TicketCount(db.Model):
     status: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
     priority: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
     assigned: Mapped[bool] = mapped_column(primary_key=True, autoincrement=False)
+    type: Mapped[str] = mapped_column(String(40), primary_key=True)
     tickets: Mapped[int] = mapped_column(Integer, default=0)
 
 
@@ -830,6 +924,11 @@ class IspSettings(db.Model):
     # A storm: storm_tickets tickets within storm_minutes below one network object.
     storm_tickets: Mapped[int] = mapped_column(SmallInteger, default=5, server_default="5")
     storm_minutes: Mapped[int] = mapped_column(SmallInteger, default=15, server_default="15")
+    # The zone the SLA's business hours are in (IANA), and the days off of every calendar.
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    holidays: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
+    # Resolved tickets close this many days after they were resolved (0: at the next sweep).
+    auto_close_days: Mapped[int] = mapped_column(SmallInteger, default=7, server_default="7")
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
@@ -885,3 +984,115 @@ class IncidentSuggestion(db.Model):
     @property
     def count(self) -> int:
         return len(self.ticket_ids)
+
+
+# --- Desk rules: ticket types, SLA policies, tags, canned replies ------------------------------
+
+# What a new ISP's catalogue holds: key, name, default priority. `other` is the type of a
+# ticket made without one, so it cannot be deactivated.
+DEFAULT_TYPES = (
+    ("fault", "Fault", TicketPriority.HIGH),
+    ("installation", "Installation", TicketPriority.MEDIUM),
+    ("relocation", "Relocation", TicketPriority.MEDIUM),
+    ("billing", "Billing", TicketPriority.LOW),
+    ("other", "Other", TicketPriority.MEDIUM),
+)
+DEFAULT_TYPE = "other"
+
+
+class TicketType(db.Model):
+    """A kind of job in an ISP's catalogue; tickets name it by its key, which never changes."""
+
+    __tablename__ = "ticket_types"
+    __table_args__ = (
+        UniqueConstraint("isp_id", "key", name="uq_ticket_types_isp_id_key"),
+        CheckConstraint(_in_check("default_priority", TicketPriority), name="default_priority"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    isp_id: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(255))
+    default_priority: Mapped[int] = mapped_column(SmallInteger)
+    default_assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class SlaPolicy(db.Model):
+    """The deadlines of one type and priority of an ISP's tickets: the first response and the
+    resolution, counted round the clock or within business hours (sla.Calendar)."""
+
+    __tablename__ = "sla_policies"
+    __table_args__ = (
+        CheckConstraint(_in_check("priority", TicketPriority), name="priority"),
+        CheckConstraint("first_response_minutes >= 0 AND resolve_minutes >= 0", name="minutes"),
+    )
+
+    isp_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    type: Mapped[str] = mapped_column(String(40), primary_key=True)
+    priority: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    first_response_minutes: Mapped[int] = mapped_column(Integer)
+    resolve_minutes: Mapped[int] = mapped_column(Integer)
+    # {"mon": [["08:00", "18:00"]], ...} in the ISP's time zone; None: round the clock.
+    business_hours: Mapped[dict | None] = mapped_column(JSON)
+    # Days off of this policy's calendar, besides the ISP's (IspSettings.holidays).
+    holidays: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class TicketTag(db.Model):
+    """A tag a ticket carries, one row each: the list's tag filters and the ISP's tag counts
+    read these."""
+
+    __tablename__ = "ticket_tags"
+    __table_args__ = (Index("ix_ticket_tags_isp_id_tag", "isp_id", "tag", "ticket_id"),)
+
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(40), primary_key=True)
+    isp_id: Mapped[int] = mapped_column(Integer)
+
+    ticket: Mapped["Ticket"] = relationship(lazy="raise")
+
+
+class CannedScope(enum.StrEnum):
+    ISP = "isp"
+    BRANCH = "branch"
+    PERSONAL = "personal"
+
+
+class CannedReply(db.Model):
+    """A saved answer: a sandboxed template (canned.py) rendered into a reply's message. An
+    ISP's for everyone, a branch's for its staff (and the admins), or one person's."""
+
+    __tablename__ = "canned_replies"
+    __table_args__ = (
+        CheckConstraint("scope IN ('isp', 'branch', 'personal')", name="scope"),
+        Index("ix_canned_replies_isp_id_id", "isp_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    isp_id: Mapped[int] = mapped_column(Integer)
+    scope: Mapped[str] = mapped_column(String(16))
+    branch_id: Mapped[int | None] = mapped_column(Integer)  # a branch's
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # a person's
+    title: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    tags: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    @property
+    def created_by(self) -> int:
+        """Who wrote it (as the API names them)."""
+        return self.created_by_id

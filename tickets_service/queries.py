@@ -7,6 +7,7 @@ from functools import cache
 from marshmallow import ValidationError
 from psycopg.rows import dict_row, tuple_row
 from sqlalchemy import (
+    JSON,
     ColumnElement,
     DateTime,
     Integer,
@@ -31,6 +32,7 @@ from . import cursors
 from .extensions import db
 from .fastpath import answer_columns, json_object, json_text, spliced
 from .models import (
+    DEFAULT_TYPES,
     NETWORK_KINDS,
     OPEN_STATUSES,
     SEARCH_DOCUMENT,
@@ -46,6 +48,8 @@ from .models import (
     TicketPriority,
     TicketReply,
     TicketStatus,
+    TicketTag,
+    TicketType,
     User,
     utcnow,
 )
@@ -107,6 +111,50 @@ def _links_on_sqlite(element, compiler, **kw) -> str:
     )
 
 
+class breached_of(FunctionElement):
+    """A ticket's SLA breaches as the JSON of BreachedOut: a deadline is breached when what
+    stopped its clock (the first response; the resolution; a wait on the subscriber, which
+    pauses it) or, while it runs, the moment of the request (parameter sla_now) is past it."""
+
+    type = JSON()
+    inherit_cache = True
+    name = "breached_of"
+
+
+def _breaches() -> tuple:
+    """The two breaches as SQL conditions over the tickets row."""
+    now = bindparam("sla_now", type_=DateTime(timezone=True))
+    # Constants written in the SQL: anonymous parameters could clash with the filters' names.
+    code = {status: literal_column(str(int(status))) for status in TicketStatus}
+    waiting = Ticket.status == code[TicketStatus.WAITING]
+    finished = func.coalesce(Ticket.resolved_at, Ticket.closed_at)
+    done = or_(
+        Ticket.status == code[TicketStatus.RESOLVED], Ticket.status == code[TicketStatus.CLOSED]
+    )
+    stopped = case((waiting, Ticket.waiting_since), (done, func.coalesce(finished, now)), else_=now)
+    response = and_(
+        Ticket.response_due_at.is_not(None),
+        func.coalesce(Ticket.first_response_at, stopped) > Ticket.response_due_at,
+    )
+    resolution = and_(Ticket.due_at.is_not(None), stopped > Ticket.due_at)
+    return response, resolution
+
+
+@compiles(breached_of, "postgresql")
+def _breached_on_postgresql(element, compiler, **kw) -> str:
+    response, resolution = (compiler.process(c, **kw) for c in _breaches())
+    return f"json_build_object('response', {response}, 'resolution', {resolution})"
+
+
+@compiles(breached_of, "sqlite")
+def _breached_on_sqlite(element, compiler, **kw) -> str:
+    response, resolution = (compiler.process(c, **kw) for c in _breaches())
+    flag = "json(CASE WHEN {} THEN 'true' ELSE 'false' END)"
+    return (
+        f"json_object('response', {flag.format(response)}, 'resolution', {flag.format(resolution)})"
+    )
+
+
 Assignee = aliased(User, name="assignee")
 # The fields of a ticket's answers that are not the ticket's own columns.
 TICKET_COLUMNS = {
@@ -115,6 +163,7 @@ TICKET_COLUMNS = {
     "created_by": person(Ticket.created_by_id, Ticket.created_by_key_id),
     "replies_total": Ticket.reply_count,
     "links": links_of(Ticket.id),
+    "breached": breached_of(),
 }
 
 
@@ -161,6 +210,7 @@ def ticket_page(scope: Scope, args: dict) -> Page:
     role...), never on its values: it is built once per shape, its values bound as parameters.
     """
     shape, params = _list_shape(scope, args)
+    params["sla_now"] = utcnow()
     page, per_page, cursor = args["page"], args["per_page"], args.get("cursor")
     params["limit"] = per_page + 1  # one more says whether a next page exists
     params["offset"] = 0 if cursor else (page - 1) * per_page
@@ -227,6 +277,10 @@ def _list_shape(scope: Scope, args: dict) -> tuple[tuple, dict]:
     if "kind" in args:
         filters.append("kind")
         params["kind"] = args["kind"]
+    for name in ("type", "tag", "tag_any"):
+        if name in args:
+            filters.append((name, len(args[name])))
+            params.update({f"{name}_{n}": value for n, value in enumerate(args[name])})
     if "link" in args:
         filters.append("link")
         params["link_id"] = _named_object(scope, args["link"], "link").id
@@ -292,6 +346,12 @@ def _conditions(shape: tuple) -> list[ColumnElement[bool]]:
             conditions.append(not_overdue(bindparam("now", type_=DateTime(True))))
         elif name == "kind":
             conditions.append(Ticket.kind == bindparam("kind", type_=Text))
+        elif name[0] == "type":
+            conditions.append(Ticket.type.in_(_texts(*name)))
+        elif name[0] == "tag":  # every one of them
+            conditions += [Ticket.id.in_(_tagged([tag])) for tag in _texts(*name)]
+        elif name[0] == "tag_any":
+            conditions.append(Ticket.id.in_(_tagged(_texts(*name))))
         elif name == "link":
             linked = select(TicketLink.ticket_id).where(
                 TicketLink.object_id == bindparam("link_id", type_=Integer)
@@ -302,6 +362,18 @@ def _conditions(shape: tuple) -> list[ColumnElement[bool]]:
         else:  # ("q", number of terms)
             conditions.append(matches(name[1], dialect))
     return conditions
+
+
+def _texts(name: str, count: int) -> list:
+    """`count` text parameters name_0, name_1..."""
+    return [bindparam(f"{name}_{n}", type_=Text) for n in range(count)]
+
+
+def _tagged(tags: list) -> Select:
+    """The ids of the scope's ISP's tickets that carry one of these tags."""
+    return select(TicketTag.ticket_id).where(
+        TicketTag.isp_id == bindparam("scope_isp_id", type_=Integer), TicketTag.tag.in_(tags)
+    )
 
 
 UNKNOWN = "No network object of this ISP with this kind and external_id."
@@ -475,7 +547,7 @@ def ticket_detail(scope: Scope, ticket_id: int) -> dict | None:
     order and times in the API's format (the contract tests hold it to the schema), which the
     answer embeds as it is. Elsewhere the replies are a second query."""
     together = db.session.get_bind().dialect.name == "postgresql"
-    params = {**scope.params(), "ticket_id": ticket_id}
+    params = {**scope.params(), "ticket_id": ticket_id, "sla_now": utcnow()}
     rows = fetch_rows(_detail(scope.kind, together), params)
     if not rows:
         return None
@@ -641,12 +713,22 @@ def branch_stats(scope: Scope, branch_id: int) -> dict:
     unassigned_open = 0
     counts = db.session.execute(
         select(
-            TicketCount.status, TicketCount.priority, TicketCount.assigned, TicketCount.tickets
+            TicketCount.status,
+            TicketCount.priority,
+            TicketCount.assigned,
+            TicketCount.type,
+            TicketCount.tickets,
         ).where(TicketCount.isp_id == scope.isp_id, TicketCount.branch_id == branch_id)
     )
-    for status, priority, assigned, tickets in counts:
+    # Every type of the catalogue (the defaults, for an ISP that has not used it yet).
+    keys = db.session.scalars(
+        select(TicketType.key).where(TicketType.isp_id == scope.isp_id).order_by(TicketType.key)
+    ).all()
+    by_type = dict.fromkeys(keys or sorted(key for key, _, _ in DEFAULT_TYPES), 0)
+    for status, priority, assigned, kind, tickets in counts:
         by_status[str(status)] += tickets
         by_priority[str(priority)] += tickets
+        by_type[kind] = by_type.get(kind, 0) + tickets
         if status in OPEN_STATUSES and not assigned:
             unassigned_open += tickets
     late = read(
@@ -658,6 +740,7 @@ def branch_stats(scope: Scope, branch_id: int) -> dict:
     return {
         "by_status": by_status,
         "by_priority": by_priority,
+        "by_type": by_type,
         "unassigned_open": unassigned_open,
         "overdue": late,
     }

@@ -3,9 +3,11 @@ responses. Instances are created once at the bottom; the views declare them on t
 
 import json
 import re
+from itertools import pairwise
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 
+from . import sla
 from .cursors import Cursor
 from .fields import (
     AssigneeFilter,
@@ -15,7 +17,9 @@ from .fields import (
     QueryCodes,
     QueryId,
     QueryInteger,
+    QuerySlugs,
     QueryTimestamp,
+    Slug,
     StrictBoolean,
     Text,
     Timestamp,
@@ -27,6 +31,7 @@ from .fields import (
     priority_code,
     role_field,
     status_code,
+    tags_field,
     title_field,
 )
 from .models import (
@@ -97,6 +102,9 @@ class TicketListArgs(PageArgs):
     overdue = QueryBoolean()
     q = Text(single_line=True, validate=validate.Length(1, 200))
     kind = fields.String(validate=validate.OneOf([kind.value for kind in TicketKind]))
+    type = QuerySlugs(metadata={"description": "A ticket type's key, or a comma list."})
+    tag = QuerySlugs(metadata={"description": "Tickets carrying every one of these tags."})
+    tag_any = QuerySlugs(metadata={"description": "Tickets carrying any of these tags."})
     link = fields.String(
         validate=validate.Length(1, 300),
         metadata={"description": "kind:external_id: the tickets linked to that object."},
@@ -176,17 +184,27 @@ LINKS = "The network objects the ticket is about (for a subscriber's ticket, by 
 )
 
 
+TYPE = "A key of the ISP's ticket types (GET /api/v1/ticket-types), an active one."
+TAGS = "Lowercase slugs of at most 40 characters, at most 20; an update replaces them."
+DUE_AT = "Set by hand, it wins over the SLA policy's (due_at_manual); null: the policy's."
+
+
 class TicketIn(ScopeIn):
     title = title_field(required=True)
     description = long_text_field(required=True)
     subscriber_id = Id(allow_none=True)
     priority = fields.Integer(strict=True, required=True, validate=priority_code)
     assignee_id = Id(allow_none=True)
-    due_at = Timestamp(allow_none=True)
+    due_at = Timestamp(allow_none=True, metadata={"description": DUE_AT})
     links = network_refs(LINKS)
+    type = Slug(metadata={"description": TYPE + " Default: other."})
+    tags = tags_field(metadata={"description": TAGS})
 
 
-EDITABLE = ("title", "description", "priority", "subscriber_id", "assignee_id", "due_at", "links")
+EDITABLE = (
+    *("title", "description", "priority", "subscriber_id", "assignee_id", "due_at", "links"),
+    *("type", "tags"),
+)
 
 
 class TicketUpdateIn(ScopeIn):
@@ -195,8 +213,10 @@ class TicketUpdateIn(ScopeIn):
     subscriber_id = Id(allow_none=True)
     priority = fields.Integer(strict=True, validate=priority_code)
     assignee_id = Id(allow_none=True)
-    due_at = Timestamp(allow_none=True)
+    due_at = Timestamp(allow_none=True, metadata={"description": DUE_AT})
     links = network_refs(LINKS)
+    type = Slug(metadata={"description": TYPE})
+    tags = tags_field(metadata={"description": TAGS})
 
     @validates_schema
     def needs_a_change(self, data, **kwargs):
@@ -204,8 +224,16 @@ class TicketUpdateIn(ScopeIn):
             raise ValidationError(f"Send at least one of {', '.join(EDITABLE)}.")
 
 
+STATUSES = (
+    "0 Open, 1 In progress, 2 Resolved, 3 Closed (the spec's); 4 Waiting on subscriber: the "
+    "SLA clock stops until the ticket leaves it."
+)
+
+
 class TicketStatusIn(ScopeIn):
-    status = fields.Integer(strict=True, required=True, validate=status_code)
+    status = fields.Integer(
+        strict=True, required=True, validate=status_code, metadata={"description": STATUSES}
+    )
     restored_at = Timestamp(
         metadata={
             "description": "Resolving an incident: when service came back (not in the future, "
@@ -258,6 +286,25 @@ class IncidentUpdateIn(ScopeIn):
             raise ValidationError(NO_FAILING_OBJECT, "links")
 
 
+def _time_zone(name: str) -> None:
+    if sla.zone(name) is None:
+        raise ValidationError("Give an IANA time zone name, such as Europe/Berlin.")
+
+
+def dates_field(description: str) -> fields.List:
+    """Days (YYYY-MM-DD), each once, at most 366."""
+
+    def once_each(days: list) -> None:
+        if len(set(days)) != len(days):
+            raise ValidationError("Name each day once.")
+
+    return fields.List(
+        fields.Date(format="%Y-%m-%d"),
+        validate=[validate.Length(max=366), once_each],
+        metadata={"description": description},
+    )
+
+
 class SettingsIn(ScopeIn):
     storm_tickets = fields.Integer(
         strict=True,
@@ -269,11 +316,138 @@ class SettingsIn(ScopeIn):
         validate=validate.Range(1, 1440),
         metadata={"description": "Within this many minutes."},
     )
+    time_zone = fields.String(
+        validate=[validate.Length(1, 64), _time_zone],
+        metadata={"description": "IANA name: the zone of the SLA's business hours."},
+    )
+    holidays = dates_field("Days off of every SLA policy with business hours.")
+    auto_close_days = fields.Integer(
+        strict=True,
+        validate=validate.Range(0, 365),
+        metadata={"description": "Resolved tickets close this many days later (0: at once)."},
+    )
 
     @validates_schema
     def needs_a_change(self, data, **kwargs):
-        if not {"storm_tickets", "storm_minutes"} & data.keys():
-            raise ValidationError("Send at least one of storm_tickets, storm_minutes.")
+        if not set(SETTINGS) & data.keys():
+            raise ValidationError(f"Send at least one of {', '.join(SETTINGS)}.")
+
+
+SETTINGS = ("storm_tickets", "storm_minutes", "time_zone", "holidays", "auto_close_days")
+
+
+class TicketTypeIn(ScopeIn):
+    key = Slug(required=True, metadata={"description": "Never changes once made."})
+    name = title_field(required=True)
+    default_priority = fields.Integer(strict=True, validate=priority_code, load_default=2)
+    default_assignee_id = Id(allow_none=True)
+    active = StrictBoolean(load_default=True)
+
+
+TYPE_FIELDS = ("name", "default_priority", "default_assignee_id", "active")
+
+
+class TicketTypeUpdateIn(ScopeIn):
+    name = title_field()
+    default_priority = fields.Integer(strict=True, validate=priority_code)
+    default_assignee_id = Id(allow_none=True)
+    active = StrictBoolean()
+
+    @validates_schema
+    def needs_a_change(self, data, **kwargs):
+        if not set(TYPE_FIELDS) & data.keys():
+            raise ValidationError(f"Send at least one of {', '.join(TYPE_FIELDS)}.")
+
+
+# A budget of minutes: at most a year.
+MINUTES = validate.Range(0, 525_600)
+
+
+def _schedule(value: dict) -> None:
+    """A weekly schedule: {day: [[start, end], ...]}, HH:MM within 00:00-24:00, each period
+    ending after it starts, a day's periods apart from each other, some time in the week."""
+    unknown = set(value) - set(sla.DAYS)
+    if unknown:
+        raise ValidationError(f"Days are {', '.join(sla.DAYS)}.")
+    total = 0
+    for day, periods in value.items():
+        if not isinstance(periods, list) or len(periods) > 12:
+            raise ValidationError(f"{day}: give a list of at most 12 [start, end] periods.")
+        parsed = []
+        for period in periods:
+            if not (isinstance(period, list) and len(period) == 2):
+                raise ValidationError(f'{day}: each period is ["HH:MM", "HH:MM"].')
+            try:
+                start, end = (sla.minutes_of(moment) for moment in period)
+            except (ValueError, TypeError, AttributeError):
+                raise ValidationError(f"{day}: times are HH:MM, from 00:00 to 24:00.") from None
+            if end <= start:
+                raise ValidationError(f"{day}: a period ends after it starts.")
+            parsed.append((start, end))
+        parsed.sort()
+        if any(later[0] < earlier[1] for earlier, later in pairwise(parsed)):
+            raise ValidationError(f"{day}: periods overlap.")
+        total += sum(end - start for start, end in parsed)
+    if total == 0:
+        raise ValidationError("Give some business hours in the week (or leave them out).")
+
+
+class SlaPolicyIn(ScopeIn):
+    first_response_minutes = fields.Integer(strict=True, required=True, validate=MINUTES)
+    resolve_minutes = fields.Integer(strict=True, required=True, validate=MINUTES)
+    business_hours = fields.Dict(
+        keys=fields.String(),
+        allow_none=True,
+        validate=_schedule,
+        metadata={
+            "description": 'Weekly hours in the ISP\'s time zone: {"mon": [["08:00", "18:00"]], '
+            "...}; without them, time counts round the clock."
+        },
+    )
+    holidays = dates_field("Days off of this policy, besides the ISP's.")
+
+
+class SlaPolicyArgs(Schema):
+    isp_id = QueryId()
+    branch_id = QueryId()
+    user_id = QueryId()
+    type = Slug()
+
+
+class TagArgs(Schema):
+    isp_id = QueryId()
+    branch_id = QueryId(metadata={"description": "One branch's tags (staff: their own)."})
+    user_id = QueryId()
+    q = Slug(
+        metadata={"description": "Tags that start with this."}, validate=validate.Length(1, 40)
+    )
+
+
+CANNED_SCOPES = ("isp", "branch", "personal")
+
+
+class CannedReplyIn(ScopeIn):
+    title = title_field(required=True)
+    body = long_text_field(required=True)
+    scope = fields.String(required=True, validate=validate.OneOf(CANNED_SCOPES))
+    tags = tags_field()
+
+
+class CannedReplyUpdateIn(ScopeIn):
+    title = title_field()
+    body = long_text_field()
+    tags = tags_field()
+
+    @validates_schema
+    def needs_a_change(self, data, **kwargs):
+        if not {"title", "body", "tags"} & data.keys():
+            raise ValidationError("Send at least one of title, body, tags.")
+
+
+class CannedReplyArgs(PageArgs):
+    q = Text(single_line=True, validate=validate.Length(1, 200))
+    tag = Slug()
+    scope = fields.String(validate=validate.OneOf(CANNED_SCOPES))
 
 
 class AcceptIn(ScopeIn):
@@ -319,8 +493,24 @@ class ParentIn(ScopeIn):
 
 
 class ReplyIn(ScopeIn):
-    message = long_text_field(required=True)
+    message = long_text_field()
     internal = StrictBoolean(load_default=False)
+    canned_reply_id = Id(
+        metadata={"description": "Instead of message: a canned reply, rendered for the ticket."}
+    )
+    variables = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")),
+        values=Text(validate=validate.Length(max=1000)),
+        validate=validate.Length(max=20),
+        metadata={"description": "Values of the canned reply's own variables."},
+    )
+
+    @validates_schema
+    def _message_or_canned(self, data, **_kwargs):
+        if ("message" in data) == ("canned_reply_id" in data):
+            raise ValidationError("Send message or canned_reply_id (one of them).", "message")
+        if "variables" in data and "canned_reply_id" not in data:
+            raise ValidationError("Only a canned reply takes variables.", "variables")
 
 
 class StatsArgs(Schema):
@@ -594,6 +784,14 @@ class ReplyOut(OutSchema):
     key_id = fields.Integer(allow_none=True, metadata=ACTING_KEY)
 
 
+class BreachedOut(OutSchema):
+    """Whether a deadline of the SLA was missed (or, still running, has passed): false
+    where there is none. A wait on the subscriber stops the clock."""
+
+    response = fields.Boolean()
+    resolution = fields.Boolean()
+
+
 # Every field a ticket's answers show, defined once. Each answer lists its own, in its order:
 # the spec's fields first (as the spec orders them), then the service's.
 TICKET_FIELDS = {
@@ -628,9 +826,20 @@ TICKET_FIELDS = {
     "links": lambda: fields.List(
         fields.Nested(NetworkRefOut), metadata={"description": "The network objects it is about."}
     ),
+    "type": lambda: fields.String(metadata={"description": "Its ticket type's key."}),
+    "tags": lambda: fields.List(fields.String()),
+    "response_due_at": lambda: Timestamp(
+        allow_none=True, metadata={"description": "The SLA's first-response deadline."}
+    ),
+    "due_at_manual": lambda: fields.Boolean(
+        metadata={"description": "due_at was set by hand (the SLA policy's does not apply)."}
+    ),
+    "breached": lambda: fields.Nested(BreachedOut),
 }
 # What the network adds to every ticket answer, after the rest.
 _NETWORK = ("kind", "parent_id", "links")
+# What the desk's rules add, last.
+_RULES = ("type", "tags", "response_due_at", "due_at_manual", "breached")
 # What the desk adds to every ticket answer, after the spec's fields.
 _DESK = ("assignee_id", "assignee_name", "due_at", "first_response_at", "resolved_at", "closed_at")
 
@@ -644,14 +853,14 @@ def ticket_answer(name: str, *shown: str) -> type[OutSchema]:
 TicketSummaryOut = ticket_answer(
     "TicketSummaryOut",
     *("id", "title", "subscriber_id", "subscriber_name", "priority", "status", "created_at"),
-    *("isp_id", "branch_id", "updated_at", *_DESK, "deleted_at", *_NETWORK),
+    *("isp_id", "branch_id", "updated_at", *_DESK, "deleted_at", *_NETWORK, *_RULES),
 )
 # Fetch Ticket: with the description and the first replies.
 TicketOut = ticket_answer(
     "TicketOut",
     *("id", "title", "description", "subscriber_id", "subscriber_name", "priority", "status"),
     *("replies", "created_at", "isp_id", "branch_id", "created_by", "updated_at", *_DESK),
-    *("replies_total", "created_by_key_id", *_NETWORK),
+    *("replies_total", "created_by_key_id", *_NETWORK, *_RULES),
 )
 
 
@@ -678,6 +887,11 @@ def _counts(codes, what: str) -> fields.Dict:
 class StatsOut(OutSchema):
     by_status = _counts(TicketStatus, "status")
     by_priority = _counts(TicketPriority, "priority")
+    by_type = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={"description": "Live tickets per type key (every type of the catalogue)."},
+    )
     unassigned_open = fields.Integer()
     overdue = fields.Integer()
 
@@ -826,6 +1040,46 @@ class OutageArgs(Schema):
 class SettingsOut(OutSchema):
     storm_tickets = fields.Integer()
     storm_minutes = fields.Integer()
+    time_zone = fields.String()
+    holidays = fields.List(fields.String())
+    auto_close_days = fields.Integer()
+
+
+class TicketTypeOut(OutSchema):
+    id = fields.Integer()
+    key = fields.String()
+    name = fields.String()
+    default_priority = fields.Integer()
+    default_assignee_id = fields.Integer(allow_none=True)
+    active = fields.Boolean()
+
+
+class SlaPolicyOut(OutSchema):
+    type = fields.String()
+    priority = fields.Integer()
+    first_response_minutes = fields.Integer()
+    resolve_minutes = fields.Integer()
+    business_hours = fields.Dict(allow_none=True)
+    holidays = fields.List(fields.String())
+    updated_at = Timestamp()
+
+
+class TagOut(OutSchema):
+    tag = fields.String()
+    count = fields.Integer(metadata={"description": "Live tickets within your reach."})
+
+
+class CannedReplyOut(OutSchema):
+    id = fields.Integer()
+    title = fields.String()
+    body = fields.String()
+    scope = fields.String(metadata={"description": "isp, branch or personal"})
+    branch_id = fields.Integer(allow_none=True)
+    owner_id = fields.Integer(allow_none=True)
+    tags = fields.List(fields.String())
+    created_by = fields.Integer()
+    created_at = Timestamp()
+    updated_at = Timestamp()
 
 
 class SuggestedObjectOut(NetworkRefOut):
@@ -882,6 +1136,14 @@ class ReadinessOut(OutSchema):
 
 
 ticket_in = TicketIn()
+ticket_type_in = TicketTypeIn()
+ticket_type_update_in = TicketTypeUpdateIn()
+sla_policy_in = SlaPolicyIn()
+sla_policy_args = SlaPolicyArgs()
+tag_args = TagArgs()
+canned_reply_in = CannedReplyIn()
+canned_reply_update_in = CannedReplyUpdateIn()
+canned_reply_args = CannedReplyArgs()
 ticket_update_in = TicketUpdateIn()
 ticket_status_in = TicketStatusIn()
 reply_in = ReplyIn()

@@ -10,11 +10,15 @@ import click
 from flask.cli import with_appcontext
 from sqlalchemy import insert, select, update
 
+from . import desk, sla
 from .cli import fail, find_user, plain_database_errors
 from .extensions import db
 from .models import (
     MAX_ID,
+    CannedReply,
+    CannedScope,
     Role,
+    SlaPolicy,
     Subscriber,
     Ticket,
     TicketPriority,
@@ -102,6 +106,23 @@ DEMO_TICKETS = [
 ]
 
 
+# Each demo ticket's type and tags, by title.
+DEMO_TYPES = {
+    "Connection Issue": ("fault", ["fibre"]),
+    "Slow speeds in the evening": ("fault", ["speed", "evening"]),
+    "Router replacement": ("installation", ["cpe"]),
+    "No signal after storm": ("fault", ["fibre", "weather"]),
+    "Billing address change": ("billing", []),
+}
+# The demo ISP's policy for faults of high priority (round the clock), and a canned reply.
+DEMO_POLICY = {"first_response_minutes": 60, "resolve_minutes": 480}
+DEMO_CANNED = (
+    "Ask for the router's serial",
+    'Hello {{ subscriber.name }}, to look into "{{ ticket.title }}" we need your router\'s '
+    "serial number (on the sticker underneath). Thank you, {{ agent.name }}",
+)
+
+
 @click.command("seed-demo")
 @with_appcontext
 @plain_database_errors
@@ -130,6 +151,7 @@ def seed_demo():
 
     created = 0
     admin = people["admin@demo.example"]
+    _demo_rules(admin)
     for title, description, customer, priority, age, assignee, due, status, events in DEMO_TICKETS:
         exists = db.session.scalar(
             select(Ticket.id).where(Ticket.isp_id == DEMO_ISP, Ticket.title == title)
@@ -148,9 +170,14 @@ def seed_demo():
             priority=priority,
             assignee_id=people[assignee].id if assignee else None,
             due_at=now + timedelta(days=due) if due is not None else None,
+            due_at_manual=due is not None,
+            type=DEMO_TYPES[title][0],
         )
         # Spread the demo over the last days so the list's order is visible.
         ticket.created_at = ticket.updated_at = now - timedelta(days=age)
+        ticket.tags = DEMO_TYPES[title][1]
+        ticket.retag([], ticket.tags)
+        sla.set_deadlines(ticket, *sla.policy_for(DEMO_ISP, ticket.type, ticket.priority))
         for author, message, internal in events:
             ticket.add_reply(message, internal, people[author].actor)
         ticket.change_status(status, (people[assignee] if assignee else admin).actor)
@@ -163,6 +190,29 @@ def seed_demo():
             f"Log in as {role.value} (branch {branch}): POST /api/v1/auth/login "
             f'{{"email": "{email}", "password": "{password}"}}'
         )
+
+
+def _demo_rules(admin: User) -> None:
+    """The demo ISP's catalogue, its policy for high-priority faults and a canned reply."""
+    desk.ensure_catalogue(DEMO_ISP)
+    if db.session.get(SlaPolicy, (DEMO_ISP, "fault", int(TicketPriority.HIGH))) is None:
+        db.session.add(
+            SlaPolicy(isp_id=DEMO_ISP, type="fault", priority=TicketPriority.HIGH, **DEMO_POLICY)
+        )
+    title, body = DEMO_CANNED
+    found = select(CannedReply.id).where(CannedReply.isp_id == DEMO_ISP, CannedReply.title == title)
+    if db.session.scalar(found) is None:
+        db.session.add(
+            CannedReply(
+                isp_id=DEMO_ISP,
+                scope=CannedScope.ISP,
+                title=title,
+                body=body,
+                tags=["cpe"],
+                created_by_id=admin.id,
+            )
+        )
+    db.session.flush()
 
 
 # --- Bulk data for benchmarks ---------------------------------------------------------------

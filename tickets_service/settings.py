@@ -20,8 +20,11 @@ def settings_of(isp_id: int) -> IspSettings:
         column = IspSettings.__table__.c
         found = IspSettings(
             isp_id=isp_id,
-            storm_tickets=column.storm_tickets.default.arg,
-            storm_minutes=column.storm_minutes.default.arg,
+            **{
+                name: column[name].default.arg
+                for name in ("storm_tickets", "storm_minutes", "time_zone", "auto_close_days")
+            },
+            holidays=[],
         )
     return found
 
@@ -54,7 +57,10 @@ def update_settings(_scope, data):
     if settings is None:
         settings = settings_of(scope.isp_id)
         db.session.add(settings)
-    for name, value in without_scope(data).items():
+    values = without_scope(data)
+    if "holidays" in values:
+        values["holidays"] = sorted(day.isoformat() for day in values["holidays"])
+    for name, value in values.items():
         setattr(settings, name, value)
     db.session.commit()
     return settings

@@ -13,10 +13,11 @@ from flask import abort
 from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.orm import aliased, joinedload
 
-from . import incidents
+from . import desk, incidents
 from .extensions import db
 from .idempotency import idempotent
 from .models import (
+    DEFAULT_TYPE,
     MAX_NETWORK_DEPTH,
     Actor,
     HistoryAction,
@@ -26,6 +27,7 @@ from .models import (
     SuggestionStatus,
     Ticket,
     TicketPriority,
+    TicketType,
     as_json_value,
     as_utc,
     utcnow,
@@ -239,13 +241,25 @@ def accept_suggestion(_scope, data, suggestion_id: int):
         title=title,
         description=f"{suggestion.count} tickets below {obj.kind} {obj.external_id} "
         f"({obj.name}) from {as_json_value(suggestion.first_at)} UTC on.",
-        priority=int(TicketPriority.HIGH),
+        **_fault(scope.isp_id),
         public_message=data.get("public_message") or DEFAULT_MESSAGE,
     )
     suggestion.status = SuggestionStatus.ACCEPTED
     suggestion.incident_id = incident.id
     db.session.commit()
     return incident, 201
+
+
+def _fault(isp_id: int) -> dict:
+    """The type and priority of an incident the service opens: a fault, at the fault type's
+    default priority (other, high, where the ISP has no active fault type)."""
+    desk.ensure_catalogue(isp_id)
+    fault = db.session.scalar(
+        select(TicketType).where(TicketType.isp_id == isp_id, TicketType.key == "fault")
+    )
+    if fault is None or not fault.active:
+        return {"type": DEFAULT_TYPE, "priority": int(TicketPriority.HIGH)}
+    return {"type": fault.key, "priority": fault.default_priority}
 
 
 @bp.delete(SUGGESTION)

@@ -8,10 +8,12 @@ from sqlalchemy import DateTime, Integer, and_, bindparam, select
 from werkzeug.exceptions import PreconditionFailed
 from werkzeug.http import quote_etag
 
-from . import bulk, incidents, network, queries, storms
+from . import bulk, canned, desk, incidents, network, queries, sla, storms
 from .extensions import db
 from .idempotency import idempotent
 from .models import (
+    DEFAULT_TYPE,
+    SYSTEM_NAME,
     HistoryAction,
     NetworkObject,
     Subscriber,
@@ -113,23 +115,26 @@ def visible_ticket_or_404(
 
 
 def check_subscriber(
-    subscriber_id: int, isp_id: int, branch_id: int
-) -> tuple[list[tuple[int, str]], int | None]:
+    subscriber_id: int, isp_id: int, branch_id: int, desk_params: dict | None = None
+) -> tuple[list[tuple[int, str]], int | None, tuple]:
     """422 unless the subscriber belongs to the ticket's ISP and branch; the live network
     objects that serve it (id and path) and the open incident that affects it, if one does
-    (read in the same statement: a new ticket links them, and joins it)."""
+    (read in the same statement: a new ticket links them, and joins it). With `desk_params`
+    (type and priority) the same statement reads what they bring (desk.desk_columns)."""
     params = {"subscriber_id": subscriber_id, "isp_id": isp_id, "branch_id": branch_id}
-    found = queries.fetch_rows(_subscriber_check(), {**params, "now": utcnow()}, as_tuples=True)
+    statement = _subscriber_check(desk_params is not None)
+    params = {**params, **(desk_params or {}), "now": utcnow()}
+    found = queries.fetch_rows(statement, params, as_tuples=True)
     if not found:
         raise ValidationError(
             {"subscriber_id": ["No subscriber with this id in the ticket's ISP and branch."]}
         )
     served = [(row[1], row[2]) for row in found if row[1] is not None]
-    return served, found[0][3]
+    return served, found[0][3], tuple(found[0][4:])
 
 
 @cache
-def _subscriber_check():
+def _subscriber_check(with_desk: bool):
     """check_subscriber's statement, built once (Create Ticket's hot path)."""
     served = and_(
         NetworkObject.id == SubscriberNetwork.object_id, NetworkObject.retired_at.is_(None)
@@ -141,6 +146,7 @@ def _subscriber_check():
             NetworkObject.id,
             NetworkObject.path,
             incidents.covering(Subscriber.id, now),
+            *(desk.desk_columns() if with_desk else ()),
         )
         .outerjoin(SubscriberNetwork, SubscriberNetwork.subscriber_id == Subscriber.id)
         .outerjoin(NetworkObject, served)
@@ -179,7 +185,7 @@ def check_links(
     served = [], None
     subscriber = values.get("subscriber_id")
     if subscriber is not None and subscriber != (linked and linked.subscriber_id):
-        served = check_subscriber(subscriber, isp_id, branch_id)
+        served = check_subscriber(subscriber, isp_id, branch_id)[:2]
     assignee = values.get("assignee_id")
     if assignee is not None and assignee != (linked and linked.assignee_id):
         check_assignee(assignee, isp_id, branch_id)
@@ -235,9 +241,31 @@ def create_ticket(scope, data):
     isp_id, branch_id = within.isp_id, within.named_branch(scope, data)
     values = without_scope(data)
     refs = values.pop("links", None)
-    served, incident_id = check_links(values, isp_id, branch_id)
+    tags = values.pop("tags", [])
+    values["type"] = values.get("type", DEFAULT_TYPE)
+    desk_params = {"type": values["type"], "priority": values["priority"]}
+    served, incident_id, found = [], None, None
+    if values.get("subscriber_id") is not None:  # read with what the type brings
+        served, incident_id, found = check_subscriber(
+            values["subscriber_id"], isp_id, branch_id, desk_params
+        )
+    default_assignee, policy, calendar = desk.read_desk(isp_id, **desk_params, found=found)
+    if values.get("assignee_id") is not None:
+        check_assignee(values["assignee_id"], isp_id, branch_id)
+    elif "assignee_id" not in values:  # the type's default, where they can take it
+        values["assignee_id"] = desk.default_assignee(isp_id, branch_id, default_assignee)
     objects = [obj.id for obj in network.live_objects(isp_id, refs or [], "links")]
-    ticket = Ticket.open(within.actor, isp_id=isp_id, branch_id=branch_id, **values)
+    ticket = Ticket.open(
+        within.actor,
+        isp_id=isp_id,
+        branch_id=branch_id,
+        created_at=utcnow(),
+        due_at_manual=values.get("due_at") is not None,
+        tags=tags,
+        **values,
+    )
+    ticket.retag([], tags)
+    sla.set_deadlines(ticket, policy, calendar)
     # Without links of its own, a subscriber's ticket is about what serves the subscriber.
     network.link_ticket(
         ticket, objects if refs is not None else [object_id for object_id, _ in served]
@@ -257,13 +285,15 @@ def create_ticket(scope, data):
 @bp.errors(403, 404)
 @bp.versioned("write")
 def update_ticket(_scope, changes, ticket_id: int):
-    """Update Ticket: title, description, priority, subscriber, assignee or due time (null
-    unlinks, unassigns or clears)."""
+    """Update Ticket: title, description, priority, subscriber, assignee, due time, type or
+    tags (null unlinks, unassigns, or gives the due time back to the SLA policy)."""
     scope = current_scope()
     ticket = get_ticket_or_404(scope, ticket_id)
     changes = without_scope(changes)
     refs = changes.pop("links", None)
     check_links(changes, ticket.isp_id, ticket.branch_id, ticket)
+    if changes.get("type", ticket.type) != ticket.type:
+        desk.check_type(ticket.isp_id, changes["type"])
     if refs is not None:
         if not refs and ticket.kind == TicketKind.INCIDENT:
             raise ValidationError({"links": ["An incident links at least one network object."]})
@@ -299,12 +329,18 @@ def delete_ticket(_scope, ticket_id: int):
 @bp.errors(403, 404)
 @bp.versioned("write")
 def reply_to_ticket(_scope, data, ticket_id: int):
-    """Reply to Ticket as the caller; `internal: true` makes it a note for staff only."""
+    """Reply to Ticket as the caller; `internal: true` makes it a note for staff only. A
+    canned reply (canned_reply_id, with its variables) may stand in for the message."""
     scope = current_scope()
     ticket = get_ticket_or_404(scope, ticket_id)
-    ticket.add_reply(data["message"], data["internal"], scope.actor)
+    message = data.get("message")
+    if message is None:  # a canned reply, rendered for this ticket
+        used = canned.usable(scope, data["canned_reply_id"])
+        agent = scope.principal_name or SYSTEM_NAME
+        message = canned.render(used, ticket, agent, data.get("variables", {}))
+    ticket.add_reply(message, data["internal"], scope.actor)
     if ticket.kind == TicketKind.INCIDENT and not data["internal"]:
-        incidents.copy_reply(ticket, data["message"], scope.actor)
+        incidents.copy_reply(ticket, message, scope.actor)
     return None, commit(ticket)
 
 

@@ -8,13 +8,16 @@ from dataclasses import dataclass, field
 import pytest
 
 from tickets_service.models import (
+    CannedReply,
     Incident,
     IncidentSuggestion,
     IspSettings,
     NetworkObject,
     RevokedToken,
+    SlaPolicy,
     Ticket,
     TicketReply,
+    TicketType,
 )
 
 from .client import PASSWORD, SCOPE, Account, scope_of
@@ -34,9 +37,14 @@ PLACEHOLDERS = {
     "network_object": "external_id",
     "incident": "incident_id",  # the world's ticket is under it
     "suggestion": "suggestion_id",
+    "ticket_type": "type_id",
+    "sla_type": "type_key",  # the world's ticket type's key
+    "sla_priority": "priority",
+    "canned_reply": "reply_id",  # a canned reply of the world's branch
 }
 # Names a path gives that any caller of the ISP may use: no branch's reach ends short of them.
-ISP_WIDE = ("external_id", "network_kind", "network_object")
+ISP_WIDE = ("external_id", "network_kind", "network_object", "ticket_type", "sla_type")
+ISP_WIDE += ("sla_priority",)
 
 
 @dataclass(frozen=True)
@@ -151,6 +159,9 @@ class Endpoint:
             "deliveries": "webhooks:manage",
             "network": "network:read" if read else "network:write",
             "incidents": "tickets:read" if read else "incidents:write",
+            "ticket-types": "tickets:read" if read else "tickets:write",
+            "sla-policies": "tickets:read" if read else "tickets:write",
+            "tags": "tickets:read" if read else None,
         }.get(resource)
 
     @property
@@ -213,7 +224,7 @@ def _logged_out(o: Outcome) -> None:
 
 
 PRIORITIES = (1, 2, 3)
-STATUSES = (0, 1, 2, 3)
+STATUSES = (0, 1, 2, 3, 4)  # the spec's four, and waiting on the subscriber
 TICKET_FIELDS = {
     "integer_fields": (*SCOPE, "subscriber_id", "priority"),
     "string_fields": ("title", "description"),
@@ -747,6 +758,142 @@ EDIT_SETTINGS = _writes(
 INCIDENT_OPERATIONS = (OPEN_INCIDENT, INCIDENT, EDIT_INCIDENT, AFFECTED, IMPACT)
 INCIDENT_OPERATIONS += (SET_PARENT, REMOVE_PARENT, BULK, OUTAGES)
 ADMIN_FIRST = (SUGGESTIONS, ACCEPT_SUGGESTION, DISMISS_SUGGESTION, SETTINGS, EDIT_SETTINGS)
+
+
+# --- Desk rules: ticket types, SLA policies, tags, canned replies ------------------------------
+
+
+def _type_saved(o: Outcome) -> None:
+    row = o.fetch(TicketType, o.data["id"])
+    assert_stored(row, o.sent)
+    assert row["isp_id"] == o.world.caller.isp_id
+
+
+def _policy_saved(o: Outcome) -> None:
+    key = (o.world.caller.isp_id, o.world.target("sla_type"), o.world.target("sla_priority"))
+    assert_stored(o.fetch(SlaPolicy, key), o.sent)
+
+
+def _policy_gone(o: Outcome) -> None:
+    key = (o.world.caller.isp_id, o.world.target("sla_type"), o.world.target("sla_priority"))
+    assert o.fetch(SlaPolicy, key) is None
+
+
+def _canned_saved(o: Outcome) -> None:
+    row = o.fetch(CannedReply, o.data["id"])
+    assert_stored(row, o.sent)
+    assert row["isp_id"] == o.world.caller.isp_id
+
+
+def _canned_gone(o: Outcome) -> None:
+    assert o.fetch(CannedReply, o.world.target("canned_reply")) is None
+
+
+TICKET_TYPES = _reads("ticket types", "/api/v1/ticket-types")
+ADD_TICKET_TYPE = _writes(
+    "add ticket type",
+    "POST",
+    "/api/v1/ticket-types",
+    lambda w: {"key": "fibre-cut", "name": "Fibre cut", "default_priority": 3},
+    _type_saved,
+    "Ticket type created successfully",
+    status=201,
+    integer_fields=(*SCOPE, "default_priority"),
+    string_fields=("name",),
+    required_fields=("key", "name"),
+    codes={"default_priority": PRIORITIES},
+    max_lengths={"name": 255},
+    refused_fields={"id": 9, "created_at": "2000-01-01 00:00:00"},
+)
+EDIT_TICKET_TYPE = _writes(
+    "edit ticket type",
+    "PUT",
+    "/api/v1/ticket-types/{ticket_type}",
+    lambda w: {"name": "Renamed", "default_priority": 1},
+    _done,
+    "Ticket type updated successfully",
+    integer_fields=(*SCOPE, "default_priority"),
+    string_fields=("name",),
+    codes={"default_priority": PRIORITIES},
+    refused_fields={"key": "other-key", "id": 9},
+)
+SLA_POLICY_PATH = "/api/v1/sla-policies/{sla_type}/{sla_priority}"
+SLA_POLICIES = _reads("sla policies", "/api/v1/sla-policies")
+SLA_POLICY = _reads("sla policy", SLA_POLICY_PATH, _done, needs=("sla_policy",))
+PUT_SLA_POLICY = _writes(
+    "put sla policy",
+    "PUT",
+    SLA_POLICY_PATH,
+    lambda w: {"first_response_minutes": 60, "resolve_minutes": 480},
+    _policy_saved,
+    "SLA policy saved successfully",
+    # Minutes are no ids (0 is a budget): test_sla.py holds their rules.
+    integer_fields=SCOPE,
+    required_fields=("first_response_minutes", "resolve_minutes"),
+    refused_fields={"type": "fault", "priority": 1},
+)
+DELETE_SLA_POLICY = _writes(
+    "delete sla policy",
+    "DELETE",
+    SLA_POLICY_PATH,
+    None,
+    _policy_gone,
+    "SLA policy deleted successfully",
+    needs=("sla_policy",),
+)
+TAGS = _reads("tags", "/api/v1/tags")
+CANNED_REPLIES = _reads("canned replies", "/api/v1/canned-replies", needs=("canned_reply",))
+CANNED_REPLY = _reads(
+    "canned reply", "/api/v1/canned-replies/{canned_reply}", _the_object("canned_reply")
+)
+ADD_CANNED_REPLY = Endpoint(
+    "add canned reply",
+    "POST",
+    "/api/v1/canned-replies",
+    _canned_saved,
+    body=lambda w: {
+        **w.claimed,
+        "title": "Router serial",
+        "body": "Hello {{ subscriber.name }}, what is your router's serial?",
+        "scope": "branch",  # the claimed branch's
+    },
+    status=201,
+    message="Canned reply created successfully",
+    integer_fields=SCOPE,
+    string_fields=("title", "body"),
+    required_fields=("title", "body", "scope"),
+    max_lengths={"title": 255, "body": 10_000},
+    refused_fields={"id": 9, "owner_id": 1, "created_by": 1},
+    claims_in="body",
+)
+EDIT_CANNED_REPLY = Endpoint(
+    "edit canned reply",
+    "PUT",
+    "/api/v1/canned-replies/{canned_reply}",
+    _done,
+    body=lambda w: {**w.claimed, "title": "Renamed"},
+    message="Canned reply updated successfully",
+    integer_fields=SCOPE,
+    string_fields=("title", "body"),
+    max_lengths={"title": 255, "body": 10_000},
+    refused_fields={"scope": "isp", "owner_id": 1},
+    claims_in="body",
+)
+DELETE_CANNED_REPLY = Endpoint(
+    "delete canned reply",
+    "DELETE",
+    "/api/v1/canned-replies/{canned_reply}",
+    _canned_gone,
+    query=lambda w: w.claimed,
+    message="Canned reply deleted successfully",
+    query_integers=SCOPE,
+    claims_in="query",
+)
+DESK_RULES = (TICKET_TYPES, SLA_POLICIES, SLA_POLICY, TAGS)
+DESK_RULES += (CANNED_REPLIES, CANNED_REPLY, ADD_CANNED_REPLY, EDIT_CANNED_REPLY)
+DESK_RULES += (DELETE_CANNED_REPLY,)
+# The catalogue's and the policies' writes are an admin's: 403 before any lookup.
+ADMIN_FIRST += (ADD_TICKET_TYPE, EDIT_TICKET_TYPE, PUT_SLA_POLICY, DELETE_SLA_POLICY)
 ROLE_FIRST += ADMIN_FIRST
 
 ENDPOINTS = (
@@ -760,6 +907,7 @@ ENDPOINTS = (
     *NETWORK_OPERATIONS,
     *INCIDENT_OPERATIONS,
     *ADMIN_FIRST,
+    *DESK_RULES,
 )
 # The spec's ticket endpoints and the auth routes: every field rule of theirs is declared.
 WITH_RULES = tuple(e for e in ENDPOINTS if e.body and (e.integer_fields or e.string_fields))

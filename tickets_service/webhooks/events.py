@@ -25,6 +25,9 @@ EVENTS = {
     HistoryAction.INCIDENT_RESOLVED: "incident.resolved",
     HistoryAction.OUTAGE: "subscriber.outage",
     HistoryAction.INCIDENT_SUGGESTED: "incident.suggested",
+    # The sweep's (desk.py): field is the deadline (response_due_at or due_at), new its time.
+    HistoryAction.SLA_WARNING: "ticket.sla_warning",
+    HistoryAction.SLA_BREACHED: "ticket.sla_breached",
 }
 # Events whose data is what their history entry's `new` holds (and who acted).
 INCIDENT_EVENTS = frozenset(
