@@ -13,7 +13,7 @@ variable the reply does not give is 422 when it is used.
 """
 
 from flask import abort
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 from marshmallow import ValidationError
@@ -87,20 +87,39 @@ def _environment(undefined: type[Undefined]) -> _Sandbox:
 
 
 class _Blank(Undefined):
-    """A trial render's stand-in for a variable only a reply gives."""
+    """A trial render's stand-in for a variable only a reply gives: text, or a number."""
 
     def __str__(self) -> str:
         return ""
+
+    def __int__(self) -> int:
+        return 0
+
+    def __float__(self) -> float:
+        return 0.0
 
 
 STRICT = _environment(StrictUndefined)
 TRIAL = _environment(_Blank)
 
 
+# What a body's failure to render can be, besides a missing variable (UndefinedError).
+RENDER_ERRORS = (
+    *(SecurityError, TemplateError, TypeError, ValueError, ArithmeticError, LookupError),
+    RecursionError,
+)
+# Jinja's own globals, which the sandbox does not offer: a body naming one is refused (a reply's
+# variable of that name would only confuse).
+RESERVED = frozenset(("range", "dict", "lipsum", "cycler", "joiner", "namespace"))
+
+
 def _refused(tree: nodes.Template) -> str | None:
     """What the template holds that a canned reply may not, with its line."""
     for node in tree.find_all(REFUSED):
         return f"line {node.lineno}: {type(node).__name__.lower()} is not allowed in a canned reply"
+    for node in tree.find_all(nodes.Name):
+        if node.name in RESERVED:
+            return f"line {node.lineno}: {node.name} is not offered in a canned reply"
     for node in tree.find_all(nodes.Getattr):
         if node.attr.startswith("_"):
             return f"line {node.lineno}: {node.attr} reaches outside the template's sandbox"
@@ -114,13 +133,17 @@ def check_body(body: str) -> None:
     except TemplateSyntaxError as err:
         raise ValidationError({"body": [f"line {err.lineno}: {err.message}"]}) from None
     problem = _refused(tree)
-    if problem is None:
+    if problem is None:  # a trial on sample fields (the reply's own variables blank)
         try:
             _render(TRIAL, body, _SAMPLE)
+        except UndefinedError:
+            pass  # what a reply's variables hold is known only when it is used
         except SecurityError as err:
             problem = f"reaches outside the template's sandbox: {err}"
-        except (UndefinedError, TypeError, ValueError) as err:
-            problem = str(err)
+        except TemplateSyntaxError as err:
+            problem = f"line {err.lineno}: {err.message}"
+        except RENDER_ERRORS as err:
+            problem = f"it cannot be rendered: {type(err).__name__}: {err}"
     if problem is not None:
         raise ValidationError({"body": [problem]})
 
@@ -128,11 +151,11 @@ def check_body(body: str) -> None:
 _SAMPLE = {
     "ticket": {
         **dict.fromkeys(("id", "priority", "status"), 1),
-        **dict.fromkeys(("title", "description", "type", "status_name", "priority_name"), ""),
-        **dict.fromkeys(("created_at", "due_at"), ""),
+        **dict.fromkeys(("title", "description", "type", "status_name", "priority_name"), "Sample"),
+        **dict.fromkeys(("created_at", "due_at"), "2030-01-01 00:00:00"),
     },
-    "subscriber": dict.fromkeys(("name", "phone", "email"), ""),
-    "agent": {"name": ""},
+    "subscriber": dict.fromkeys(("name", "phone", "email"), "Sample"),
+    "agent": {"name": "Sample"},
 }
 
 
@@ -154,8 +177,9 @@ def render(canned: CannedReply, ticket: Ticket, agent: str, variables: dict) -> 
         text = _render(STRICT, canned.body, values).strip()
     except UndefinedError as err:
         raise ValidationError({"variables": [f"The canned reply needs it: {err}."]}) from None
-    except (SecurityError, TypeError, ValueError) as err:
-        raise ValidationError({"canned_reply_id": [f"It cannot be rendered: {err}."]}) from None
+    except RENDER_ERRORS as err:
+        message = f"It cannot be rendered: {type(err).__name__}: {err}."
+        raise ValidationError({"canned_reply_id": [message]}) from None
     if not text or len(text) > MAX_RENDERED:
         message = f"It renders to {len(text)} characters; a reply has 1 to {MAX_RENDERED}."
         raise ValidationError({"canned_reply_id": [message]})

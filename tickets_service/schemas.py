@@ -418,8 +418,12 @@ class TagArgs(Schema):
     isp_id = QueryId()
     branch_id = QueryId(metadata={"description": "One branch's tags (staff: their own)."})
     user_id = QueryId()
-    q = Slug(
-        metadata={"description": "Tags that start with this."}, validate=validate.Length(1, 40)
+    q = fields.String(
+        validate=[
+            validate.Length(1, 40),
+            validate.Regexp(r"^[a-z0-9]+(?:-[a-z0-9]+)*-?$", error="Give the start of a tag."),
+        ],
+        metadata={"description": "Tags that start with this."},
     )
 
 
