@@ -30,7 +30,7 @@ def test_a_fault_is_timed_paused_resolved_with_a_canned_reply_and_closes_itself(
     app, client, admin, staff, make_subscriber, fetch, rows
 ):
     # The admin sets the desk up: a policy for high-priority faults, two canned replies.
-    saved(call(client, admin, "PUT", "/api/v1/sla-policies/fault/3", POLICY))
+    saved(call(client, admin, "PUT", "/api/v1/sla-policies/fault/3", POLICY), 201)
     ask = canned(client, admin, "Ask for the serial", SERIAL)
     fixed = canned(client, admin, "Fixed", FIXED)
     subscriber = make_subscriber(name="Ada Lovelace")

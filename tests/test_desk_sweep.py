@@ -255,7 +255,7 @@ def fault_policy(client, admin, rows) -> None:
     """ISP 1's policy for fault tickets of priority 3: a first response within 10 minutes, a
     resolution within 100, round the clock."""
     response = call(client, admin, "PUT", FAULT_POLICY, POLICY)
-    data = assert_success(response, 200, "SLA policy saved successfully")["data"]
+    data = assert_success(response, 201, "SLA policy saved successfully")["data"]
     assert (data["type"], data["priority"], data["business_hours"]) == ("fault", 3, None)
     [stored] = rows(SlaPolicy)
     assert (stored["first_response_minutes"], stored["resolve_minutes"]) == (10, 100)

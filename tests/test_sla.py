@@ -42,10 +42,12 @@ def policy_url(type_key: str, priority) -> str:
     return f"{POLICIES}/{type_key}/{priority}"
 
 
-def put_policy(client, admin, type_key="other", priority=2, **body) -> dict:
-    """Save a policy (the BUDGETS unless the body says otherwise); its answer."""
+def put_policy(client, admin, type_key="other", priority=2, status=None, **body) -> dict:
+    """Save a policy (the BUDGETS unless the body says otherwise); its answer (201 when it
+    made the policy, 200 when it replaced it: `status` says which, where it matters)."""
     response = call(client, admin, "PUT", policy_url(type_key, priority), {**BUDGETS, **body})
-    return assert_success(response, 200, "SLA policy saved successfully")["data"]
+    expected = status or (201 if response.status_code == 201 else 200)
+    return assert_success(response, expected, "SLA policy saved successfully")["data"]
 
 
 def put_settings(client, admin, **values) -> dict:
@@ -90,7 +92,9 @@ def deadlines(row: dict) -> tuple:
 
 
 def test_put_saves_a_round_the_clock_policy(client, admin, rows):
-    data = put_policy(client, admin, "fault", 3, first_response_minutes=15, resolve_minutes=0)
+    data = put_policy(
+        client, admin, "fault", 3, status=201, first_response_minutes=15, resolve_minutes=0
+    )
 
     assert TIMESTAMP.match(data.pop("updated_at"))
     assert data == {
@@ -119,9 +123,9 @@ def test_put_stores_business_hours_and_holidays(client, admin, rows):
 
 
 def test_put_again_replaces_the_whole_policy(client, admin, rows):
-    put_policy(client, admin, business_hours=WEEKDAYS, holidays=["2025-12-25"])
+    put_policy(client, admin, status=201, business_hours=WEEKDAYS, holidays=["2025-12-25"])
 
-    data = put_policy(client, admin, first_response_minutes=60, resolve_minutes=525_600)
+    data = put_policy(client, admin, status=200, first_response_minutes=60, resolve_minutes=525_600)
 
     assert (data["business_hours"], data["holidays"]) == (None, [])
     [stored] = rows(SlaPolicy)

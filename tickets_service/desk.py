@@ -308,11 +308,12 @@ def get_policy(_scope, type_key: str, priority: int):
 @token_required
 @policies_bp.arguments(ticket_scope_args, location="query")
 @policies_bp.arguments(sla_policy_in)
-@policies_bp.response(200, SlaPolicyOut, message="SLA policy saved successfully")
+@policies_bp.response(200, SlaPolicyOut, message="SLA policy saved successfully", also=(201,))
 @policies_bp.errors(403, 404)
 def put_policy(_scope, data, type_key: str, priority: int):
-    """Set the deadlines of one ticket type and priority (admins): new tickets of them, and
-    tickets that change to them, take the policy's deadlines."""
+    """Set the deadlines of one ticket type and priority (admins): 201 when it makes the
+    policy, 200 when it replaces it. New tickets of them, and tickets that change to them,
+    take the policy's deadlines; tickets that have theirs keep them."""
     scope = current_scope()
     scope.require_admin()
     _policy_key(type_key, priority)
@@ -320,13 +321,14 @@ def put_policy(_scope, data, type_key: str, priority: int):
     values["holidays"] = sorted(day.isoformat() for day in values.get("holidays") or ())
     values.setdefault("business_hours", None)
     policy = db.session.get(SlaPolicy, (scope.isp_id, type_key, priority), with_for_update=True)
-    if policy is None:
+    created = policy is None
+    if created:
         policy = SlaPolicy(isp_id=scope.isp_id, type=type_key, priority=priority)
         db.session.add(policy)
     for name, value in values.items():
         setattr(policy, name, value)
     db.session.commit()
-    return policy
+    return (policy, 201) if created else policy
 
 
 @policies_bp.delete(POLICY)

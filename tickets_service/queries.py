@@ -277,6 +277,8 @@ def _list_shape(scope: Scope, args: dict) -> tuple[tuple, dict]:
     if "kind" in args:
         filters.append("kind")
         params["kind"] = args["kind"]
+    if "type" in args:
+        _known_types(scope.isp_id, args["type"])
     for name in ("type", "tag", "tag_any"):
         if name in args:
             filters.append((name, len(args[name])))
@@ -362,6 +364,18 @@ def _conditions(shape: tuple) -> list[ColumnElement[bool]]:
         else:  # ("q", number of terms)
             conditions.append(matches(name[1], dialect))
     return conditions
+
+
+def _known_types(isp_id: int, keys: list[str]) -> None:
+    """422 on `type` unless the ISP's catalogue has every key (active or not: tickets keep a
+    retired type; an ISP that has not used its catalogue yet has the defaults)."""
+    known = set(
+        db.session.scalars(select(TicketType.key).where(TicketType.isp_id == isp_id)).all()
+    ) or {key for key, _, _ in DEFAULT_TYPES}
+    unknown = [key for key in keys if key not in known]
+    if unknown:
+        message = f"No ticket type with the key {', '.join(unknown)} (GET /api/v1/ticket-types)."
+        raise ValidationError({"type": [message]})
 
 
 def _texts(name: str, count: int) -> list:

@@ -827,6 +827,7 @@ PUT_SLA_POLICY = _writes(
     lambda w: {"first_response_minutes": 60, "resolve_minutes": 480},
     _policy_saved,
     "SLA policy saved successfully",
+    status=201,  # the world's type has no policy of this priority yet
     # Minutes are no ids (0 is a budget): test_sla.py holds their rules.
     integer_fields=SCOPE,
     required_fields=("first_response_minutes", "resolve_minutes"),
