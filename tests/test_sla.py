@@ -27,7 +27,7 @@ from support.client import set_status as put_status
 from support.database import TIMESTAMP, as_utc, now, set_columns, stamp
 from support.urls import STATS, ticket_url
 
-from tickets_service.models import IspSettings, SlaPolicy, Ticket, TicketHistory
+from tickets_service.models import LAST_MOMENT, IspSettings, SlaPolicy, Ticket, TicketHistory
 from tickets_service.sla import Calendar
 
 POLICIES, SETTINGS, TYPES = "/api/v1/sla-policies", "/api/v1/settings", "/api/v1/ticket-types"
@@ -854,3 +854,33 @@ def test_a_client_of_the_spec_alone_never_meets_status_4(client, admin, staff, f
         if h["ticket_id"] == ticket_id and h["field"] == "status"
     ]
     assert statuses == [(0, 1), (1, 2), (2, 0), (0, 1), (1, 3)]
+
+
+# --- The end of the calendar -------------------------------------------------------------------
+
+
+def test_a_budget_the_calendar_cannot_fit_ends_at_the_last_moment():
+    """An hour a week cannot fit a year of minutes before the calendar's horizon, and no time
+    follows the last moment a timestamp holds: both are "never", not an error."""
+    sparse = Calendar.of("Europe/Berlin", {"mon": [["08:00", "09:00"]]})
+    start = datetime(2026, 12, 7, tzinfo=UTC)
+
+    assert sparse.add(start, 525_600 * 60) == LAST_MOMENT
+    assert sparse.add(LAST_MOMENT - timedelta(days=2), 7200) == LAST_MOMENT
+    assert sparse.between(LAST_MOMENT - timedelta(days=2), LAST_MOMENT) == 0.0
+    assert Calendar(ZoneInfo("UTC")).add(LAST_MOMENT, 60) == LAST_MOMENT
+
+
+def test_a_wait_on_a_ticket_due_at_the_end_of_time_moves_nothing(client, admin, fetch):
+    put_policy(client, admin, "other", 2, business_hours=WEEKDAYS)
+    ticket_id = create_ticket(client, admin, due_at="9999-12-31 23:59:59")
+
+    for status in (4, 1):
+        assert_success(put_status(client, admin, ticket_id, status), 200)
+
+    row = fetch(Ticket, ticket_id)
+    assert (stamp(row["due_at"]), row["due_at_manual"], row["status"]) == (
+        "9999-12-31 23:59:59",
+        True,
+        1,
+    )

@@ -80,14 +80,17 @@ class Calendar:
 
     def _periods(self, start: datetime) -> Iterable[tuple[datetime, datetime]]:
         """The business periods (UTC) that end after `start`, in order, until the horizon."""
-        local_day = start.astimezone(self.tz).date() - timedelta(days=1)
-        for _ in range(HORIZON_DAYS):
-            if local_day not in self.holidays:
-                for begin, end in self.hours[local_day.weekday()]:
-                    period = (self._moment(local_day, begin), self._moment(local_day, end))
-                    if period[1] > start:
-                        yield max(period[0], start), period[1]
-            local_day += timedelta(days=1)
+        try:
+            local_day = start.astimezone(self.tz).date() - timedelta(days=1)
+            for _ in range(HORIZON_DAYS):
+                if local_day not in self.holidays:
+                    for begin, end in self.hours[local_day.weekday()]:
+                        period = (self._moment(local_day, begin), self._moment(local_day, end))
+                        if period[1] > start:
+                            yield max(period[0], start), period[1]
+                local_day += timedelta(days=1)
+        except OverflowError:  # the end of the calendar (year 9999): no time after it
+            return
 
     def _moment(self, day: date, minutes: int) -> datetime:
         # Wall-clock minutes of that day (a DST change within it moves its hours with it).
