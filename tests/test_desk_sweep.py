@@ -6,14 +6,13 @@ Time passes by handing the sweep the moment it runs at, never by sleeping; a sec
 the same moment changes nothing. On PostgreSQL the sweep finds its work through its two
 partial indexes, never a scan of the tickets table."""
 
-import json
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event, text
 from support.client import assert_success, call, create_ticket, get, reply, set_status
-from support.database import as_utc, history_in_db, session, set_columns, stamp
+from support.database import as_utc, explain, history_in_db, plan_nodes, session, set_columns, stamp
 from support.urls import WEBHOOKS, ticket_url
 
 from tickets_service.desk import sweep, sweep_command
@@ -475,24 +474,6 @@ def sweep_statements(app) -> list[tuple[str, dict]]:
     return seen
 
 
-def plan_of(app, statement: str, parameters) -> dict:
-    with app.app_context():
-        raw = db.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
-            (plan,) = cursor.fetchone()
-        finally:
-            raw.close()
-    return plan[0]["Plan"] if isinstance(plan, list) else json.loads(plan)[0]["Plan"]
-
-
-def nodes(plan: dict):
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from nodes(child)
-
-
 @pytest.mark.postgres
 @pytest.mark.parametrize(
     ("column", "index"),
@@ -503,9 +484,9 @@ def test_the_sweep_finds_its_tickets_through_its_index(app, big_desk, column, in
     statements = [(s, p) for s, p in sweep_statements(app) if f"tickets.{column} <=" in s]
     assert statements, "the sweep ran no such query"
 
-    plan = plan_of(app, *statements[0])
+    plan = explain(app, *statements[0])
 
-    on_tickets = [n for n in nodes(plan) if n.get("Relation Name") == "tickets"]
+    on_tickets = [n for n in plan_nodes(plan) if n.get("Relation Name") == "tickets"]
     assert on_tickets, plan
     assert not [n for n in on_tickets if n["Node Type"] == "Seq Scan"], plan
-    assert index in {n.get("Index Name") for n in nodes(plan)}, plan
+    assert index in {n.get("Index Name") for n in plan_nodes(plan)}, plan

@@ -2,11 +2,10 @@
 never a scan of the tickets table: the plans of the very statements the list runs, on a
 branch large enough for the planner to choose (30,000 tickets, analysed)."""
 
-import json
-
 import pytest
 from sqlalchemy import event, text
 from support.client import assert_success, scope_of
+from support.database import explain, plan_nodes
 
 from tickets_service.extensions import db
 
@@ -74,22 +73,7 @@ def plan_of_the_page(app, client, admin, params) -> dict:
         )
     finally:
         event.remove(engine, "before_cursor_execute", capture)
-    (statement, parameters) = seen[-1]
-    with app.app_context():
-        raw = db.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
-            (plan,) = cursor.fetchone()
-        finally:
-            raw.close()
-    return plan[0]["Plan"] if isinstance(plan, list) else json.loads(plan)[0]["Plan"]
-
-
-def nodes(plan: dict):
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from nodes(child)
+    return explain(app, *seen[-1])
 
 
 def test_each_list_filter_and_sort_reads_through_its_index(app, client, admin, big_branch):
@@ -99,8 +83,8 @@ def test_each_list_filter_and_sort_reads_through_its_index(app, client, admin, b
     for params, index in LISTS:
         params = {name: stand_ins.get(value, value) for name, value in params.items()}
         plan = plan_of_the_page(app, client, admin, params)
-        on_tickets = [n for n in nodes(plan) if n.get("Relation Name") == "tickets"]
-        used = {n.get("Index Name") for n in nodes(plan)}
+        on_tickets = [n for n in plan_nodes(plan) if n.get("Relation Name") == "tickets"]
+        used = {n.get("Index Name") for n in plan_nodes(plan)}
         if not on_tickets or any(n["Node Type"] == "Seq Scan" for n in on_tickets):
             missed.append((params, "scans the table", plan))
         elif index not in used:

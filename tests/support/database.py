@@ -1,6 +1,7 @@
 """Reading the database back, and writing it directly: what a request changed (or that it
 changed nothing), and columns moved by hand where the tests stand in for the passing of time."""
 
+import json
 import os
 import re
 from contextlib import contextmanager
@@ -153,3 +154,23 @@ def at(text: str) -> datetime:
 
 def without(row: dict, *keys: str) -> dict:
     return {key: value for key, value in row.items() if key not in keys}
+
+
+def explain(app, statement: str, parameters) -> dict:
+    """PostgreSQL's plan of a statement as it was run (its SQL and parameters, captured)."""
+    with app.app_context():
+        raw = db.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
+            (plan,) = cursor.fetchone()
+        finally:
+            raw.close()
+    return plan[0]["Plan"] if isinstance(plan, list) else json.loads(plan)[0]["Plan"]
+
+
+def plan_nodes(plan: dict):
+    """A plan's nodes, the plan's own first."""
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from plan_nodes(child)
