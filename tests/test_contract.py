@@ -646,6 +646,10 @@ def flatmap_body(context, body):
         },
         "/api/v1/canned-replies": {"title": "Hello", "body": "Hello", "scope": "personal"},
         "/api/v1/canned-replies/{reply_id}": {"title": "Renamed"},
+        # Message or canned reply, never both: a random body is rarely either alone.
+        "/api/v1/tickets/{ticket_id}/reply": {"message": "Hello."},
+        "/api/v1/subscribers/{subscriber_id}": {"name": "Renamed"},
+        "/api/v1/network/{kind}/{external_id}": {"name": "Renamed"},
     }.get(context.operation.path)
     if isinstance(body, dict) and steered is not None:
         # Mostly the valid body: a success also needs a seeded id, the own scope, no If-Match.

@@ -226,7 +226,7 @@ def test_every_event_type_can_be_subscribed_to(client, admin):
     data = assert_success(register(client, admin, events=EVENT_TYPES), 201)["data"]
 
     names = ("created", "updated", "status_changed", "assigned", "replied", "deleted", "restored")
-    names += ("linked", "unlinked")
+    names += ("linked", "unlinked", "sla_warning", "sla_breached")
     incidents = ("incident.opened", "incident.updated", "incident.resolved", "incident.suggested")
     expected = sorted([*(f"ticket.{n}" for n in names), *incidents, "subscriber.outage"])
     assert sorted(data["events"]) == sorted(EVENT_TYPES) == expected

@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from . import sla
 from .extensions import db
+from .fields import SLUG
 from .models import (
     DEFAULT_TYPE,
     DEFAULT_TYPES,
@@ -40,7 +41,6 @@ from .schemas import (
     SlaPolicyOut,
     TagOut,
     TicketTypeOut,
-    priority_code,
     sla_policy_args,
     sla_policy_in,
     tag_args,
@@ -65,6 +65,18 @@ policies_bp = Blueprint(
     description="The ISP's SLA policies, one per ticket type and priority (admins write).",
     key_scopes=("tickets:read", "tickets:write"),
 )
+
+
+@policies_bp.url_value_preprocessor
+def _possible_policy(_endpoint, values) -> None:
+    """A path whose priority is no code, or whose type is no key, names no policy: 404 on
+    every method, before anything reaches SQL (a priority is a SMALLINT there)."""
+    if values and "priority" in values:
+        key, priority = values["type_key"], values["priority"]
+        if priority not in (1, 2, 3) or len(key) > 40 or not SLUG.fullmatch(key):
+            abort(404, "No SLA policy for this type and priority: priority is 1, 2 or 3.")
+
+
 tags_bp = Blueprint(
     "tags",
     __name__,
@@ -132,7 +144,8 @@ def read_desk(isp_id: int, type: str, priority: int, found: tuple | None = None)
     params = {"isp_id": isp_id, "type": type, "priority": int(priority)}
     if found is None:
         found = tuple(db.session.execute(_desk_statement(), params).one())
-    if found[0] is None and ensure_catalogue(isp_id):  # the ISP's first ticket
+    if found[0] is None:  # an unknown key, or the ISP's first ticket (made now, or just
+        ensure_catalogue(isp_id)  # by a concurrent first ticket: read again, either way)
         found = tuple(db.session.execute(_desk_statement(), params).one())
     active, assignee = found[:2]
     if not active:
@@ -145,7 +158,8 @@ def check_type(isp_id: int, type_key: str) -> TicketType:
     """The ISP's active type of this key (422 on `type` otherwise)."""
     query = select(TicketType).where(TicketType.isp_id == isp_id, TicketType.key == type_key)
     found = db.session.scalar(query)
-    if found is None and ensure_catalogue(isp_id):
+    if found is None:  # as in read_desk: the catalogue may be new, or just made
+        ensure_catalogue(isp_id)
         found = db.session.scalar(query)
     if found is None or not found.active:
         raise ValidationError({"type": [UNKNOWN_TYPE]})
@@ -268,26 +282,16 @@ def list_policies(args):
 POLICY = "/<string:type_key>/<int:priority>"
 
 
-def _policy_key(type_key: str, priority: int) -> None:
-    """404 for a path that names no type of the ISP's, or no priority code."""
-    if priority_code_invalid(priority):
-        abort(404, "No such priority: 1, 2 or 3.")
+def _policy_key(type_key: str) -> None:
+    """404 for a path that names no type of the ISP's."""
     scope = current_scope()
     found = select(TicketType.id).where(
         TicketType.isp_id == scope.isp_id, TicketType.key == type_key
     )
-    if db.session.scalar(found) is None and not (
-        ensure_catalogue(scope.isp_id) and db.session.scalar(found) is not None
-    ):
-        abort(404, "Ticket type not found.")
-
-
-def priority_code_invalid(priority: int) -> bool:
-    try:
-        priority_code(priority)
-    except ValidationError:
-        return True
-    return False
+    if db.session.scalar(found) is None:
+        ensure_catalogue(scope.isp_id)
+        if db.session.scalar(found) is None:
+            abort(404, "Ticket type not found.")
 
 
 @policies_bp.get(POLICY)
@@ -316,7 +320,7 @@ def put_policy(_scope, data, type_key: str, priority: int):
     take the policy's deadlines; tickets that have theirs keep them."""
     scope = current_scope()
     scope.require_admin()
-    _policy_key(type_key, priority)
+    _policy_key(type_key)
     values = without_scope(data)
     values["holidays"] = sorted(day.isoformat() for day in values.get("holidays") or ())
     values.setdefault("business_hours", None)
