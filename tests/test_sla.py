@@ -177,8 +177,15 @@ def test_staff_may_not_write_policies(client, admin, staff, assert_refused, meth
 @pytest.mark.parametrize("method", ["PUT", "GET", "DELETE"])
 @pytest.mark.parametrize(
     ("type_key", "priority"),
-    [("no-such-type", 2), ("fault", 0), ("fault", 4)],
-    ids=["unknown-type", "priority-0", "priority-4"],
+    [
+        ("no-such-type", 2),
+        ("fault", 0),
+        ("fault", 4),
+        ("fault", 60081077),  # past a SMALLINT: never reaches SQL
+        ("Ó¿q*¨k", 2),
+        ("x" * 41, 2),
+    ],
+    ids=["unknown-type", "priority-0", "priority-4", "priority-huge", "no-key", "key-41"],
 )
 def test_a_path_naming_no_type_or_priority_is_404(
     client, admin, assert_refused, method, type_key, priority
