@@ -590,7 +590,9 @@ def steering(app, admin, make_user, make_subscriber, make_ticket, make_reply):
 
 # Random ids and scopes almost always meet 403 or 404. These hooks let Hypothesis also pick the
 # admin's own scope, the seeded tickets and subscriber, and the admin's real credentials, so
-# that success responses are generated and checked too.
+# that success responses are generated and checked too. The steered value comes first: it is
+# what Hypothesis draws when its data runs short (a large body can use it all up), so an
+# operation with a big schema still meets a success.
 
 
 def _in_own_scope(values):
@@ -598,7 +600,7 @@ def _in_own_scope(values):
         return st.just(values)
     own = scope_of(STEERING.admin)
     steered = {**values, **{key: own[key] for key in SCOPE if key in values}}
-    return st.sampled_from([values, steered])
+    return st.sampled_from([steered, values])
 
 
 # Operations whose successes need several steered parts at once: their query is mostly the
@@ -610,7 +612,7 @@ STEERED_OFTEN = {"/api/v1/tickets/{ticket_id}", "/api/v1/tickets/{ticket_id}/par
 def flatmap_query(context, query):
     if context.operation.path in STEERED_OFTEN and isinstance(query, dict) and STEERING.admin:
         own = {k: v for k, v in scope_of(STEERING.admin).items() if k in query}
-        return st.sampled_from([query, own, own])
+        return st.sampled_from([own, query, own])
     return _in_own_scope(query)
 
 
@@ -650,14 +652,15 @@ def flatmap_body(context, body):
         "/api/v1/tickets/{ticket_id}/reply": {"message": "Hello."},
         "/api/v1/subscribers/{subscriber_id}": {"name": "Renamed"},
         "/api/v1/network/{kind}/{external_id}": {"name": "Renamed"},
+        "/api/v1/settings": {"storm_tickets": 7, "auto_close_days": 3},
     }.get(context.operation.path)
     if isinstance(body, dict) and steered is not None:
         # Mostly the valid body: a success also needs a seeded id, the own scope, no If-Match.
-        return st.sampled_from([body, steered, steered])
+        return st.sampled_from([steered, body, steered])
     if isinstance(body, dict) and (body.keys() & {"links", "network", "parent"}):
         # Random network objects are never the ISP's: also send the body without them.
         plain = {k: v for k, v in body.items() if k not in {"links", "network", "parent"}}
-        return st.sampled_from([body, plain]).flatmap(_in_own_scope)
+        return st.sampled_from([plain, body]).flatmap(_in_own_scope)
     if isinstance(body, dict) and body.get("assignee_id") is not None:
         body = {**body, "assignee_id": STEERING.admin.id}
     if isinstance(body, dict) and context.operation.path == "/api/v1/webhooks":
@@ -673,7 +676,7 @@ def flatmap_headers(context, headers):
     if not isinstance(headers, dict):
         return st.just(headers)
     plain = {k: v for k, v in headers.items() if k not in {"Idempotency-Key", "If-Match"}}
-    return st.sampled_from([headers, plain])
+    return st.sampled_from([plain, headers])
 
 
 @schema.hook
@@ -703,7 +706,7 @@ def flatmap_path_parameters(context, path_parameters):
         choices.append({**path_parameters, "kind": "site", "external_id": STEERED_SITE})
     if "type_key" in path_parameters:  # a policy that exists
         choices.append({**path_parameters, "type_key": "fault", "priority": 3})
-    return st.sampled_from([path_parameters, *choices])
+    return st.sampled_from([*choices, path_parameters])
 
 
 @pytest.fixture
