@@ -30,8 +30,7 @@ from .models import (
     as_json_value,
 )
 from .openapi import Blueprint
-from .queries import escape_like, page_meta
-from .responses import Page
+from .queries import escape_like, page_of
 from .schemas import (
     CannedReplyOut,
     PageMeta,
@@ -284,16 +283,7 @@ def list_canned(args):
         conditions.append(cast(CannedReply.tags, Text).like(f'%"{args["tag"]}"%'))
     if "scope" in args:
         conditions.append(CannedReply.scope == args["scope"])
-    page, per_page = args["page"], args["per_page"]
-    rows = db.session.scalars(
-        select(CannedReply)
-        .where(*conditions)
-        .order_by(CannedReply.title, CannedReply.id)
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
-    total = db.session.scalar(select(func.count(CannedReply.id)).where(*conditions))
-    return Page(rows, page_meta(page, per_page, total))
+    return page_of(CannedReply, args, *conditions, order_by=(CannedReply.title, CannedReply.id))
 
 
 @bp.get(CANNED)

@@ -154,13 +154,20 @@ def read_desk(isp_id: int, type: str, priority: int, found: tuple | None = None)
     return assignee, policy, calendar
 
 
-def check_type(isp_id: int, type_key: str) -> TicketType:
-    """The ISP's active type of this key (422 on `type` otherwise)."""
+def type_of(isp_id: int, type_key: str) -> TicketType | None:
+    """The ISP's type of this key, active or not (None: it has none). As in read_desk, a miss
+    makes the catalogue if it is new and looks again (a concurrent first use may just have)."""
     query = select(TicketType).where(TicketType.isp_id == isp_id, TicketType.key == type_key)
     found = db.session.scalar(query)
-    if found is None:  # as in read_desk: the catalogue may be new, or just made
+    if found is None:
         ensure_catalogue(isp_id)
         found = db.session.scalar(query)
+    return found
+
+
+def check_type(isp_id: int, type_key: str) -> TicketType:
+    """The ISP's active type of this key (422 on `type` otherwise)."""
+    found = type_of(isp_id, type_key)
     if found is None or not found.active:
         raise ValidationError({"type": [UNKNOWN_TYPE]})
     return found
@@ -177,17 +184,14 @@ def _check_default_assignee(isp_id: int, assignee_id: int | None) -> None:
         raise ValidationError({"default_assignee_id": ["No active user of your ISP."]})
 
 
-def default_assignee(ticket_isp: int, branch_id: int, assignee_id: int | None) -> int | None:
-    """A type's default assignee for a new ticket of this branch, if they can take it (one
-    who left, or does not reach the branch, leaves the ticket unassigned)."""
-    if assignee_id is None:
+def assignable_user(user_id: int | None, isp_id: int, branch_id: int) -> int | None:
+    """The user, if they can take a ticket of this ISP and branch: active, of the ISP, and
+    reaching the branch (None otherwise, and for no user)."""
+    if user_id is None:
         return None
     return db.session.scalar(
         select(User.id).where(
-            User.id == assignee_id,
-            User.isp_id == ticket_isp,
-            User.is_active,
-            assignable_to(branch_id),
+            User.id == user_id, User.isp_id == isp_id, User.is_active, assignable_to(branch_id)
         )
     )
 
@@ -282,18 +286,6 @@ def list_policies(args):
 POLICY = "/<string:type_key>/<int:priority>"
 
 
-def _policy_key(type_key: str) -> None:
-    """404 for a path that names no type of the ISP's."""
-    scope = current_scope()
-    found = select(TicketType.id).where(
-        TicketType.isp_id == scope.isp_id, TicketType.key == type_key
-    )
-    if db.session.scalar(found) is None:
-        ensure_catalogue(scope.isp_id)
-        if db.session.scalar(found) is None:
-            abort(404, "Ticket type not found.")
-
-
 @policies_bp.get(POLICY)
 @token_required
 @policies_bp.arguments(ticket_scope_args, location="query")
@@ -320,7 +312,8 @@ def put_policy(_scope, data, type_key: str, priority: int):
     take the policy's deadlines; tickets that have theirs keep them."""
     scope = current_scope()
     scope.require_admin()
-    _policy_key(type_key)
+    if type_of(scope.isp_id, type_key) is None:
+        abort(404, "Ticket type not found.")
     values = without_scope(data)
     values["holidays"] = sorted(day.isoformat() for day in values.get("holidays") or ())
     values.setdefault("business_hours", None)

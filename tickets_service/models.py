@@ -357,7 +357,7 @@ class Ticket(db.Model):
             self.record(action, by, field, old, new)
         if "due_at" in changes:  # sent, even as it was: by hand from now on (null: not)
             self.due_at_manual = changes["due_at"] is not None
-        if changed & {"type", "priority", "due_at"} or "due_at" in changes:
+        if changed & {"type", "priority"} or "due_at" in changes:
             from .sla import replan
 
             replan(self, by)

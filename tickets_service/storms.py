@@ -27,7 +27,6 @@ from .models import (
     SuggestionStatus,
     Ticket,
     TicketPriority,
-    TicketType,
     as_json_value,
     as_utc,
     utcnow,
@@ -253,10 +252,7 @@ def accept_suggestion(_scope, data, suggestion_id: int):
 def _fault(isp_id: int) -> dict:
     """The type and priority of an incident the service opens: a fault, at the fault type's
     default priority (other, high, where the ISP has no active fault type)."""
-    desk.ensure_catalogue(isp_id)
-    fault = db.session.scalar(
-        select(TicketType).where(TicketType.isp_id == isp_id, TicketType.key == "fault")
-    )
+    fault = desk.type_of(isp_id, "fault")
     if fault is None or not fault.active:
         return {"type": DEFAULT_TYPE, "priority": int(TicketPriority.HIGH)}
     return {"type": fault.key, "priority": fault.default_priority}

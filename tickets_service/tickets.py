@@ -20,7 +20,6 @@ from .models import (
     SubscriberNetwork,
     Ticket,
     TicketKind,
-    User,
     utcnow,
 )
 from .openapi import Blueprint
@@ -46,7 +45,7 @@ from .schemas import (
     ticket_status_in,
     ticket_update_in,
 )
-from .scope import Scope, assignable_to, current_scope, without_scope
+from .scope import Scope, current_scope, without_scope
 from .tokens import token_required
 from .transport import reject_impossible_ids
 
@@ -161,15 +160,7 @@ def _subscriber_check(with_desk: bool):
 
 def check_assignee(assignee_id: int, isp_id: int, branch_id: int) -> None:
     """422 unless the assignee is an active user of the ticket's ISP who reaches its branch."""
-    found = db.session.scalar(
-        select(User.id).where(
-            User.id == assignee_id,
-            User.isp_id == isp_id,
-            User.is_active,
-            assignable_to(branch_id),
-        )
-    )
-    if found is None:
+    if desk.assignable_user(assignee_id, isp_id, branch_id) is None:
         raise ValidationError(
             {"assignee_id": ["No active user of the ticket's ISP who reaches its branch."]}
         )
@@ -253,7 +244,7 @@ def create_ticket(scope, data):
     if values.get("assignee_id") is not None:
         check_assignee(values["assignee_id"], isp_id, branch_id)
     elif "assignee_id" not in values:  # the type's default, where they can take it
-        values["assignee_id"] = desk.default_assignee(isp_id, branch_id, default_assignee)
+        values["assignee_id"] = desk.assignable_user(default_assignee, isp_id, branch_id)
     objects = [obj.id for obj in network.live_objects(isp_id, refs or [], "links")]
     ticket = Ticket.open(
         within.actor,
