@@ -12,7 +12,7 @@ from the start, and a wait moves them by what it lasted.
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Integer, String, bindparam, select
@@ -84,19 +84,12 @@ class Calendar:
             local_day = start.astimezone(self.tz).date() - timedelta(days=1)
             for _ in range(HORIZON_DAYS):
                 if local_day not in self.holidays:
-                    for begin, end in self.hours[local_day.weekday()]:
-                        period = (self._moment(local_day, begin), self._moment(local_day, end))
+                    for period in _day_periods(self.tz, self.hours[local_day.weekday()], local_day):
                         if period[1] > start:
                             yield max(period[0], start), period[1]
                 local_day += timedelta(days=1)
         except OverflowError:  # the end of the calendar (year 9999): no time after it
             return
-
-    def _moment(self, day: date, minutes: int) -> datetime:
-        # Wall-clock minutes of that day (a DST change within it moves its hours with it).
-        local = datetime.combine(day + timedelta(days=minutes // 1440), time(), self.tz)
-        local = local.replace(hour=minutes % 1440 // 60, minute=minutes % 60)
-        return local.astimezone(UTC)
 
     def add(self, start: datetime, seconds: float) -> datetime:
         """The moment `seconds` of counted time after `start`."""
@@ -127,6 +120,20 @@ class Calendar:
                 break
             total += (min(finish, end) - begin).total_seconds()
         return total
+
+
+@lru_cache(maxsize=4096)
+def _day_periods(tz: ZoneInfo, hours: tuple, day: date) -> tuple:
+    """One local day's business periods in UTC, worked out once (every create counts its
+    deadlines over the same few days of its ISP's calendar)."""
+    return tuple((_moment(tz, day, begin), _moment(tz, day, end)) for begin, end in hours)
+
+
+def _moment(tz: ZoneInfo, day: date, minutes: int) -> datetime:
+    """Wall-clock minutes of that day, in UTC (a DST change within it moves its hours)."""
+    local = datetime.combine(day + timedelta(days=minutes // 1440), time(), tz)
+    local = local.replace(hour=minutes % 1440 // 60, minute=minutes % 60)
+    return local.astimezone(UTC)
 
 
 @dataclass(frozen=True)
