@@ -25,12 +25,14 @@ from tickets_service.desk import ensure_catalogue
 from tickets_service.extensions import db
 from tickets_service.models import (
     ApiKey,
+    Attachment,
     CannedReply,
     Incident,
     IncidentSuggestion,
     NetworkObject,
     SlaPolicy,
     Subscriber,
+    SubscriberLink,
     Ticket,
     TicketHistory,
     TicketReply,
@@ -470,6 +472,28 @@ def make_world(app, make_subscriber, make_ticket, make_user, request):
                     created_by_id=author.id,
                 )
                 return saved(app, canned)
+            if kind == "attachment":  # a staff's file on the world's ticket, on no reply yet
+                return saved(
+                    app,
+                    Attachment(
+                        isp_id=caller.isp_id,
+                        ticket_id=ticket_id,
+                        name="router.png",
+                        size=8,
+                        content_type="image/png",
+                        sha256="0" * 64,
+                        uploaded_by_id=author.id,
+                    ),
+                )
+            if kind == "subscriber_link":
+                link = SubscriberLink(
+                    isp_id=caller.isp_id,
+                    ticket_id=ticket_id,
+                    token_hash=secrets.token_hex(32),
+                    expires_at=utcnow() + timedelta(days=1),
+                    created_by_id=author.id,
+                )
+                return saved(app, link)
             if kind == "api_key":
                 key = ApiKey(
                     isp_id=caller.isp_id,

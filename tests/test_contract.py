@@ -2,6 +2,8 @@
 validates, describes every route, agrees with what each view declares, takes its constraints
 from the schemas, and the docs page needs nothing from outside."""
 
+import hashlib
+import io
 import json
 import os
 import re
@@ -10,6 +12,7 @@ import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 from html.parser import HTMLParser
 
 import hypothesis
@@ -24,20 +27,25 @@ from sqlalchemy import select, update
 from support.client import PASSWORD, SCOPE, Account, scope_of
 from support.database import app_config
 
-from tickets_service import create_app
+from tickets_service import create_app, public, storage
+from tickets_service.attachments import EXTENSIONS
 from tickets_service.desk import ensure_catalogue
 from tickets_service.extensions import db
 from tickets_service.fields import Password, Text, Timestamp
 from tickets_service.models import (
     MAX_ID,
     ApiKey,
+    Attachment,
+    AttachmentBlob,
     CannedReply,
     Incident,
     IncidentSuggestion,
     NetworkObject,
     SlaPolicy,
+    SubscriberLink,
     Ticket,
     TicketHistory,
+    TicketReply,
     TicketType,
     User,
     WebhookDelivery,
@@ -51,6 +59,8 @@ HTTP_METHODS = {"get", "put", "post", "delete", "patch"}
 # Routes that are the documentation itself, not the API it documents.
 UNDOCUMENTED_ENDPOINTS = {"static", "api-docs.openapi_json", "api-docs.openapi_swagger_ui"}
 UNDOCUMENTED_ENDPOINTS.add("api-docs.swagger_ui_asset")
+# The subscriber's page: HTML for a person, beside the API (tests/test_public_page.py).
+UNDOCUMENTED_ENDPOINTS |= {"page.page", "page.page_reply", "page.page_file"}
 TIMESTAMP = Timestamp().metadata["pattern"]
 AN_ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 SINGLE_LINE_TEXT = Text(single_line=True).metadata["pattern"]
@@ -153,11 +163,29 @@ def test_bearer_scheme(document):
 
 
 PUBLIC = {("post", "/api/v1/auth/login"), ("get", "/healthz"), ("get", "/readyz")}
+# What a subscriber's link opens: the token in the path is the key.
+LINK = "/api/v1/public/tickets/{token}"
+PUBLIC |= {("get", LINK), ("post", f"{LINK}/reply"), ("post", f"{LINK}/attachments")}
+PUBLIC |= {("get", f"{LINK}/attachments/{{attachment_id}}")}
+# Downloads: the file's bytes, under the type sniffed when it was stored, not the envelope.
+DOWNLOADS = {("get", "/api/v1/attachments/{attachment_id}")}
+DOWNLOADS |= {("get", f"{LINK}/attachments/{{attachment_id}}")}
 
 
 @pytest.mark.parametrize("method, path", sorted(PUBLIC))
 def test_public_operations_ask_for_no_token(document, method, path):
     assert "security" not in operation(document, method, path)
+
+
+def test_downloads_are_only_of_allowed_types_and_public_operations_say_when_links_end(document):
+    for method, path in DOWNLOADS:
+        assert set(operation(document, method, path)["responses"]["200"]["content"]) == {
+            *EXTENSIONS
+        }
+    for method, path in (
+        PUBLIC - {("post", "/api/v1/auth/login"), ("get", "/healthz")} - {("get", "/readyz")}
+    ):
+        assert {"404", "410", "429"} <= set(operation(document, method, path)["responses"])
 
 
 def test_every_other_operation_asks_for_the_bearer_token_and_may_answer_401(document):
@@ -192,6 +220,11 @@ def test_every_response_is_the_envelope(document):
     for method, path in described_operations(document):
         for status, response in operation(document, method, path)["responses"].items():
             if status == "304":  # Not Modified has no body
+                continue
+            if (method, path) in DOWNLOADS and status == "200":
+                content = resolve(document, response)["content"]
+                assert "application/json" not in content and "text/html" not in content
+                assert set(content) <= {*EXTENSIONS}, (method, path)
                 continue
             media = resolve(document, response)["content"]["application/json"]
             body = resolve(document, media["schema"])
@@ -252,10 +285,14 @@ def declared(app) -> dict[tuple[str, str], dict]:
         arguments = {
             p["in"]: p["schema"] for p in apidoc.get("arguments", {}).get("parameters", [])
         }
-        # The JSON answer (an operation may also answer its status in another type: CSV).
-        answers = apidoc["response"]["responses"][apidoc["success_status_codes"][0]]
-        [success, *_] = [answer for answer in answers if hasattr(answer["schema"], "fields")]
-        data = success["schema"].fields.get("data")
+        # The JSON answer (an operation may also answer its status in another type: CSV); a
+        # download declares none.
+        data = "a download"
+        if "response" in apidoc:
+            answers = apidoc["response"]["responses"][apidoc["success_status_codes"][0]]
+            [success, *_] = [answer for answer in answers if hasattr(answer["schema"], "fields")]
+            data = success["schema"].fields.get("data")
+            data = type(data.schema).__name__ if data is not None else None
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             found[(method.lower(), path)] = {
                 "body": type(arguments["json"]).__name__ if "json" in arguments else None,
@@ -264,7 +301,7 @@ def declared(app) -> dict[tuple[str, str], dict]:
                 }
                 if "query" in arguments
                 else set(),
-                "data": type(data.schema).__name__ if data is not None else None,
+                "data": data,
             }
     return found
 
@@ -273,12 +310,16 @@ def documented(document: dict, method: str, path: str) -> dict:
     item = operation(document, method, path)
     body = item.get("requestBody", {}).get("content", {}).get("application/json")
     status = min(code for code in item["responses"] if code < "300")
-    media = item["responses"][status]["content"]["application/json"]
-    data = resolve(document, media["schema"])["properties"].get("data")
+    if (method, path) in DOWNLOADS:
+        data = "a download"
+    else:
+        media = item["responses"][status]["content"]["application/json"]
+        data = resolve(document, media["schema"])["properties"].get("data")
+        data = _ref_name(data) if data else None
     return {
         "body": _ref_name(body["schema"]) if body else None,
         "query": {p["name"] for p in item.get("parameters", []) if p.get("in") == "query"},
-        "data": _ref_name(data) if data else None,
+        "data": data,
     }
 
 
@@ -484,6 +525,12 @@ class Steering:
     suggestion: int | None = None
     ticket_type: int | None = None
     canned: int | None = None
+    attachment: int | None = None
+
+
+# A subscriber's link to the first seeded ticket.
+STEERED_TOKEN = "steered-token-0123456789abcdefghijklmnopqrstuv"
+STEERED_FILE = b"Speed test: 3 Mbit/s down\n"
 
 
 STEERING = Steering()
@@ -583,9 +630,45 @@ def steering(app, admin, make_user, make_subscriber, make_ticket, make_reply):
             select(TicketType.id).where(TicketType.isp_id == 1, TicketType.key == "fault")
         )
         STEERING.canned = canned.id
+        STEERING.attachment = _steered_attachment(tickets[0], admin.id)
         db.session.remove()
     yield STEERING
     STEERING.admin, STEERING.tickets, STEERING.subscriber, STEERING.staff = None, [], None, None
+
+
+def _steered_attachment(ticket_id: int, admin_id: int) -> int:
+    """A link to the ticket, and a file on a public reply of it (stored, so it downloads)."""
+    sha = hashlib.sha256(STEERED_FILE).hexdigest()
+    storage.store().put(storage.object_name(1, sha), io.BytesIO(STEERED_FILE))
+    db.session.add(AttachmentBlob(isp_id=1, sha256=sha, size=len(STEERED_FILE)))
+    db.session.add(
+        SubscriberLink(
+            isp_id=1,
+            ticket_id=ticket_id,
+            token_hash=public.token_hash(STEERED_TOKEN),
+            expires_at=utcnow() + timedelta(days=1),
+            created_by_id=admin_id,
+        )
+    )
+    reply = TicketReply(ticket_id=ticket_id, user_id=admin_id, message="The test", attachments=[])
+    db.session.add(reply)
+    db.session.flush()
+    attachment = Attachment(
+        isp_id=1,
+        ticket_id=ticket_id,
+        reply_id=reply.id,
+        name="speed.txt",
+        size=len(STEERED_FILE),
+        content_type="text/plain",
+        sha256=sha,
+        uploaded_by_id=admin_id,
+    )
+    db.session.add(attachment)
+    db.session.flush()
+    reply.attachments = [{"id": attachment.id, "name": "speed.txt", "size": attachment.size}]
+    reply.attachments[0]["content_type"] = "text/plain"
+    db.session.commit()
+    return attachment.id
 
 
 # Random ids and scopes almost always meet 403 or 404. These hooks let Hypothesis also pick the
@@ -653,6 +736,9 @@ def flatmap_body(context, body):
         "/api/v1/subscribers/{subscriber_id}": {"name": "Renamed"},
         "/api/v1/network/{kind}/{external_id}": {"name": "Renamed"},
         "/api/v1/settings": {"storm_tickets": 7, "auto_close_days": 3},
+        "/api/v1/public/tickets/{token}/reply": {"message": "Thanks, it works."},
+        "/api/v1/tickets/{ticket_id}/attachments": {"files": [STEERED_FILE]},
+        "/api/v1/public/tickets/{token}/attachments": {"files": [STEERED_FILE]},
     }.get(context.operation.path)
     if isinstance(body, dict) and steered is not None:
         # Mostly the valid body: a success also needs a seeded id, the own scope, no If-Match.
@@ -696,6 +782,8 @@ def flatmap_path_parameters(context, path_parameters):
         "reply_id": [STEERING.canned],
         "type_key": ["fault"],
         "priority": [3],
+        "token": [STEERED_TOKEN],
+        "attachment_id": [STEERING.attachment],
     }
     choices = [
         {**path_parameters, name: value}
@@ -706,6 +794,10 @@ def flatmap_path_parameters(context, path_parameters):
         choices.append({**path_parameters, "kind": "site", "external_id": STEERED_SITE})
     if "type_key" in path_parameters:  # a policy that exists
         choices.append({**path_parameters, "type_key": "fault", "priority": 3})
+    if {"token", "attachment_id"} <= path_parameters.keys():  # a file the link shows
+        choices.append(
+            {**path_parameters, "token": STEERED_TOKEN, "attachment_id": STEERING.attachment}
+        )
     return st.sampled_from([*choices, path_parameters])
 
 

@@ -32,7 +32,7 @@ SUGGESTIONS = "/api/v1/incidents/suggestions"
 DEFAULTS = {
     **{"storm_tickets": 5, "storm_minutes": 15},
     # The desk rules' settings (test_desk_rules.py).
-    **{"time_zone": "UTC", "holidays": [], "auto_close_days": 7},
+    **{"time_zone": "UTC", "holidays": [], "auto_close_days": 7, "staff_display_name": "Support"},
 }
 SUGGESTION_KEYS = ["id", "object", "ticket_ids", "first_at", "last_at", "count"]
 

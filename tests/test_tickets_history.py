@@ -10,7 +10,7 @@ from support.urls import ticket_url
 from tickets_service.models import TicketHistory
 
 HISTORY_KEYS = ["id", "action", "field", "old", "new", "user_id", "user_name", "created_at"]
-HISTORY_KEYS += ["key_id"]
+HISTORY_KEYS += ["key_id", "author"]
 
 
 def put(client, account, ticket_id: int, body: dict):

@@ -12,6 +12,7 @@ from support.urls import STATS, TICKETS, ticket_url
 from tickets_service.models import Ticket, TicketReply
 
 REPLY_KEYS = ["id", "message", "user_name", "created_at", "user_id", "internal", "key_id"]
+REPLY_KEYS += ["author", "attachments"]
 
 
 # --- Replies at scale -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import ratelimits, requestlog, transport
+from . import ratelimits, requestlog, storage, transport
 from .config import FIXED, check_secrets, from_environment, normalize_database_url
 from .extensions import db, discard_transaction, jwt, migrate
 
@@ -111,12 +111,21 @@ def register_extensions(app: Flask) -> None:
     requestlog.init_app(app)
     transport.init_app(app)
     ratelimits.init_app(app)
+    storage.init_app(app)
+    app.teardown_request(lambda _error: _close_uploads())
+
+
+def _close_uploads() -> None:
+    from .attachments import close_received
+
+    close_received()
 
 
 def register_blueprints(app: Flask) -> None:
     """Each blueprint through the Api, which serves the document generated from them."""
     from . import (
         api_keys,
+        attachments,
         audit,
         auth,
         canned,
@@ -125,6 +134,7 @@ def register_blueprints(app: Flask) -> None:
         incidents,
         network,
         openapi,
+        public,
         settings,
         storms,
         subscribers,
@@ -151,6 +161,10 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(desk.policies_bp, url_prefix="/api/v1/sla-policies")
     api.register_blueprint(desk.tags_bp, url_prefix="/api/v1/tags")
     api.register_blueprint(canned.bp, url_prefix="/api/v1/canned-replies")
+    api.register_blueprint(attachments.bp, url_prefix="/api/v1")
+    api.register_blueprint(public.links_bp, url_prefix="/api/v1/tickets")
+    api.register_blueprint(public.public_bp, url_prefix="/api/v1/public/tickets")
+    app.register_blueprint(public.page_bp)  # the subscriber's page: HTML, not the API
 
 
 def register_error_handlers(app: Flask) -> None:

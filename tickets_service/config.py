@@ -152,6 +152,17 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "RATE_LIMIT_PER_KEY": integer(environ, "RATE_LIMIT_PER_KEY", 1200, minimum=1),
         "RATE_LIMIT_PER_ISP": integer(environ, "RATE_LIMIT_PER_ISP", 6000, minimum=1),
         "REDIS_URL": environ.get("REDIS_URL") or None,
+        # Attachments (attachments.py, storage.py): the largest file, and where the bytes go
+        # (a directory, by default the instance folder's attachments/; or an S3 bucket).
+        "ATTACHMENT_MAX_BYTES": integer(
+            environ, "ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024, minimum=1
+        ),
+        "ATTACHMENT_DIR": environ.get("ATTACHMENT_DIR") or None,
+        "ATTACHMENT_S3_URL": environ.get("ATTACHMENT_S3_URL") or None,
+        # The subscriber's link (public.py): reads and replies a minute, per token and per
+        # client address. On unless RATE_LIMITS is off.
+        "PUBLIC_RATE_LIMIT_READS": _limit(environ, "PUBLIC_RATE_LIMIT_READS", "20 per minute"),
+        "PUBLIC_RATE_LIMIT_REPLIES": _limit(environ, "PUBLIC_RATE_LIMIT_REPLIES", "5 per minute"),
         "AUDIT_RETENTION_DAYS": integer(environ, "AUDIT_RETENTION_DAYS", 365, minimum=1),
         "CORS_ORIGINS": [
             origin.strip()

@@ -2,7 +2,7 @@
 
 import logging
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from marshmallow import ValidationError
 from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -25,6 +25,8 @@ _MESSAGES = {
 }
 # Past this much, an oversized body is not worth reading just to answer cleanly.
 _MAX_DRAIN = 64 * 1024 * 1024
+# What is read of an upload's rest after it was refused.
+_UPLOAD_DRAIN = 1024 * 1024
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -122,9 +124,15 @@ def _discard_request_body() -> None:
     stream = request.environ.get("wsgi.input")
     if stream is None or (length is None and not request.environ.get("wsgi.input_terminated")):
         return  # nothing says where the body ends: reading could block
-    if length is not None and length > _MAX_DRAIN:
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, "streams_body", False):
+        # An upload refused at its limit: the rest is not read, beyond a last little bit
+        # (a file just over the limit still gets its 413 cleanly).
+        remaining = min(length if length is not None else _UPLOAD_DRAIN, _UPLOAD_DRAIN)
+    elif length is not None and length > _MAX_DRAIN:
         return
-    remaining = length if length is not None else _MAX_DRAIN
+    else:
+        remaining = length if length is not None else _MAX_DRAIN
     while remaining > 0:
         chunk = stream.read(min(remaining, 64 * 1024))
         if not chunk:

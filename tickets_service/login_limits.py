@@ -42,10 +42,10 @@ def _counts(email: str) -> list[tuple[str, str]]:
     ]
 
 
-def _rows(email: str, now: float) -> list[dict]:
-    """The counts an attempt takes, in the order it takes them."""
+def _rows(counts: list[tuple[str, str]], now: float) -> list[dict]:
+    """The rows of the counts (name, limit) a request takes, in the order it takes them."""
     rows = []
-    for name, setting in _counts(email):
+    for name, setting in counts:
         limit = parse_limit(setting)
         start = int(now // limit.seconds * limit.seconds)
         rows.append(
@@ -63,15 +63,22 @@ def _rows(email: str, now: float) -> list[dict]:
 def count_attempt(email: str) -> list[dict]:
     """Count this attempt, in its own committed transaction, in each count that still has
     room; 429 (Retry-After) when one has none. Returns the rows counted, for give_back."""
+    return count(_counts(email), TooManyAttempts)
+
+
+def count(counts: list[tuple[str, str]], refusal) -> list[dict]:
+    """Count a request in each of `counts` (name, limit such as "5 per minute") that still
+    has room, in its own committed transaction; `refusal(retry_after)` is raised when one has
+    none. Returns the rows counted."""
     now = time.time()
     first_statement(
         lambda: db.session.execute(delete(LoginAttempt).where(LoginAttempt.window_end < int(now)))
     )
     counted: list[dict] = []
-    for row in _rows(email, now):
+    for row in _rows(counts, now):
         if not _take(row):
             db.session.commit()
-            raise TooManyAttempts(math.ceil(row["window_end"] - now))
+            raise refusal(math.ceil(row["window_end"] - now))
         counted.append(row)
     db.session.commit()
     return counted

@@ -111,6 +111,9 @@ class Actor(NamedTuple):
     key_id: int | None = None
     # The service itself, on behalf of user_id (shown as SYSTEM_NAME, with no user).
     system: bool = False
+    # The ticket's subscriber, by name, through their link (user_id is then the ticket's
+    # creator, kept for the record; the API shows the subscriber and no user).
+    subscriber: str | None = None
 
     def as_system(self) -> "Actor":
         """The service acting because of what this actor did."""
@@ -406,19 +409,31 @@ class Ticket(db.Model):
             user_id=by.user_id,
             key_id=by.key_id,
             system=by.system,
+            author_name=by.subscriber,
             message=message,
             internal=internal,
+            attachments=[],
         )
         reply.created_at = now
         db.session.add(reply)
         self.reply_count = (self.reply_count or 0) + 1  # the ticket is locked by its writer
-        # The service's own messages never answer the subscriber for a person.
-        if not internal and not by.system and self.first_response_at is None:
+        # The service's own messages never answer the subscriber for a person, and the
+        # subscriber's never answer themselves.
+        answers = not (internal or by.system or by.subscriber)
+        if answers and self.first_response_at is None:
             self.first_response_at = now
             self.plan_sla_events()
         self.updated_at = now
         self.record(HistoryAction.NOTED if internal else HistoryAction.REPLIED, by)
         return reply
+
+    def heard_from_subscriber(self, by: Actor) -> None:
+        """The subscriber wrote: a resolved ticket opens again, and a wait on them ends (the
+        SLA clock runs again). A closed ticket is the caller's to refuse."""
+        if self.status == TicketStatus.RESOLVED:
+            self.change_status(TicketStatus.OPEN, by)
+        elif self.status == TicketStatus.WAITING:
+            self.change_status(TicketStatus.IN_PROGRESS, by)
 
     def plan_sla_events(self) -> None:
         """When the sweep next has an SLA event to send for the ticket (sla_next_at): the
@@ -452,6 +467,7 @@ class Ticket(db.Model):
             user_id=by.user_id,
             key_id=by.key_id,
             system=by.system,
+            author_name=by.subscriber,
             action=action,
             field=field,
             old=as_json_value(old),
@@ -526,6 +542,11 @@ class TicketReply(db.Model):
     system: Mapped[bool] = mapped_column(default=False, server_default=false())
     # An internal note: seen by staff, never a response to the subscriber.
     internal: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Written by the subscriber (their name then; user_id is the ticket's creator).
+    author_name: Mapped[str | None] = mapped_column(String(255))
+    # Its attachments as AttachmentRefOut shows them, kept with it so reading a reply never
+    # joins them (written when the reply is, rewritten when an admin deletes one).
+    attachments: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     ticket: Mapped["Ticket"] = relationship(lazy="raise", back_populates="replies")
@@ -553,6 +574,12 @@ class HistoryAction(enum.StrEnum):
     # The sweep's SLA events (field: the deadline, response_due_at or due_at; new: its time).
     SLA_WARNING = "sla_warning"
     SLA_BREACHED = "sla_breached"
+    # The subscriber's link made (new: its expiry) or every link revoked; files attached
+    # (new: their names) or one deleted (old: its name).
+    LINK_CREATED = "link_created"
+    LINK_REVOKED = "link_revoked"
+    ATTACHED = "attached"
+    ATTACHMENT_DELETED = "attachment_deleted"
 
 
 class TicketHistory(db.Model):
@@ -572,6 +599,7 @@ class TicketHistory(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))  # as on replies
     system: Mapped[bool] = mapped_column(default=False, server_default=false())  # as on replies
+    author_name: Mapped[str | None] = mapped_column(String(255))  # as on replies
     action: Mapped[str] = mapped_column(String(32))
     field: Mapped[str | None] = mapped_column(String(64))
     old: Mapped[Any] = mapped_column(JSON, nullable=True)
@@ -929,6 +957,10 @@ class IspSettings(db.Model):
     holidays: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
     # Resolved tickets close this many days after they were resolved (0: at the next sweep).
     auto_close_days: Mapped[int] = mapped_column(SmallInteger, default=7, server_default="7")
+    # The name the subscriber sees on every staff reply (never a person's).
+    staff_display_name: Mapped[str] = mapped_column(
+        String(100), default="Support", server_default="Support"
+    )
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
@@ -1096,3 +1128,59 @@ class CannedReply(db.Model):
     def created_by(self) -> int:
         """Who wrote it (as the API names them)."""
         return self.created_by_id
+
+
+class SubscriberLink(db.Model):
+    """A link that lets a ticket's subscriber read its public conversation and reply, without
+    a login. Only the token's SHA-256 is kept; revoking deletes the row, so a revoked token is
+    exactly as unknown as one never made."""
+
+    __tablename__ = "subscriber_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    isp_id: Mapped[int] = mapped_column(Integer)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AttachmentBlob(db.Model):
+    """A file's bytes as stored once per ISP, whatever its names (content-addressed by
+    SHA-256). Its row is the lock that keeps a store and a delete of the same bytes apart."""
+
+    __tablename__ = "attachment_blobs"
+
+    isp_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Attachment(db.Model):
+    """A file attached to a ticket: uploaded by staff or the subscriber, on its own until a
+    reply takes it (reply_id)."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (
+        Index("ix_attachments_ticket_id_id", "ticket_id", "id"),
+        Index("ix_attachments_isp_id_sha256", "isp_id", "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    isp_id: Mapped[int] = mapped_column(Integer)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    reply_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ticket_replies.id", ondelete="SET NULL"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(100))
+    sha256: Mapped[str] = mapped_column(String(64))
+    # Who uploaded it: a user (or a key's creator, with key_id), or the subscriber.
+    uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    by_subscriber: Mapped[bool] = mapped_column(default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     bindparam,
     case,
     func,
+    literal,
     literal_column,
     not_,
     or_,
@@ -63,18 +64,29 @@ REPLIES_SHOWN = 100
 COUNT_CAP = 10_000
 
 
-def person(user_id, key_id, system=None):
+def person(user_id, key_id, system=None, subscriber=None):
     """The user an answer shows as having acted: none when it was an API key (user_id is then
-    the key's creator, kept for the record) or the service itself."""
+    the key's creator, kept for the record), the service itself or the subscriber."""
     if system is None:
         return case((key_id.is_(None), user_id))
-    return case((and_(key_id.is_(None), not_(system)), user_id))
+    if subscriber is None:
+        return case((and_(key_id.is_(None), not_(system)), user_id))
+    return case((and_(key_id.is_(None), not_(system), subscriber.is_(None)), user_id))
 
 
 def actor_name(row_model):
-    """The name an answer shows for who wrote a reply or a history entry: the service's, an
-    API key's, or the user's."""
-    return case((row_model.system, SYSTEM_NAME), else_=func.coalesce(ApiKey.name, User.name))
+    """The name an answer shows for who wrote a reply or a history entry: the service's, the
+    subscriber's, an API key's, or the user's."""
+    return case(
+        (row_model.system, SYSTEM_NAME),
+        (row_model.author_name.is_not(None), row_model.author_name),
+        else_=func.coalesce(ApiKey.name, User.name),
+    )
+
+
+def author(row_model):
+    """Which side wrote a reply or a history entry (ReplyOut's author)."""
+    return case((row_model.author_name.is_not(None), literal("subscriber")), else_=literal("staff"))
 
 
 class links_of(FunctionElement):
@@ -578,7 +590,13 @@ _REPLY_ROWS = (
             TicketReply,
             {
                 "user_name": actor_name(TicketReply),
-                "user_id": person(TicketReply.user_id, TicketReply.key_id, TicketReply.system),
+                "user_id": person(
+                    TicketReply.user_id,
+                    TicketReply.key_id,
+                    TicketReply.system,
+                    TicketReply.author_name,
+                ),
+                "author": author(TicketReply),
             },
         )
     )
@@ -693,12 +711,16 @@ def history_rows(ticket_id: int, *, limit: int, offset: int) -> tuple[list, int]
                 TicketHistory.field,
                 TicketHistory.old,
                 TicketHistory.new,
-                person(TicketHistory.user_id, TicketHistory.key_id, TicketHistory.system).label(
-                    "user_id"
-                ),
+                person(
+                    TicketHistory.user_id,
+                    TicketHistory.key_id,
+                    TicketHistory.system,
+                    TicketHistory.author_name,
+                ).label("user_id"),
                 actor_name(TicketHistory).label("user_name"),
                 TicketHistory.created_at,
                 TicketHistory.key_id,
+                author(TicketHistory).label("author"),
             )
             .join(User, User.id == TicketHistory.user_id)
             .outerjoin(ApiKey, ApiKey.id == TicketHistory.key_id)

@@ -164,6 +164,14 @@ class NetworkRefIn(Schema):
     external_id = external_id_field(required=True)
 
 
+def attachment_ids_field() -> fields.List:
+    return fields.List(
+        Id(),
+        validate=validate.Length(max=20),
+        metadata={"description": "Attachments uploaded to the ticket for this reply (at most 20)."},
+    )
+
+
 def network_refs(description: str) -> fields.List:
     """A list of network objects, each named once, at most MAX_LINKS of them."""
 
@@ -326,6 +334,11 @@ class SettingsIn(ScopeIn):
         validate=validate.Range(0, 365),
         metadata={"description": "Resolved tickets close this many days later (0: at once)."},
     )
+    staff_display_name = Text(
+        single_line=True,
+        validate=validate.Length(1, 100),
+        metadata={"description": "The name subscribers see on every staff reply."},
+    )
 
     @validates_schema
     def needs_a_change(self, data, **kwargs):
@@ -333,7 +346,10 @@ class SettingsIn(ScopeIn):
             raise ValidationError(f"Send at least one of {', '.join(SETTINGS)}.")
 
 
-SETTINGS = ("storm_tickets", "storm_minutes", "time_zone", "holidays", "auto_close_days")
+SETTINGS = (
+    *("storm_tickets", "storm_minutes", "time_zone", "holidays", "auto_close_days"),
+    "staff_display_name",
+)
 
 
 class TicketTypeIn(ScopeIn):
@@ -508,6 +524,7 @@ class ReplyIn(ScopeIn):
         validate=validate.Length(max=20),
         metadata={"description": "Values of the canned reply's own variables."},
     )
+    attachment_ids = attachment_ids_field()
 
     @validates_schema
     def _message_or_canned(self, data, **_kwargs):
@@ -515,6 +532,19 @@ class ReplyIn(ScopeIn):
             raise ValidationError("Send message or canned_reply_id (one of them).", "message")
         if "variables" in data and "canned_reply_id" not in data:
             raise ValidationError("Only a canned reply takes variables.", "variables")
+
+
+class SubscriberLinkIn(ScopeIn):
+    expires_at = Timestamp(
+        metadata={
+            "description": "When the link stops working: at most a year ahead (default: 30 days)."
+        }
+    )
+
+
+class PublicReplyIn(Schema):
+    message = long_text_field(required=True)
+    attachment_ids = attachment_ids_field()
 
 
 class StatsArgs(Schema):
@@ -778,6 +808,28 @@ class TokenOut(OutSchema):
 ACTING_KEY = {"description": "The API key that did it (user_id is then null)."}
 
 
+AUTHOR = {
+    "description": "Who wrote it: the ISP's side (staff, a key, the service), or the "
+    "subscriber through their link or a message (user_id null, their name as user_name)."
+}
+
+
+class AttachmentRefOut(OutSchema):
+    """An attachment as a reply lists it."""
+
+    id = fields.Integer()
+    name = fields.String()
+    size = fields.Integer()
+    content_type = fields.String()
+
+
+class AttachmentOut(AttachmentRefOut):
+    sha256 = fields.String()
+    created_at = Timestamp()
+    reply_id = fields.Integer(allow_none=True)
+    by_subscriber = fields.Boolean()
+
+
 class ReplyOut(OutSchema):
     id = fields.Integer()
     message = fields.String()
@@ -786,6 +838,35 @@ class ReplyOut(OutSchema):
     user_id = fields.Integer(allow_none=True)
     internal = fields.Boolean()
     key_id = fields.Integer(allow_none=True, metadata=ACTING_KEY)
+    author = fields.String(validate=validate.OneOf(["staff", "subscriber"]), metadata=AUTHOR)
+    attachments = fields.List(fields.Nested(AttachmentRefOut))
+
+
+class SubscriberLinkOut(OutSchema):
+    token = fields.String(metadata={"description": "Shown once: only its hash is kept."})
+    path = fields.String(metadata={"description": "The page the subscriber opens (GET)."})
+    expires_at = Timestamp()
+
+
+class PublicReplyOut(OutSchema):
+    id = fields.Integer()
+    message = fields.String()
+    author = fields.String(validate=validate.OneOf(["staff", "subscriber"]))
+    author_name = fields.String(
+        metadata={"description": "The subscriber's name, or the ISP's staff_display_name."}
+    )
+    created_at = Timestamp()
+    attachments = fields.List(fields.Nested(AttachmentRefOut))
+
+
+class PublicTicketOut(OutSchema):
+    id = fields.Integer()
+    title = fields.String()
+    description = fields.String()
+    status = fields.Integer()
+    created_at = Timestamp()
+    updated_at = Timestamp()
+    replies = fields.List(fields.Nested(PublicReplyOut))
 
 
 class BreachedOut(OutSchema):
@@ -878,6 +959,7 @@ class HistoryOut(OutSchema):
     user_name = fields.String()
     created_at = Timestamp()
     key_id = fields.Integer(allow_none=True, metadata=ACTING_KEY)
+    author = fields.String(validate=validate.OneOf(["staff", "subscriber"]), metadata=AUTHOR)
 
 
 def _counts(codes, what: str) -> fields.Dict:
@@ -1047,6 +1129,7 @@ class SettingsOut(OutSchema):
     time_zone = fields.String()
     holidays = fields.List(fields.String())
     auto_close_days = fields.Integer()
+    staff_display_name = fields.String()
 
 
 class TicketTypeOut(OutSchema):
@@ -1151,6 +1234,8 @@ canned_reply_args = CannedReplyArgs()
 ticket_update_in = TicketUpdateIn()
 ticket_status_in = TicketStatusIn()
 reply_in = ReplyIn()
+subscriber_link_in = SubscriberLinkIn()
+public_reply_in = PublicReplyIn()
 ticket_list_args = TicketListArgs()
 ticket_scope_args = TicketScopeArgs()
 scope_in = ScopeIn()

@@ -22,7 +22,10 @@ def settings_of(isp_id: int) -> IspSettings:
             isp_id=isp_id,
             **{
                 name: column[name].default.arg
-                for name in ("storm_tickets", "storm_minutes", "time_zone", "auto_close_days")
+                for name in (
+                    *("storm_tickets", "storm_minutes", "time_zone", "auto_close_days"),
+                    "staff_display_name",
+                )
             },
             holidays=[],
         )

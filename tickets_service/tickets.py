@@ -8,7 +8,7 @@ from sqlalchemy import DateTime, Integer, and_, bindparam, select
 from werkzeug.exceptions import PreconditionFailed
 from werkzeug.http import quote_etag
 
-from . import bulk, canned, desk, incidents, network, queries, sla, storms
+from . import attachments, bulk, canned, desk, incidents, network, queries, sla, storms
 from .extensions import db
 from .idempotency import idempotent
 from .models import (
@@ -329,7 +329,8 @@ def reply_to_ticket(_scope, data, ticket_id: int):
         used = canned.usable(scope, data["canned_reply_id"])
         agent = scope.principal_name or SYSTEM_NAME
         message = canned.render(used, ticket, agent, data.get("variables", {}))
-    ticket.add_reply(message, data["internal"], scope.actor)
+    reply = ticket.add_reply(message, data["internal"], scope.actor)
+    attachments.bind(ticket, reply, data.get("attachment_ids", []), by_subscriber=False)
     if ticket.kind == TicketKind.INCIDENT and not data["internal"]:
         incidents.copy_reply(ticket, message, scope.actor)
     return None, commit(ticket)

@@ -108,6 +108,13 @@ def body_limit(size: int):
     return decorator
 
 
+def streams_body(view):
+    """A route that reads its body itself, as a stream (uploads): it is not read up front,
+    and its limit is its own (a view sets request.max_content_length as it parses)."""
+    view.streams_body = True
+    return view
+
+
 def _limit() -> int:
     """The largest body the route takes: its own limit, or MAX_CONTENT_LENGTH."""
     limit = current_app.config["MAX_CONTENT_LENGTH"]
@@ -125,6 +132,9 @@ def _read_body() -> None:
     the client's 400, never a 500.
     """
     if request.method not in {"POST", "PUT", "PATCH", "DELETE"}:
+        return
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, "streams_body", False):
         return
     limit = request.max_content_length = _limit()
     try:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tickets_service.models import (
+    Attachment,
     CannedReply,
     Incident,
     IncidentSuggestion,
@@ -15,10 +16,12 @@ from tickets_service.models import (
     NetworkObject,
     RevokedToken,
     SlaPolicy,
+    SubscriberLink,
     Ticket,
     TicketReply,
     TicketType,
 )
+from tickets_service.public import token_hash
 
 from .client import PASSWORD, SCOPE, Account, scope_of
 
@@ -41,6 +44,7 @@ PLACEHOLDERS = {
     "sla_type": "type_key",  # the world's ticket type's key
     "sla_priority": "priority",
     "canned_reply": "reply_id",  # a canned reply of the world's branch
+    "attachment": "attachment_id",  # a file on the world's ticket
 }
 # Names a path gives that any caller of the ISP may use: no branch's reach ends short of them.
 ISP_WIDE = ("external_id", "network_kind", "network_object", "ticket_type", "sla_type")
@@ -162,6 +166,7 @@ class Endpoint:
             "ticket-types": "tickets:read" if read else "tickets:write",
             "sla-policies": "tickets:read" if read else "tickets:write",
             "tags": "tickets:read" if read else None,
+            "attachments": "tickets:read" if read else "tickets:write",
         }.get(resource)
 
     @property
@@ -897,6 +902,84 @@ DESK_RULES += (DELETE_CANNED_REPLY,)
 ADMIN_FIRST += (ADD_TICKET_TYPE, EDIT_TICKET_TYPE, PUT_SLA_POLICY, DELETE_SLA_POLICY)
 ROLE_FIRST += ADMIN_FIRST
 
+# --- The subscriber's side: links, attachments ---------------------------------------------
+# (Uploads are multipart, downloads are bytes and the link's own routes need no login: they
+# are tested in test_attachments*.py and test_subscriber_link.py, outside these matrices.)
+
+
+def _link_made(o: Outcome) -> None:
+    [link] = o.rows(SubscriberLink)
+    assert (link["ticket_id"], link["isp_id"]) == (o.world.ticket_id, o.world.caller.isp_id)
+    assert link["token_hash"] == token_hash(o.data["token"])
+    assert o.data["path"] == f"/t/{o.data['token']}"
+
+
+def _links_gone(o: Outcome) -> None:
+    assert not o.rows(SubscriberLink)
+
+
+def _attachment_gone(o: Outcome) -> None:
+    assert o.world.target("attachment") not in {row["id"] for row in o.rows(Attachment)}
+
+
+def _attachments_listed(o: Outcome) -> None:
+    assert [item["id"] for item in o.data] == [o.world.target("attachment")]
+
+
+SUBSCRIBER_LINK = Endpoint(
+    "subscriber link",
+    "POST",
+    "/api/v1/tickets/{ticket}/subscriber-link",
+    _link_made,
+    body=lambda w: {**w.claimed},
+    status=201,
+    message="Subscriber link created",
+    integer_fields=SCOPE,
+    refused_fields={"token": "chosen-by-the-client", "ticket_id": 1},
+    query_integers=SCOPE,
+    claims_in="body",
+)
+REVOKE_LINKS = Endpoint(
+    "revoke subscriber links",
+    "DELETE",
+    "/api/v1/tickets/{ticket}/subscriber-link",
+    _links_gone,
+    query=lambda w: w.claimed,
+    message="Subscriber links revoked",
+    query_integers=SCOPE,
+    claims_in="query",
+    needs=("subscriber_link",),
+)
+ATTACHMENTS = _reads(
+    "attachments",
+    "/api/v1/tickets/{ticket}/attachments",
+    _attachments_listed,
+    needs=("attachment",),
+)
+DELETE_ATTACHMENT = Endpoint(
+    "delete attachment",
+    "DELETE",
+    "/api/v1/attachments/{attachment}",
+    _attachment_gone,
+    query=lambda w: w.claimed,
+    message="Attachment deleted",
+    query_integers=SCOPE,
+    claims_in="query",
+    admin_only=True,
+)
+SUBSCRIBERS_SIDE = (SUBSCRIBER_LINK, REVOKE_LINKS, ATTACHMENTS, DELETE_ATTACHMENT)
+ROLE_FIRST += (DELETE_ATTACHMENT,)  # staff are 403 before the attachment is looked up
+# The operations outside these matrices, tested in their own files (see above).
+LINK = "/api/v1/public/tickets/{token}"
+OUTSIDE_THE_MATRICES = {
+    ("post", "/api/v1/tickets/{ticket_id}/attachments"),
+    ("get", "/api/v1/attachments/{attachment_id}"),
+    ("get", LINK),
+    ("post", f"{LINK}/reply"),
+    ("post", f"{LINK}/attachments"),
+    ("get", f"{LINK}/attachments/{{attachment_id}}"),
+}
+
 ENDPOINTS = (
     *(LIST, FETCH, CREATE, UPDATE, DELETE, REPLY, STATUS, LOGIN, ME, LOGOUT),
     *(STATS, HISTORY, REPLIES, RESTORE),
@@ -909,6 +992,7 @@ ENDPOINTS = (
     *INCIDENT_OPERATIONS,
     *ADMIN_FIRST,
     *DESK_RULES,
+    *SUBSCRIBERS_SIDE,
 )
 # The spec's ticket endpoints and the auth routes: every field rule of theirs is declared.
 WITH_RULES = tuple(e for e in ENDPOINTS if e.body and (e.integer_fields or e.string_fields))

@@ -36,7 +36,15 @@ INCIDENT_EVENTS = frozenset(
         "subscriber.outage",
     }
 )
-INTERNAL: frozenset[str] = frozenset()
+# The subscriber's links and the files on a ticket: in its history, not sent.
+INTERNAL: frozenset[str] = frozenset(
+    {
+        HistoryAction.LINK_CREATED,
+        HistoryAction.LINK_REVOKED,
+        HistoryAction.ATTACHED,
+        HistoryAction.ATTACHMENT_DELETED,
+    }
+)
 EVENT_TYPES = sorted(set(EVENTS.values()))
 
 
@@ -61,7 +69,8 @@ def payload(delivery_id: str, event: str, entry, isp_id: int) -> bytes:
     columns) says."""
     # Who acted: a user, or an API key or the service itself (user_id null), as the API
     # shows them.
-    shown = entry.key_id is None and not entry.system
+    # The subscriber, through their link, is shown like the service: no user.
+    shown = entry.key_id is None and not entry.system and entry.author_name is None
     actor = {"user_id": entry.user_id if shown else None, "key_id": entry.key_id}
     data = {"field": entry.field, "old": entry.old, "new": entry.new, **actor}
     if event == "ticket.replied":

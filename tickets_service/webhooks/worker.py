@@ -256,6 +256,7 @@ def _due_deliveries(endpoint_ids: list[int], now, each: int) -> dict[int, list]:
             TicketHistory.user_id,
             TicketHistory.key_id,
             TicketHistory.system,
+            TicketHistory.author_name,
             TicketHistory.created_at,
         )
         .select_from(ranked)
