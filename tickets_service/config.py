@@ -121,6 +121,8 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         # How long a request's head, then its body, may take to arrive (serving.py).
         "REQUEST_HEADER_TIMEOUT": integer(environ, "REQUEST_HEADER_TIMEOUT", 10, minimum=1),
         "REQUEST_BODY_TIMEOUT": integer(environ, "REQUEST_BODY_TIMEOUT", 30, minimum=1),
+        # An upload's body (files from a phone on a slow network) may take this long.
+        "UPLOAD_BODY_TIMEOUT": integer(environ, "UPLOAD_BODY_TIMEOUT", 300, minimum=1),
         # Each of a worker's threads serves one request at a time, on one connection.
         "WEB_THREADS": (threads := integer(environ, "WEB_THREADS", 1, minimum=1)),
         "DB_POOL_SIZE": integer(environ, "DB_POOL_SIZE", threads, minimum=1),

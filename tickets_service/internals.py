@@ -38,6 +38,8 @@ PRIVATE = {
     "gunicorn.workers.gthread.PollableMethodQueue.run_callbacks": "runs what they reported",
     "gunicorn.http.unreader.Unreader.take_buffered": "what the parser read ahead",
     "gunicorn.http.unreader.Unreader.unread": "hands the buffered bytes to the parser",
+    "gunicorn.http.unreader.SocketUnreader.chunk": "serving.SpooledUnreader: an upload's spool",
+    # (and a parser's `unreader`, which serving.py replaces for an upload before parsing)
     "gunicorn.util.write_error": "gunicorn.conf.py answers gunicorn's own errors in JSON",
 }
 # Attributes set on instances (checked on one): class name -> attributes.

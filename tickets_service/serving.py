@@ -12,6 +12,10 @@ and the bytes it sent, never a thread:
   at most: 408 in the envelope, then the connection is closed;
 - a head over HEAD_LIMIT bytes is 431; a body over MAX_CONTENT_LENGTH is read and thrown away
   as it comes, then 413, so the client sees the answer rather than a reset connection;
+- an upload (a multipart POST to an attachments route or to the subscriber's page) is spooled to
+  a temporary file as it comes (1 MiB of it in memory at most) up to its own limit, and
+  refused (413) the moment one of its parts grows past ATTACHMENT_MAX_BYTES, or at once when
+  its declared length is beyond what the route takes: the rest is never read;
 - a client that goes away before its request is complete (an aborted chunked body) is only
   noted in the log: no thread ever waited for it;
 - a thread writes the answer with a socket timeout, so a client that stops reading cannot
@@ -27,12 +31,15 @@ import contextlib
 import errno
 import itertools
 import json
+import re
 import selectors
 import socket
 import struct
+import tempfile
 import time
 
 from gunicorn import util
+from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers import gthread
 
 from .config import ConfigError, from_environment
@@ -42,6 +49,16 @@ HEAD_LIMIT = 64 * 1024
 # A client that stops reading our answer for this long loses the connection.
 SEND_TIMEOUT = 10.0
 _READ_SIZE = 64 * 1024
+# The routes that take uploads (attachments.py, public.py): the request line of each.
+UPLOAD = re.compile(
+    rb"^POST (?:/api/v1/tickets/\d+/attachments|/api/v1/public/tickets/[^/?\s]+/attachments"
+    rb"|/t/[^/?\s]+)(?:\?\S*)? HTTP/1\.[01]\r?$"
+)
+# What an upload keeps in memory before it moves to a temporary file.
+UPLOAD_SPOOL = 1024 * 1024
+# The headers of a multipart part, beyond its file: a generous allowance.
+PART_HEADERS = 16 * 1024
+_BOUNDARY = re.compile(rb"boundary=(?:\"([^\"]{1,70})\"|([^;\s]{1,70}))", re.IGNORECASE)
 
 
 def envelope_answer(status: int, reason: str, message: str) -> bytes:
@@ -92,6 +109,9 @@ class RequestReader:
         self.head_done_at: float | None = None
         self.framing: Framing | None = None
         self.continued = False  # 100 Continue sent
+        # An upload's body (and what follows it) goes here rather than into buffer.
+        self.spool: tempfile.SpooledTemporaryFile | None = None
+        self.parts: PartWatch | None = None
 
     def feed(self, data: bytes, now: float) -> None:
         if not data:
@@ -101,11 +121,45 @@ class RequestReader:
         if self.framing is not None and self.framing.discarding:
             self.framing.consume(data)
             return
+        if self.spool is not None:
+            self._spooled(data)
+            return
         self.buffer += data
         if self.head_end is None:
             self._find_head(now)
         elif self.framing is not None:
             self.framing.consume(data)
+
+    def _spooled(self, data: bytes) -> None:
+        self.spool.write(data)
+        if self.parts is not None:
+            self.parts.consume(data)
+        self.framing.consume(data)
+        if self.framing.received > self.framing.limit:
+            raise Refusal(413, "Content Too Large", "Request body too large.")
+
+    def _upload(self, head: bytes) -> bool:
+        """Whether the request is an upload: its body then goes to a spool, held to the
+        upload's limits (413 at once for a declared length beyond them)."""
+        line = head.split(b"\n", 1)[0]
+        if not UPLOAD.match(line):
+            return False
+        self.framing = Framing.of(head, self.limits.upload_body)
+        if self.framing.discarding:
+            raise Refusal(413, "Content Too Large", "Request body too large.")
+        found = None
+        for header in head.split(b"\n")[1:]:
+            name, colon, value = header.partition(b":")
+            if colon and name.strip().lower() == b"content-type":
+                found = _BOUNDARY.search(value)
+        if found is not None:
+            self.parts = PartWatch(found[1] or found[2], self.limits.upload_part)
+        self.spool = tempfile.SpooledTemporaryFile(max_size=UPLOAD_SPOOL)  # noqa: SIM115
+        return True
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
 
     def _find_head(self, now: float) -> None:
         text = bytes(self.buffer).lstrip(b"\r\n")  # empty lines may precede a request line
@@ -123,8 +177,13 @@ class RequestReader:
         if end - skipped > HEAD_LIMIT:
             raise Refusal(431, "Request Header Fields Too Large", "Request head too large.")
         self.head_end, self.head_done_at = end, now
-        self.framing = Framing.of(bytes(self.buffer[skipped:end]), self.limits.body)
+        head = bytes(self.buffer[skipped:end])
         body = bytes(self.buffer[end:])
+        if self._upload(head):
+            del self.buffer[end:]
+            self._spooled(body)
+            return
+        self.framing = Framing.of(head, self.limits.body)
         if self.framing.discarding:
             del self.buffer[end:]
         self.framing.consume(body)
@@ -150,8 +209,33 @@ class RequestReader:
         if self.head_end is None and now - self.started > self.limits.header_timeout:
             raise self.overdue()
         waited = now - self.head_done_at if self.head_done_at is not None else 0
-        if not self.complete() and waited > self.limits.body_timeout:
+        allowed = self.limits.upload_timeout if self.spool is not None else self.limits.body_timeout
+        if not self.complete() and waited > allowed:
             raise self.overdue()
+
+
+class PartWatch:
+    """Follows a multipart body's boundaries as it arrives: a part (a file) that grows past
+    the limit is refused then, before the rest of the body is read."""
+
+    def __init__(self, boundary: bytes, limit: int):
+        self.mark = b"--" + boundary
+        self.limit = limit
+        self.since = 0  # bytes since the last boundary
+        self.tail = b""  # the end of what came, where a boundary may begin
+
+    def consume(self, data: bytes) -> None:
+        text = self.tail + data
+        found = text.rfind(self.mark)
+        if found >= 0:
+            self.since = len(text) - found - len(self.mark)
+        else:
+            self.since += len(data)
+        self.tail = text[-(len(self.mark) - 1) :]
+        if self.since > self.limit:
+            raise Refusal(
+                413, "Content Too Large", "A file is larger than the limit (ATTACHMENT_MAX_BYTES)."
+            )
 
 
 class Framing:
@@ -250,6 +334,11 @@ class Limits:
         self.header_timeout = settings["REQUEST_HEADER_TIMEOUT"]
         self.body_timeout = settings["REQUEST_BODY_TIMEOUT"]
         self.body = settings["MAX_CONTENT_LENGTH"]
+        # Uploads: a file and its part's headers, at most 20 of them, a little for fields
+        # (attachments.receive holds the body to the same), and time for a phone to send it.
+        self.upload_part = settings["ATTACHMENT_MAX_BYTES"] + PART_HEADERS
+        self.upload_body = 20 * self.upload_part + 256 * 1024
+        self.upload_timeout = settings["UPLOAD_BODY_TIMEOUT"]
 
 
 def _has_unread_bytes(sock) -> bool:
@@ -373,10 +462,12 @@ class BufferingWorker(gthread.ThreadWorker):
         try:
             self._take_in(conn, reader)
         except ClientGone as gone:
+            reader.close()
             if gone.partly:
                 self.log.info("Client closed the connection before its request was complete.")
             return False
         except Refusal as refusal:
+            reader.close()
             self.log.info("Refused a request: %s %s", refusal.status, refusal.message)
             answer = envelope_answer(refusal.status, refusal.reason, refusal.message)
             util.write_nonblock(conn.sock, answer)
@@ -385,8 +476,19 @@ class BufferingWorker(gthread.ThreadWorker):
             return gthread._DEFER
         conn.reader = None
         conn.init()
+        if reader.spool is None:
+            conn.parser.unreader.unread(bytes(reader.buffer))
+            return super().handle(conn)
+        # An upload: its body (and anything after it) from the spool, then the connection
+        # closes, so no later request reads after a spool that is gone.
+        reader.spool.seek(0)
+        conn.parser.unreader = SpooledUnreader(conn.sock, reader.spool)
         conn.parser.unreader.unread(bytes(reader.buffer))
-        return super().handle(conn)
+        try:
+            super().handle(conn)
+        finally:
+            reader.close()
+        return False
 
     def _take_in(self, conn, reader: RequestReader) -> None:
         """Read what the connection has, without waiting for more."""
@@ -420,6 +522,21 @@ class BufferingWorker(gthread.ThreadWorker):
         except BlockingIOError:  # SO_SNDTIMEO ran out (see BufferedConnection)
             self.log.info("Client stopped reading its answer; connection closed.")
             return False
+
+
+class SpooledUnreader(SocketUnreader):
+    """gunicorn's socket unreader, reading an upload's spool before the socket."""
+
+    def __init__(self, sock, spool):
+        super().__init__(sock)
+        self.spool = spool
+
+    def chunk(self, size_hint=None):
+        if not self.spool.closed:
+            data = self.spool.read(max(size_hint or 0, _READ_SIZE))
+            if data:
+                return data
+        return super().chunk(size_hint)
 
 
 class BufferedConnection(gthread.TConn):
