@@ -110,8 +110,10 @@ def test_fifty_uploads_of_ten_mib_leave_the_workers_memory_flat(served, client, 
         assert response.status_code == 201, response.text
         peak = max(peak, rss(pid))
 
-    # 500 MiB went through; the worker grew by less than a fifth of one file.
-    assert peak - before < 2 * MIB, (before, peak)
+    # 500 MiB went through, and the worker never held one file: a body read into memory
+    # would take the whole 10 MiB (and the parser's copy) at once. What moves is the
+    # allocator's and the database driver's own (2-5 MiB, seen).
+    assert peak - before < 8 * MIB, (before, peak)
     assert len(rows(Attachment)) == 51
 
 
