@@ -6,6 +6,7 @@ limit, and a declared length beyond what the route takes at once, the rest never
 import hashlib
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -103,17 +104,29 @@ def test_fifty_uploads_of_ten_mib_leave_the_workers_memory_flat(served, client, 
     ticket_id = create_ticket(client, staff)
     assert_success(upload(base, staff, ticket_id, ("warm.png", png(LIMIT))), 201)
     before = rss(pid)
-    peak = before
+    samples: list[int] = []
+    done = threading.Event()
 
-    for n in range(50):
-        response = upload(base, staff, ticket_id, (f"photo-{n}.png", png(LIMIT)))
-        assert response.status_code == 201, response.text
-        peak = max(peak, rss(pid))
+    def sample():  # the worker's resident memory while the uploads go through it
+        while not done.is_set():
+            samples.append(rss(pid))
+            time.sleep(0.002)
 
-    # 500 MiB went through, and the worker never held one file: a body read into memory
-    # would take the whole 10 MiB (and the parser's copy) at once. What moves is the
-    # allocator's and the database driver's own (2-5 MiB, seen).
-    assert peak - before < 8 * MIB, (before, peak)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        for n in range(50):
+            response = upload(base, staff, ticket_id, (f"photo-{n}.png", png(LIMIT)))
+            assert response.status_code == 201, response.text
+    finally:
+        done.set()
+        sampler.join()
+
+    # 500 MiB went through, and the worker never held a file: a body read into memory takes
+    # the whole 10 MiB at once while it is served. What moves is the spool's first MiB, the
+    # parser's buffers, the allocator's and the database driver's own.
+    assert len(samples) > 100
+    assert max(samples) - before < 6 * MIB, (before, max(samples))
     assert len(rows(Attachment)) == 51
 
 

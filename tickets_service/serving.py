@@ -533,7 +533,9 @@ class SpooledUnreader(SocketUnreader):
 
     def chunk(self, size_hint=None):
         if not self.spool.closed:
-            data = self.spool.read(max(size_hint or 0, _READ_SIZE))
+            # One read-sized piece at a time, whatever the parser may take: asked for the
+            # whole rest of a body, gunicorn would hold all of it in memory.
+            data = self.spool.read(_READ_SIZE)
             if data:
                 return data
         return super().chunk(size_hint)
