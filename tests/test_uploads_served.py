@@ -238,6 +238,7 @@ def test_an_upload_then_an_ordinary_request_on_new_connections(served, client, s
             timeout=30,
         )
         assert_success(first, 201)
+        assert first.headers["Connection"] == "close"
         listed = session.get(
             f"{base}/api/v1/tickets/{ticket_id}/attachments", headers=staff.headers, timeout=30
         )

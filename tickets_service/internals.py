@@ -40,6 +40,7 @@ PRIVATE = {
     "gunicorn.http.unreader.Unreader.unread": "hands the buffered bytes to the parser",
     "gunicorn.http.unreader.SocketUnreader.chunk": "serving.SpooledUnreader: an upload's spool",
     # (and a parser's `unreader`, which serving.py replaces for an upload before parsing)
+    "gunicorn.http.message.Message.should_close": "reads must_close, set for an upload",
     "gunicorn.util.write_error": "gunicorn.conf.py answers gunicorn's own errors in JSON",
 }
 # Attributes set on instances (checked on one): class name -> attributes.

@@ -482,6 +482,7 @@ class BufferingWorker(gthread.ThreadWorker):
         # An upload: its body (and anything after it) from the spool, then the connection
         # closes, so no later request reads after a spool that is gone.
         reader.spool.seek(0)
+        conn.upload = True
         conn.parser.unreader = SpooledUnreader(conn.sock, reader.spool)
         conn.parser.unreader.unread(bytes(reader.buffer))
         try:
@@ -516,7 +517,10 @@ class BufferingWorker(gthread.ThreadWorker):
             conn.sock.setblocking(True)
 
     def handle_request(self, req, conn):
-        """Serve a whole request; a client that stops reading the answer times out."""
+        """Serve a whole request; a client that stops reading the answer times out. An
+        upload's answer says `Connection: close`, and the connection closes after it."""
+        if getattr(conn, "upload", False):
+            req.must_close = True
         try:
             return super().handle_request(req, conn)
         except BlockingIOError:  # SO_SNDTIMEO ran out (see BufferedConnection)
