@@ -112,13 +112,6 @@ def register_extensions(app: Flask) -> None:
     transport.init_app(app)
     ratelimits.init_app(app)
     storage.init_app(app)
-    app.teardown_request(lambda _error: _close_uploads())
-
-
-def _close_uploads() -> None:
-    from .attachments import close_received
-
-    close_received()
 
 
 def register_blueprints(app: Flask) -> None:
@@ -144,6 +137,7 @@ def register_blueprints(app: Flask) -> None:
     from .webhooks import views as webhooks
 
     api = openapi.init_app(app)
+    app.teardown_request(attachments.close_received)
     api.register_blueprint(health.bp)
     api.register_blueprint(auth.bp, url_prefix="/api/v1/auth")
     api.register_blueprint(tickets.bp, url_prefix="/api/v1/tickets")

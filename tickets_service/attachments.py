@@ -169,7 +169,7 @@ def receive(max_files: int, *, files_required: bool = True) -> tuple[dict, list[
     return form.to_dict(), uploads
 
 
-def close_received() -> None:
+def close_received(_error=None) -> None:
     """The request's spooled uploads go (their temporary files with them)."""
     for part in g.pop("received", ()):
         part.close()
@@ -281,8 +281,8 @@ def bind(ticket: Ticket, reply: TicketReply, ids: list[int], *, by_subscriber: b
     subscriber's reply only theirs, staff only staff's (422 on attachment_ids otherwise)."""
     if not ids:
         return
-    if len(ids) > MAX_FILES or len(set(ids)) != len(ids):
-        raise ValidationError({"attachment_ids": [f"At most {MAX_FILES} distinct ids."]})
+    if len(set(ids)) != len(ids):  # (at most MAX_FILES: the schemas say so)
+        raise ValidationError({"attachment_ids": ["Name each attachment once."]})
     rows = db.session.scalars(
         select(Attachment)
         .where(
@@ -310,7 +310,7 @@ def bind(ticket: Ticket, reply: TicketReply, ids: list[int], *, by_subscriber: b
     reply.attachments = AttachmentRefOut(many=True).dump(rows)
 
 
-def stream(row: Attachment, headers: dict | None = None) -> Response:
+def stream(row: Attachment) -> Response:
     """The attachment's bytes as a download: never shown inline, never sniffed into HTML."""
     name = storage.object_name(row.isp_id, row.sha256)
     chunks = storage.store().read(name)
@@ -326,7 +326,6 @@ def stream(row: Attachment, headers: dict | None = None) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response.headers["Cache-Control"] = "private, no-store"
-    response.headers.update(headers or {})
     return response
 
 

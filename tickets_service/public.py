@@ -18,7 +18,7 @@ from flask import abort, current_app, redirect, render_template, request
 from markupsafe import Markup
 from marshmallow import ValidationError
 from sqlalchemy import select
-from werkzeug.exceptions import Gone, HTTPException, NotFound, TooManyRequests
+from werkzeug.exceptions import Gone, HTTPException, TooManyRequests
 
 from . import attachments, login_limits
 from .extensions import db
@@ -399,16 +399,11 @@ def page_reply(token: str):
     except ValidationError as invalid:
         db.session.rollback()
         problems = [p for messages in invalid.normalized_messages().values() for p in messages]
-        current = db.session.scalar(
-            select(Ticket)
-            .join(SubscriberLink)
-            .where(SubscriberLink.token_hash == token_hash(token))
-        )
-        if current is None:
-            return _plain(NotFound(UNKNOWN))
-        return _page(
-            "public_ticket.html", 422, ticket=conversation(current), token=token, problems=problems
-        )
+        try:
+            shown = conversation(opened(token, None))  # charged already
+        except HTTPException as error:
+            return _plain(error)
+        return _page("public_ticket.html", 422, ticket=shown, token=token, problems=problems)
     except HTTPException as error:
         db.session.rollback()
         return _plain(error)
