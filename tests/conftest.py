@@ -41,6 +41,7 @@ from tickets_service.models import (
     WebhookEndpoint,
     utcnow,
 )
+from tickets_service.storage import LocalStore
 
 # The only import of issue_token: tests get their tokens from here.
 from tickets_service.tokens import Caller, issue_token
@@ -592,3 +593,12 @@ def assert_took_effect(fetch, rows):
         return body
 
     return check
+
+
+@pytest.fixture
+def attachment_dir(app, tmp_path, monkeypatch):
+    """The `app` fixture keeps attachments' bytes in this test's own directory (returned),
+    not in the checkout's instance folder."""
+    root = tmp_path / "attachments"
+    monkeypatch.setitem(app.extensions, "attachment_store", LocalStore(str(root)))
+    return root

@@ -13,12 +13,12 @@ import hashlib
 import io
 import struct
 import tracemalloc
-import zlib
 from pathlib import Path
 
 import pytest
 from support.client import assert_error, assert_success, call, get, reply
 from support.database import TIMESTAMP, history_in_db
+from support.files import png
 from support.urls import ticket_url
 
 from tickets_service.models import Attachment, AttachmentBlob, Ticket, TicketReply
@@ -42,19 +42,6 @@ DRAINED = 1 * MIB
 
 
 # --- Files -------------------------------------------------------------------------------------
-
-
-def png(seed: int = 0) -> bytes:
-    """A valid 1x1 PNG; its one pixel's colour (hence its bytes) differs with `seed`."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data)
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    pixel = zlib.compress(bytes([0, seed % 256, seed // 256 % 256, 7]))
-    signature = b"\x89PNG\r\n\x1a\n"
-    return signature + chunk(b"IHDR", header) + chunk(b"IDAT", pixel) + chunk(b"IEND", b"")
 
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\xff\xd9"

@@ -7,15 +7,14 @@ the file's name: one per ISP and bytes, deleted with the last attachment that ha
 import hashlib
 import os
 import socket
-import struct
 import subprocess
 import sys
 import time
 import uuid
-import zlib
 
 import pytest
 from support.client import assert_error, assert_success
+from support.files import png
 from support.urls import ticket_url
 
 from tickets_service.models import Attachment, AttachmentBlob
@@ -28,19 +27,6 @@ BOUNDARY = "attachments-s3-test-boundary-Zq81Hh"
 TEXT = b"Router log\n12:00 link down\n12:05 link up\n"
 HTML = b"<html><body><script>alert(document.cookie)</script></body></html>"
 MIB = 1024 * 1024
-
-
-def png(seed: int = 0) -> bytes:
-    """A valid 1x1 PNG; its one pixel's colour (hence its bytes) differs with `seed`."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data)
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    pixel = zlib.compress(bytes([0, seed % 256, seed // 256 % 256, 7]))
-    signature = b"\x89PNG\r\n\x1a\n"
-    return signature + chunk(b"IHDR", header) + chunk(b"IDAT", pixel) + chunk(b"IEND", b"")
 
 
 def sha(content: bytes) -> str:

@@ -4,17 +4,13 @@ in a real browser (Debian's chromium, driven by Playwright) with no console erro
 failed request: it names its own icon, so the browser never asks for /favicon.ico.
 """
 
-import os
-import shutil
-import threading
 from http import HTTPStatus
 
 import pytest
-from werkzeug.serving import make_server
+from support.browser import browser_page, served_in_a_thread
 
 from tickets_service.openapi import SERVER_ANSWERS
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 
 
@@ -43,38 +39,14 @@ def test_the_docs_page_names_its_icon(client):
 
 @pytest.fixture
 def served(app):
-    """The app on a loopback port, in a thread (werkzeug's server)."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with served_in_a_thread(app) as base:
+        yield base
 
 
 @pytest.mark.slow
 def test_the_docs_page_loads_in_a_browser_without_a_console_error(served):
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is missing: .ci/run installs it (apt-get install chromium)")
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    problems: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            page = browser.new_page()
-            add = problems.append
-            page.on("console", lambda m: m.type == "error" and add(m.text))
-            page.on("pageerror", lambda error: add(str(error)))
-            page.on("requestfailed", lambda request: add(f"failed: {request.url}"))
-            page.on("response", lambda r: r.status >= 400 and add(f"{r.status}: {r.url}"))
-            page.goto(f"{served}/api/v1/docs", wait_until="networkidle")
-            page.wait_for_selector("text=Fetch All Tickets", timeout=15_000)
-            assert page.title() == "Tickets API"
-        finally:
-            browser.close()
+    with browser_page() as (page, problems):
+        page.goto(f"{served}/api/v1/docs", wait_until="networkidle")
+        page.wait_for_selector("text=Fetch All Tickets", timeout=15_000)
+        assert page.title() == "Tickets API"
     assert problems == []

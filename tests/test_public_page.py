@@ -8,21 +8,15 @@ a real browser (Debian's chromium, driven by Playwright) on a phone-sized screen
 import base64
 import hashlib
 import io
-import os
 import re
-import shutil
-import struct
-import threading
-import zlib
-from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
+from support.browser import browser_page, served_in_a_thread
 from support.client import assert_success, call, reply, set_status
 from support.database import set_columns
+from support.files import png, stored_files
 from support.urls import ticket_url
-from werkzeug.serving import make_server
 
 from tickets_service.models import (
     Attachment,
@@ -32,9 +26,10 @@ from tickets_service.models import (
     TicketReply,
     utcnow,
 )
-from tickets_service.storage import LocalStore
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Attachments' bytes go to each test's own directory.
+pytestmark = pytest.mark.usefixtures("attachment_dir")
+
 NOTE = "Internal: line card 7 is flapping, do not tell the customer."
 POLICY = {
     "default-src": ["'none'"],
@@ -45,32 +40,6 @@ POLICY = {
 }
 CLOSED = "This ticket is closed; write to your provider to open a new one."
 EXPIRED = "This link has expired; ask your provider for a new one."
-
-
-@pytest.fixture(autouse=True)
-def attachment_dir(app, tmp_path, monkeypatch) -> Path:
-    """The app keeps attachments' bytes in this test's own directory."""
-    root = tmp_path / "attachments"
-    monkeypatch.setitem(app.extensions, "attachment_store", LocalStore(str(root)))
-    return root
-
-
-def stored_files(root: Path) -> list[Path]:
-    return [path for path in root.rglob("*") if path.is_file()] if root.exists() else []
-
-
-def png(seed: int = 0) -> bytes:
-    """A real 1x1 PNG; each seed gives other bytes."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    pixel = zlib.compress(bytes([0, seed % 256, (seed // 256) % 256, 7]))
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixel) + chunk(b"IEND", b"")
-    )
 
 
 def make_link(client, account, ticket_id: int) -> str:
@@ -504,12 +473,8 @@ def test_the_page_is_limited_with_a_plain_429_page(make_app, client, tmp_path, t
 
 @pytest.fixture
 def served(app):
-    """The app on a loopback port, in a thread (werkzeug's server)."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with served_in_a_thread(app) as base:
+        yield base
 
 
 # Records every Content-Security-Policy violation (the init script itself is not the page's).
@@ -521,38 +486,12 @@ document.addEventListener("securitypolicyviolation", (event) => {
 """
 
 
-@contextmanager
-def phone(served: str):
-    """A page of Debian's chromium on a 360x740 phone screen, and the problems it meets: console
-    errors (CSP violations among them), page errors, failed requests, answers of 400 and more."""
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is missing: .ci/run installs it (apt-get install chromium)")
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    problems: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            context = browser.new_context(
-                viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True
-            )
-            context.add_init_script(WATCH_POLICY)
-            page = context.new_page()
-            add = problems.append
-            page.on(
-                "console", lambda m: m.type == "error" and add(f"{m.text} ({m.location['url']})")
-            )
-            page.on("pageerror", lambda error: add(str(error)))
-            page.on("requestfailed", lambda request: add(f"failed: {request.url}"))
-            page.on("response", lambda r: r.status >= 400 and add(f"{r.status}: {r.url}"))
-            yield page, problems
-        finally:
-            browser.close()
+def phone():
+    """A page of Debian's chromium on a 360x740 phone screen, and the problems it meets
+    (support.browser's, CSP violations among them once violations() is read)."""
+    return browser_page(
+        WATCH_POLICY, viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True
+    )
 
 
 def violations(page) -> list[str]:
@@ -568,7 +507,7 @@ def test_a_subscriber_reads_and_replies_with_a_photo_on_a_phone(
     token = make_link(client, staff, ticket)
     photo = png(42)
 
-    with phone(served) as (page, problems):
+    with phone() as (page, problems):
         page.goto(f"{served}/t/{token}", wait_until="networkidle")
 
         assert page.title() == "Connection Issue"
@@ -629,7 +568,7 @@ def test_a_subscriber_reads_and_replies_with_a_photo_on_a_phone(
 def test_the_page_loads_in_a_browser_without_a_console_error(served, client, staff, ticket):
     token = make_link(client, staff, ticket)
 
-    with phone(served) as (page, problems):
+    with phone() as (page, problems):
         page.goto(f"{served}/t/{token}", wait_until="networkidle")
         page.wait_for_timeout(300)  # the icon is asked for after the load
         problems += violations(page)

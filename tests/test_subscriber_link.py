@@ -9,10 +9,7 @@ limits on, reads and writes are counted per token and per client address. (The p
 import hashlib
 import io
 import re
-import struct
-import zlib
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from support.client import (
@@ -24,6 +21,7 @@ from support.client import (
     set_status,
 )
 from support.database import at, set_columns, stamp, without
+from support.files import png, stored_files
 from support.urls import ticket_url
 
 from tickets_service.models import (
@@ -36,7 +34,9 @@ from tickets_service.models import (
     TicketReply,
     utcnow,
 )
-from tickets_service.storage import LocalStore
+
+# Attachments' bytes go to each test's own directory.
+pytestmark = pytest.mark.usefixtures("attachment_dir")
 
 PUBLIC = "/api/v1/public/tickets"
 SETTINGS = "/api/v1/settings"
@@ -46,32 +46,6 @@ PUBLIC_FIELDS = ["id", "title", "description", "status", "created_at", "updated_
 PUBLIC_REPLY_FIELDS = ["id", "message", "author", "author_name", "created_at", "attachments"]
 REF_FIELDS = ["id", "name", "size", "content_type"]
 NOTE = "Internal: the customer owes us two months, be firm."
-
-
-@pytest.fixture(autouse=True)
-def attachment_dir(app, tmp_path, monkeypatch) -> Path:
-    """The app keeps attachments' bytes in this test's own directory."""
-    root = tmp_path / "attachments"
-    monkeypatch.setitem(app.extensions, "attachment_store", LocalStore(str(root)))
-    return root
-
-
-def stored_files(root: Path) -> list[Path]:
-    return [path for path in root.rglob("*") if path.is_file()] if root.exists() else []
-
-
-def png(seed: int = 0) -> bytes:
-    """A real 1x1 PNG; each seed gives other bytes."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    pixel = zlib.compress(bytes([0, seed % 256, (seed // 256) % 256, 7]))
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixel) + chunk(b"IEND", b"")
-    )
 
 
 def later(**delta) -> str:
