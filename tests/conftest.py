@@ -69,8 +69,10 @@ def db_url(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def app(db_url):
-    app = create_app(app_config(db_url))
+def app(db_url, tmp_path_factory):
+    # Attachments' bytes in a folder of the run, never the checkout's instance folder.
+    attachments = tmp_path_factory.mktemp("attachments")
+    app = create_app(app_config(db_url, ATTACHMENT_DIR=str(attachments)))
     with app.app_context():
         reset_schema()
     yield app
